@@ -1,0 +1,60 @@
+"""CarRacing with the published World Models frame pipeline and action convention."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.envs.box2d.car_racing import CarRacing
+
+from envs.wrappers import CropFrame, Interpolation, InvertFrame, ResizeFrame
+
+
+class CarRacingTanhActions(gym.ActionWrapper):
+    """Accept actions in [-1, 1]^3 (a tanh controller's output) and map them as the paper does.
+
+    steer = a0 (already in [-1, 1]); gas = (a1 + 1) / 2 in [0, 1]; brake = clip(a2, 0, 1).
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.action_space
+        if not (isinstance(space, spaces.Box) and space.shape == (3,)):
+            raise ValueError(f"CarRacingTanhActions needs CarRacing's Box(3,) action space, got {space}")
+        self.action_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        steer, gas, brake = action
+        return np.array([steer, (gas + 1.0) / 2.0, max(brake, 0.0)], dtype=np.float32)
+
+
+def make_carracing(
+    frame_size: int = 64,
+    crop_rows: int = 84,
+    interpolation: Interpolation = "bilinear",
+    invert_colors: bool = False,
+    action_mode: Literal["tanh", "native"] = "tanh",
+    render_mode: str | None = None,
+    **carracing_kwargs: Any,
+) -> gym.Env:
+    """CarRacing-v3 physics and tracks, observations (frame_size, frame_size, 3) uint8.
+
+    The defaults are the published pipeline: keep the top ``crop_rows`` = 84 rows of the 96x96 frame
+    (the dashboard is dropped), resize to 64x64, no colour inversion, and the tanh action convention
+    (:class:`CarRacingTanhActions`). ``action_mode="native"`` keeps Box([-1, 0, 0], [1, 1, 1]).
+    Other keyword arguments (``domain_randomize``, ``lap_complete_percent``, ...) go to CarRacing.
+    """
+    if action_mode not in ("tanh", "native"):
+        raise ValueError(f"action_mode must be 'tanh' or 'native', got {action_mode!r}")
+    env: gym.Env = CarRacing(render_mode=render_mode, continuous=True, **carracing_kwargs)
+    if crop_rows:
+        env = CropFrame(env, 0, crop_rows)
+    env = ResizeFrame(env, frame_size, interpolation)
+    if invert_colors:
+        env = InvertFrame(env)
+    if action_mode == "tanh":
+        env = CarRacingTanhActions(env)
+    return env

@@ -1,0 +1,246 @@
+"""Gather episodes with Ray actors and store one file per episode (see :mod:`rollouts.storage`).
+
+Each actor owns one environment and one data policy and runs whole episodes; it returns the episode
+already compressed, and the driver writes it atomically. Only what is missing on disk is gathered, so
+re-running the same command resumes. An actor that dies (or whose episode raises) is replaced and the
+episode retried, up to ``max_retries`` times.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import ray
+from tqdm.auto import tqdm
+
+import envs  # noqa: F401  (registers the worldmodels/ ids)
+from rollouts.atomic import atomic_write_bytes
+from rollouts.policies import DataPolicy, make_data_policy
+from rollouts.storage import (
+    Episode,
+    EpisodeFileError,
+    episode_path,
+    episode_to_bytes,
+    manifest_entry,
+    read_episode_meta,
+    write_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+
+class CollectError(RuntimeError):
+    """An episode kept failing after every retry; the message carries the last error."""
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """How a worker builds its environment: ``gymnasium.make(id, max_episode_steps, **options)``."""
+
+    id: str
+    max_episode_steps: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def make(self) -> gym.Env:
+        try:
+            return gym.make(self.id, max_episode_steps=self.max_episode_steps, **self.options)
+        except gym.error.Error as err:
+            raise ValueError(f"cannot make environment {self.id!r}: {err}. Registered world-model ids: "
+                             f"{[i for i in gym.registry if i.startswith('worldmodels/')]}") from None
+        except TypeError as err:
+            raise ValueError(f"environment {self.id!r} refused the options {self.options}: {err}") from None
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """Which data policy a worker runs (see :func:`rollouts.policies.make_data_policy`)."""
+
+    name: str = "random_controller"
+    brownian_sigma: float = 0.1
+    controller_weight_std: float = 0.01
+
+    def make(self, action_space: gym.Space) -> DataPolicy:
+        return make_data_policy(self.name, action_space, self.brownian_sigma, self.controller_weight_std)
+
+
+def run_episode(env: gym.Env, policy: DataPolicy, seed: int) -> Episode:
+    """Run one episode from ``env.reset(seed=seed)`` to termination or truncation.
+
+    The policy's randomness is seeded from ``seed`` too, so the episode is a function of the seed.
+    """
+    policy.reset(np.random.default_rng([seed, 1]))
+    observation, _ = env.reset(seed=seed)
+    observations, actions, rewards, terminated, truncated = [observation], [], [], [], []
+    done = False
+    while not done:
+        action = policy(observation)
+        observation, reward, term, trunc, _ = env.step(action)
+        observations.append(observation)
+        actions.append(action)
+        rewards.append(reward)
+        terminated.append(term)
+        truncated.append(trunc)
+        done = term or trunc
+    return Episode(
+        observations=np.stack(observations).astype(np.uint8),
+        actions=np.stack(actions).astype(np.float32 if np.asarray(actions[0]).dtype.kind == "f" else np.int64),
+        rewards=np.asarray(rewards, np.float32),
+        terminated=np.asarray(terminated, bool),
+        truncated=np.asarray(truncated, bool),
+    )
+
+
+class EpisodeWorker:
+    """Holds one environment and one policy; runs episodes by index and returns them compressed."""
+
+    def __init__(self, env_spec: EnvSpec, policy_spec: PolicySpec):
+        self.env_spec = env_spec
+        self.env = env_spec.make()
+        self.policy = policy_spec.make(self.env.action_space)
+        self.policy_name = policy_spec.name
+
+    def run(self, index: int, seed: int) -> bytes:
+        episode = run_episode(self.env, self.policy, seed)
+        episode.meta = {
+            "index": index,
+            "seed": seed,
+            "env_id": self.env_spec.id,
+            "policy": self.policy_name,
+            "length": episode.length,
+            "return": episode.total_reward,
+            "terminated": bool(episode.terminated[-1]),
+        }
+        return episode_to_bytes(episode)
+
+
+RemoteEpisodeWorker = ray.remote(num_cpus=1, max_restarts=0)(EpisodeWorker)
+
+
+@dataclass
+class CollectReport:
+    """What a collect run did."""
+
+    collected: int = 0
+    skipped: int = 0
+    retried: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def scan_existing(out_dir: Path, episodes: int) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """Episodes 0..episodes-1 already on disk (index -> meta) and the indices still to gather.
+
+    A file that cannot be read is renamed to ``*.corrupt`` (kept, not deleted) and gathered again.
+    """
+    done: dict[int, dict[str, Any]] = {}
+    todo: list[int] = []
+    for index in range(episodes):
+        path = episode_path(out_dir, index)
+        if not path.exists():
+            todo.append(index)
+            continue
+        try:
+            done[index] = manifest_entry(path, read_episode_meta(path))
+        except EpisodeFileError as err:
+            aside = path.with_name(path.name + ".corrupt")
+            log.warning("%s; moving it to %s and gathering the episode again", err, aside.name)
+            path.rename(aside)
+            todo.append(index)
+    return done, todo
+
+
+def collect_episodes(
+    out_dir: str | Path,
+    env_spec: EnvSpec,
+    policy_spec: PolicySpec,
+    episodes: int,
+    seed: int = 0,
+    num_workers: int | None = None,
+    max_retries: int = 3,
+    progress: bool = True,
+    on_episode: Callable[[int, list[Any]], None] | None = None,
+) -> CollectReport:
+    """Gather episodes ``0..episodes-1`` into ``out_dir`` (episode i uses seed ``seed + i``).
+
+    Ray must already be initialised (:func:`rollouts.ray_cluster.init_ray`). Episodes already stored
+    are skipped. ``on_episode(index, actors)`` is called after each stored episode (tests use it to
+    kill a worker mid-run). Raises :class:`CollectError` when an episode fails ``max_retries + 1`` times.
+    """
+    if episodes < 0:
+        raise ValueError(f"episodes must be >= 0, got {episodes}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env_spec.make().close()  # a wrong id or option fails here, once, with a clear message
+    entries, todo = scan_existing(out_dir, episodes)
+    report = CollectReport(skipped=len(entries))
+    if not todo:
+        write_manifest(out_dir, list(entries.values()))
+        return report
+
+    workers = min(num_workers or int(ray.available_resources().get("CPU", 1)), len(todo))
+    actors = [RemoteEpisodeWorker.remote(env_spec, policy_spec) for _ in range(max(workers, 1))]
+    queue = list(reversed(todo))
+    attempts: dict[int, int] = {}
+    in_flight: dict[ray.ObjectRef, tuple[int, int]] = {}  # ref -> (actor slot, episode index)
+
+    def submit(slot: int) -> None:
+        if queue:
+            index = queue.pop()
+            in_flight[actors[slot].run.remote(index, seed + index)] = (slot, index)
+
+    start = time.perf_counter()
+    last_manifest = start
+    bar = tqdm(total=len(todo), unit="ep", desc="collect", disable=not progress, dynamic_ncols=True)
+    try:
+        for slot in range(len(actors)):
+            submit(slot)
+        while in_flight:
+            (ref,), _ = ray.wait(list(in_flight), num_returns=1)
+            slot, index = in_flight.pop(ref)
+            try:
+                data = ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
+                attempts[index] = attempts.get(index, 0) + 1
+                if attempts[index] > max_retries:
+                    raise CollectError(f"episode {index} (seed {seed + index}) failed {attempts[index]} times; "
+                                       f"last error: {err}") from err
+                report.retried += 1
+                log.warning("episode %d failed (%s); replacing the worker and retrying",
+                            index, type(err).__name__)
+                ray.kill(actors[slot], no_restart=True)
+                actors[slot] = RemoteEpisodeWorker.remote(env_spec, policy_spec)
+                queue.append(index)
+                submit(slot)
+                continue
+            path = episode_path(out_dir, index)
+            atomic_write_bytes(path, data)
+            entries[index] = manifest_entry(path, read_episode_meta(path))
+            report.collected += 1
+            report.frames += entries[index]["length"] + 1
+            report.seconds = time.perf_counter() - start
+            bar.update(1)
+            bar.set_postfix(frames=report.frames, fps=f"{report.frames_per_second:.0f}", retried=report.retried)
+            if time.perf_counter() - last_manifest > 10:
+                write_manifest(out_dir, list(entries.values()))
+                last_manifest = time.perf_counter()
+            if on_episode is not None:
+                on_episode(index, actors)
+            submit(slot)
+    finally:
+        bar.close()
+        write_manifest(out_dir, list(entries.values()))
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+    report.seconds = time.perf_counter() - start
+    return report

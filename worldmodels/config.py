@@ -1,0 +1,288 @@
+"""Typed run configuration: one dataclass per stage, YAML presets shipped in the package, dotted overrides.
+
+A configuration is built in order (DreamerV3 style): dataclass defaults, then a preset (which may name a
+``base`` preset it refines), then ``--set section.key=value`` overrides. Every value is checked against
+the field's type; an unknown key or a value of the wrong type raises :class:`ConfigError` naming the key.
+The merged configuration is saved beside every run's outputs (:func:`save_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rollouts.atomic import atomic_write_text
+
+DataPolicyName = Literal["uniform", "brownian", "random_controller"]
+DeviceName = Literal["auto", "cpu", "cuda"]
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the key and what is allowed."""
+
+
+@dataclass
+class EnvConfig:
+    """The environment rollouts are gathered from."""
+
+    id: str = "worldmodels/CarRacing-v0"
+    """Registered Gymnasium id; the ``worldmodels/`` ids already apply the frame pipeline (64x64 uint8)."""
+    max_episode_steps: int | None = None
+    """Episode cap in steps; null keeps the id's own (1000 for CarRacing)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for ``gymnasium.make``, e.g. ``{invert_colors: true}``."""
+
+
+@dataclass
+class CollectConfig:
+    """Rollout collection with Ray workers."""
+
+    episodes: int = 10_000
+    """Number of episodes to gather (the paper: 10,000)."""
+    policy: DataPolicyName = "random_controller"
+    """Data policy: a random controller per episode (the authors'), a Brownian walk, or uniform noise."""
+    brownian_sigma: float = 0.1
+    """Step size of the Brownian walk, as a fraction of each action dimension's range per step."""
+    controller_weight_std: float = 0.01
+    """Random controller: weights drawn N(0, s^2) with s ~ U(0, this) per episode (the authors' 0.01)."""
+    seed: int = 0
+    """Episode i uses seed + i for the track and for the policy's noise."""
+    num_workers: int | None = None
+    """Ray actors stepping environments; null uses every CPU Ray offers."""
+    max_retries: int = 3
+    """Attempts per episode after its worker died or raised, before the run stops with the error."""
+
+
+@dataclass
+class RayConfig:
+    """Where the Ray workers run."""
+
+    address: str | None = None
+    """An existing cluster (``ray://host:10001`` or ``auto``); null starts a local one (RAY_ADDRESS also works)."""
+    num_cpus: int | None = None
+    """CPUs for a local Ray; null uses every core of this machine."""
+
+
+@dataclass
+class VAEConfig:
+    """V: the convolutional VAE and its training."""
+
+    z_size: int = 32
+    """Latent size (32 CarRacing, 64 Doom)."""
+    kl_tolerance: float = 0.5
+    """Free bits: the KL term is floored at kl_tolerance * z_size nats per sample."""
+    learning_rate: float = 1e-4
+    batch_size: int = 100
+    epochs: int = 10
+    """Passes over every stored frame (the authors' code: 10)."""
+    checkpoint_every: int = 1000
+    """Optimiser steps between checkpoints (one is also written at the end)."""
+    buffer_episodes: int = 8
+    """Episodes held in memory at once for shuffling; memory does not grow with the data set."""
+    loader_workers: int = 0
+    """DataLoader worker processes decoding episode files (0 decodes in the training process)."""
+    mixed_precision: bool = True
+    """bfloat16 autocast on CUDA; ignored on the CPU."""
+
+
+@dataclass
+class MDNRNNConfig:
+    """M: the mixture-density LSTM and its training."""
+
+    hidden_size: int = 256
+    """LSTM units (256 CarRacing, 512 Doom)."""
+    num_mixtures: int = 5
+    """Gaussians per latent dimension."""
+    reward_head: bool = False
+    done_head: bool = False
+    done_pos_weight: float = 1.0
+    """Weight of terminal steps in the done BCE (10 for Doom)."""
+    reward_weight: float = 1.0
+    learning_rate: float = 1e-3
+    grad_clip: float = 1.0
+    batch_size: int = 100
+    seq_len: int = 999
+    """Steps per training sequence; shorter episode tails are padded and masked."""
+    steps: int = 4000
+    """Optimiser steps (the authors' code: 4000)."""
+    checkpoint_every: int = 500
+    temperature: float = 1.0
+    """tau used when sampling from M (dreams): mixture logits / tau, noise * sqrt(tau)."""
+
+
+@dataclass
+class Config:
+    """A whole run: what each stage does, and where it runs."""
+
+    preset: str = "carracing"
+    """Name of the preset this configuration was built from (informational)."""
+    device: DeviceName = "auto"
+    """Torch device for training and inference: auto picks CUDA when present."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    mdnrnn: MDNRNNConfig = field(default_factory=MDNRNNConfig)
+
+
+def available_presets() -> list[str]:
+    """Names of the presets shipped in ``worldmodels/presets``."""
+    folder = resources.files("worldmodels") / "presets"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_preset(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The preset's values merged over its ``base`` chain, as a nested dict."""
+    if name in seen:
+        raise ConfigError(f"preset '{name}' has a circular base chain: {' -> '.join((*seen, name))}")
+    if name not in available_presets():
+        raise ConfigError(f"unknown preset '{name}'; available presets: {', '.join(available_presets())}")
+    text = (resources.files("worldmodels") / "presets" / f"{name}.yaml").read_text()
+    data = yaml.safe_load(text) or {}
+    base = data.pop("base", None)
+    merged = _read_preset(base, (*seen, name)) if base else {}
+    _merge(merged, data)
+    merged["preset"] = name
+    return merged
+
+
+def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
+    """Recursively merge ``update`` into ``into`` (dicts merge, everything else replaces)."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _check_value(value: Any, hint: Any, key: str) -> Any:
+    """Return ``value`` converted to ``hint`` (only int -> float widens) or raise ConfigError."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            choices = ", ".join(repr(c) for c in typing.get_args(hint))
+            raise ConfigError(f"config key '{key}' must be one of {choices}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            if option is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _check_value(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key '{key}' must be {_type_name(hint)}, got {value!r}")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ConfigError(f"config key '{key}' must be {hint.__name__}, got {value!r}")
+        return value
+    raise ConfigError(f"config key '{key}' has a type this loader does not know: {hint}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, refusing unknown keys and mistyped values."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{prefix.rstrip('.') or 'root'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}; keys here: {', '.join(names)}")
+    values = {}
+    for name in names:
+        if name not in data:
+            continue
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, data[name], f"{prefix}{name}.")
+        else:
+            values[name] = _check_value(data[name], hint, f"{prefix}{name}")
+    return cls(**values)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``'section.key=value'``; the value is read as YAML (``16``, ``true``, ``null``, ``[1, 2]``)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{text}' must look like section.key=value, e.g. vae.z_size=16")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override '{text}': the value is not valid YAML ({err})") from None
+    return key.strip(), value
+
+
+def _apply_override(data: dict[str, Any], key: str, value: Any) -> None:
+    *sections, leaf = key.split(".")
+    node = data
+    for depth, section in enumerate(sections):
+        child = node.setdefault(section, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key '{'.'.join(sections[: depth + 1])}' is a value, not a section")
+        node = child
+    node[leaf] = value
+
+
+def load_config(
+    preset: str | None = "carracing",
+    overrides: list[str] | None = None,
+    file: str | Path | None = None,
+) -> Config:
+    """Build a :class:`Config` from a preset or a saved YAML file, then dotted overrides.
+
+    :param preset: a shipped preset name (see :func:`available_presets`); ignored when ``file`` is given.
+    :param overrides: ``section.key=value`` strings, applied in order.
+    :param file: a YAML file written by :func:`save_config` (or by hand, in the same shape).
+    """
+    if file is not None:
+        path = Path(file)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        base = data.pop("base", None)
+        if base:
+            merged = _read_preset(base)
+            _merge(merged, data)
+            data = merged
+    else:
+        data = _read_preset(preset or "carracing")
+    for text in overrides or []:
+        _apply_override(data, *parse_override(text))
+    return _build(Config, data)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """The configuration as plain nested dicts (YAML/JSON-ready)."""
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the merged configuration as YAML, atomically; :func:`load_config(file=path)` reads it back."""
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
