@@ -213,8 +213,8 @@ def collect_episodes(
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
                 attempts[index] = attempts.get(index, 0) + 1
                 if attempts[index] > max_retries:
-                    raise CollectError(f"episode {index} (seed {seed + index}) failed {attempts[index]} times; "
-                                       f"last error: {err}") from err
+                    raise CollectError(f"episode {index} (seed {seed + index}) failed on all {attempts[index]} "
+                                       f"attempts; last error: {err}") from err
                 report.retried += 1
                 log.warning("episode %d failed (%s); replacing the worker and retrying",
                             index, type(err).__name__)

@@ -168,7 +168,7 @@ def _type_name(hint: Any) -> str:
 
 
 def _check_value(value: Any, hint: Any, key: str) -> Any:
-    """Return ``value`` converted to ``hint`` (only int -> float widens) or raise ConfigError."""
+    """Return ``value`` converted to ``hint`` (int and numeric text widen to float) or raise ConfigError."""
     origin = typing.get_origin(hint)
     if origin is Literal:
         if value not in typing.get_args(hint):
@@ -192,6 +192,11 @@ def _check_value(value: Any, hint: Any, key: str) -> Any:
         return dict(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        try:  # PyYAML reads "1e-4" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
     if hint in (int, float, str, bool):
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
             raise ConfigError(f"config key '{key}' must be {hint.__name__}, got {value!r}")

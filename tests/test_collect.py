@@ -1,0 +1,115 @@
+"""Ray collection: files, shapes, dtypes, seeds, resume, worker death, corrupt files, bad env ids."""
+
+import json
+
+import numpy as np
+import pytest
+import ray
+
+from rollouts.collect import CollectError, EnvSpec, EpisodeWorker, PolicySpec, collect_episodes
+from rollouts.policies import POLICY_NAMES
+from rollouts.ray_cluster import init_ray
+from rollouts.storage import EpisodeFileError, episode_path, read_episode
+
+STEPS = 15
+ENV = EnvSpec("worldmodels/CarRacing-v0", max_episode_steps=STEPS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    init_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.parametrize("policy", POLICY_NAMES)
+def test_collect_two_episodes_per_policy(tmp_path, policy):
+    report = collect_episodes(tmp_path, ENV, PolicySpec(policy), episodes=2, seed=100, num_workers=2, progress=False)
+    assert (report.collected, report.skipped, report.retried) == (2, 0, 0)
+    assert report.frames == 2 * (STEPS + 1)
+    for index in range(2):
+        episode = read_episode(episode_path(tmp_path, index))
+        assert episode.observations.shape == (STEPS + 1, 64, 64, 3) and episode.observations.dtype == np.uint8
+        assert episode.actions.shape == (STEPS, 3) and episode.actions.dtype == np.float32
+        assert np.all(np.abs(episode.actions) <= 1.0)
+        assert episode.rewards.shape == (STEPS,) and episode.rewards.dtype == np.float32
+        assert episode.terminated.dtype == bool and episode.truncated[-1]
+        assert episode.meta["seed"] == 100 + index and episode.meta["policy"] == policy
+        assert episode.meta["env_id"] == "worldmodels/CarRacing-v0"
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["episodes"] == 2 and manifest["frames"] == 2 * (STEPS + 1)
+    assert [e["seed"] for e in manifest["entries"]] == [100, 101]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_episodes_are_a_function_of_their_seed(tmp_path):
+    collect_episodes(tmp_path, ENV, PolicySpec("brownian"), episodes=2, seed=7, progress=False)
+    stored = read_episode(episode_path(tmp_path, 1))
+    again = EpisodeWorker(ENV, PolicySpec("brownian")).run(1, 8)  # episode 1 of seed 7 uses seed 8
+    (tmp_path / "again.npz").write_bytes(again)
+    rerun = read_episode(tmp_path / "again.npz")
+    np.testing.assert_array_equal(stored.observations, rerun.observations)
+    np.testing.assert_array_equal(stored.actions, rerun.actions)
+    other = read_episode(episode_path(tmp_path, 0))
+    assert not np.array_equal(other.actions, stored.actions)
+
+
+def test_resume_skips_stored_episodes_and_regathers_corrupt_ones(tmp_path):
+    collect_episodes(tmp_path, ENV, PolicySpec("uniform"), episodes=2, progress=False)
+    original = read_episode(episode_path(tmp_path, 1))
+    mtime = episode_path(tmp_path, 0).stat().st_mtime_ns
+    episode_path(tmp_path, 1).write_bytes(b"not an npz file")
+    report = collect_episodes(tmp_path, ENV, PolicySpec("uniform"), episodes=3, progress=False)
+    assert (report.collected, report.skipped) == (2, 1)
+    assert episode_path(tmp_path, 0).stat().st_mtime_ns == mtime
+    assert (tmp_path / "episode_000001.npz.corrupt").read_bytes() == b"not an npz file"
+    np.testing.assert_array_equal(read_episode(episode_path(tmp_path, 1)).observations, original.observations)
+    report = collect_episodes(tmp_path, ENV, PolicySpec("uniform"), episodes=3, progress=False)
+    assert (report.collected, report.skipped) == (0, 3)
+
+
+def test_killed_workers_are_replaced_and_their_episodes_retried(tmp_path):
+    killed = []
+
+    def kill_every_worker_once(index, actors):
+        if not killed:
+            killed.append(index)
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
+
+    report = collect_episodes(tmp_path, ENV, PolicySpec("random_controller"), episodes=4, num_workers=2,
+                              progress=False, on_episode=kill_every_worker_once)
+    assert killed and report.retried >= 1
+    assert report.collected == 4
+    for index in range(4):
+        assert read_episode(episode_path(tmp_path, index)).meta["seed"] == index
+
+
+def test_an_episode_that_keeps_failing_stops_the_run_with_its_error(tmp_path):
+    def kill_every_time(index, actors):
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+
+    with pytest.raises(CollectError, match="failed on all 1 attempts"):
+        collect_episodes(tmp_path, ENV, PolicySpec("uniform"), episodes=3, num_workers=1, max_retries=0,
+                         progress=False, on_episode=kill_every_time)
+    assert read_episode(episode_path(tmp_path, 0)).length == STEPS  # what was stored is kept
+
+
+def test_bad_env_id_and_options_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="cannot make environment 'worldmodels/NoSuchEnv-v0'"):
+        collect_episodes(tmp_path, EnvSpec("worldmodels/NoSuchEnv-v0"), PolicySpec(), episodes=1, progress=False)
+    with pytest.raises(ValueError, match="refused the options"):
+        collect_episodes(tmp_path, EnvSpec("worldmodels/CarRacing-v0", options={"wheels": 5}), PolicySpec(),
+                         episodes=1, progress=False)
+    with pytest.raises(ValueError, match="unknown data policy"):
+        EpisodeWorker(ENV, PolicySpec("greedy"))
+
+
+def test_corrupt_file_error_names_the_file(tmp_path):
+    collect_episodes(tmp_path, ENV, PolicySpec("uniform"), episodes=2, progress=False)
+    path = episode_path(tmp_path, 0)
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(EpisodeFileError, match="episode_000000.npz"):
+        read_episode(path)
+    assert read_episode(episode_path(tmp_path, 1)).length == STEPS
