@@ -1,6 +1,8 @@
 """Ray collection: files, shapes, dtypes, seeds, resume, worker death, corrupt files, bad env ids."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +12,8 @@ from rollouts.collect import CollectError, EnvSpec, EpisodeWorker, PolicySpec, c
 from rollouts.policies import POLICY_NAMES
 from rollouts.ray_cluster import init_ray
 from rollouts.storage import EpisodeFileError, episode_path, read_episode
+from worldmodels.cli import main
+from worldmodels.config import load_config
 
 STEPS = 15
 ENV = EnvSpec("worldmodels/CarRacing-v0", max_episode_steps=STEPS)
@@ -113,3 +117,23 @@ def test_corrupt_file_error_names_the_file(tmp_path):
     with pytest.raises(EpisodeFileError, match="episode_000000.npz"):
         read_episode(path)
     assert read_episode(episode_path(tmp_path, 1)).length == STEPS
+
+
+def test_cli_collect_runs_in_a_fresh_process(tmp_path):
+    """The README's first stage, as a user runs it: a new process starting its own local Ray."""
+    out = tmp_path / "episodes"
+    result = subprocess.run(
+        [sys.executable, "-m", "worldmodels.cli", "collect", "--preset", "carracing-tiny", "--out", str(out),
+         "--set", "collect.episodes=2", "--set", "env.max_episode_steps=10"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "2 episodes gathered" in result.stdout
+    assert load_config(file=out / "collect_config.yaml").collect.episodes == 2
+    assert [read_episode(p).length for p in sorted(out.glob("episode_*.npz"))] == [10, 10]
+
+
+def test_cli_refuses_a_bad_value_before_starting_ray(tmp_path, capsys):
+    assert main(["collect", "--preset", "carracing-tiny", "--out", str(tmp_path), "--set", "collect.policy=x"]) == 2
+    assert "collect.policy" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

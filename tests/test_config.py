@@ -22,7 +22,7 @@ def test_paper_defaults_in_carracing_preset():
 def test_tiny_preset_refines_its_base():
     tiny = load_config("carracing-tiny")
     assert tiny.preset == "carracing-tiny"
-    assert tiny.collect.episodes < 10 and tiny.env.max_episode_steps == 60
+    assert tiny.collect.episodes < 10 and tiny.env.max_episode_steps == 100
     assert tiny.vae.z_size == 32  # inherited from the carracing base
 
 
@@ -48,6 +48,11 @@ def test_overrides_are_typed():
         ("device=tpu", "device"),
         ("vae=3", "vae"),
         ("collect.num_workers=two", "collect.num_workers"),
+        ("collect.episodes=-1", "collect.episodes"),
+        ("vae.batch_size=0", "vae.batch_size"),
+        ("vae.learning_rate=0", "vae.learning_rate"),
+        ("mdnrnn.temperature=-1.0", "mdnrnn.temperature"),
+        ("collect.num_workers=0", "collect.num_workers"),
     ],
 )
 def test_bad_overrides_name_the_key(override, named):

@@ -54,6 +54,70 @@ def cmd_collect(args: argparse.Namespace) -> None:
           f"({report.frames_per_second:.0f} frames/s) -> {out}")
 
 
+RUN_CONFIG_NAME = "config.yaml"
+VAE_SHAPE_SETTINGS = ("vae.z_size",)
+"""Settings that shape V's tensors."""
+MDNRNN_SHAPE_SETTINGS = ("vae.z_size", "mdnrnn.hidden_size", "mdnrnn.num_mixtures", "mdnrnn.reward_head",
+                         "mdnrnn.done_head")
+"""Settings that shape M's tensors."""
+
+
+def _setting(config: Config, key: str) -> object:
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
+def _run_config(args: argparse.Namespace) -> Config:
+    """The merged config for a stage writing into --run, saved there as config.yaml.
+
+    Refused when it changes a setting that shapes a model the run folder already holds.
+    """
+    from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
+    from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
+
+    config = _config_from_args(args)
+    run = Path(args.run)
+    saved = run / RUN_CONFIG_NAME
+    if saved.exists():
+        earlier = load_config(file=saved)
+        for checkpoint, keys in ((VAE_CHECKPOINT, VAE_SHAPE_SETTINGS), (MDNRNN_CHECKPOINT, MDNRNN_SHAPE_SETTINGS)):
+            changed = [f"{key}={_setting(earlier, key)!r} (now {_setting(config, key)!r})"
+                       for key in keys if _setting(earlier, key) != _setting(config, key)]
+            if changed and (run / checkpoint).exists():
+                raise ConfigError(
+                    f"run folder {run} holds {checkpoint}, built with {', '.join(changed)}: it would not fit. "
+                    f"Pass --config {saved} (plus --set for other settings), or use a new --run folder")
+    save_config(config, saved)
+    return config
+
+
+def cmd_train_vae(args: argparse.Namespace) -> None:
+    """Train V on the episodes in --data; checkpoints, log and reconstructions go to --run (resumes RUN/vae.pt)."""
+    from worldmodels.train_vae import train_vae
+
+    summary = train_vae(_run_config(args), args.data, args.run)
+    print(f"train-vae: {summary.describe()}")
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    """Store V's posterior (mu, logvar) for every episode in --data, using RUN/vae.pt."""
+    from worldmodels.encode import encode_episodes
+    from worldmodels.train_vae import CHECKPOINT_NAME
+
+    config = _run_config(args)
+    count = encode_episodes(Path(args.run) / CHECKPOINT_NAME, args.data, batch_size=args.batch_size,
+                            device=config.device, overwrite=args.overwrite)
+    print(f"encode: {count} episodes encoded in {args.data} (the others were up to date)")
+
+
+def cmd_train_mdnrnn(args: argparse.Namespace) -> None:
+    """Train M on the latents in --data; checkpoints and log go to --run (resumes RUN/mdnrnn.pt)."""
+    from worldmodels.train_mdnrnn import train_mdnrnn
+
+    summary = train_mdnrnn(_run_config(args), args.data, args.run)
+    print(f"train-mdnrnn: {summary.describe()}")
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="carracing", help=f"one of: {', '.join(available_presets())}")
     parser.add_argument("--config", type=Path, help="a saved config YAML (replaces --preset)")
@@ -69,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
         "config": cmd_config,
         "presets": cmd_presets,
         "collect": cmd_collect,
+        "train-vae": cmd_train_vae,
+        "encode": cmd_encode,
+        "train-mdnrnn": cmd_train_mdnrnn,
     }
     parsers = {}
     for name, func in commands.items():
@@ -79,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     parsers["collect"].add_argument("--out", required=True, type=Path, help="folder for the episode files")
     parsers["collect"].add_argument("--ray-address", help="join this Ray cluster (default: $RAY_ADDRESS, "
                                     "else start a local one)")
+    for name in ("train-vae", "encode", "train-mdnrnn"):
+        parsers[name].add_argument("--data", required=True, type=Path, help="folder of episode files")
+        parsers[name].add_argument("--run", required=True, type=Path,
+                                   help="folder for this run's config, checkpoints and logs")
+    parsers["encode"].add_argument("--batch-size", type=int, default=256, help="frames per encoder pass")
+    parsers["encode"].add_argument("--overwrite", action="store_true",
+                                   help="encode every episode, even those with up-to-date latents")
     return parser
 
 

@@ -29,13 +29,23 @@ class ConfigError(ValueError):
     """A configuration key or value is invalid; the message names the key and what is allowed."""
 
 
+def positive(default: Any) -> Any:
+    """A numeric field that must be > 0 (None allowed where the type allows it)."""
+    return field(default=default, metadata={"bound": (0, False)})
+
+
+def non_negative(default: Any) -> Any:
+    """A numeric field that must be >= 0."""
+    return field(default=default, metadata={"bound": (0, True)})
+
+
 @dataclass
 class EnvConfig:
     """The environment rollouts are gathered from."""
 
     id: str = "worldmodels/CarRacing-v0"
     """Registered Gymnasium id; the ``worldmodels/`` ids already apply the frame pipeline (64x64 uint8)."""
-    max_episode_steps: int | None = None
+    max_episode_steps: int | None = positive(None)
     """Episode cap in steps; null keeps the id's own (1000 for CarRacing)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for ``gymnasium.make``, e.g. ``{invert_colors: true}``."""
@@ -45,19 +55,19 @@ class EnvConfig:
 class CollectConfig:
     """Rollout collection with Ray workers."""
 
-    episodes: int = 10_000
+    episodes: int = non_negative(10_000)
     """Number of episodes to gather (the paper: 10,000)."""
     policy: DataPolicyName = "random_controller"
     """Data policy: a random controller per episode (the authors'), a Brownian walk, or uniform noise."""
-    brownian_sigma: float = 0.1
+    brownian_sigma: float = positive(0.1)
     """Step size of the Brownian walk, as a fraction of each action dimension's range per step."""
-    controller_weight_std: float = 0.01
+    controller_weight_std: float = positive(0.01)
     """Random controller: weights drawn N(0, s^2) with s ~ U(0, this) per episode (the authors' 0.01)."""
     seed: int = 0
     """Episode i uses seed + i for the track and for the policy's noise."""
-    num_workers: int | None = None
+    num_workers: int | None = positive(None)
     """Ray actors stepping environments; null uses every CPU Ray offers."""
-    max_retries: int = 3
+    max_retries: int = non_negative(3)
     """Attempts per episode after its worker died or raised, before the run stops with the error."""
 
 
@@ -67,7 +77,7 @@ class RayConfig:
 
     address: str | None = None
     """An existing cluster (``ray://host:10001`` or ``auto``); null starts a local one (RAY_ADDRESS also works)."""
-    num_cpus: int | None = None
+    num_cpus: int | None = positive(None)
     """CPUs for a local Ray; null uses every core of this machine."""
 
 
@@ -75,19 +85,19 @@ class RayConfig:
 class VAEConfig:
     """V: the convolutional VAE and its training."""
 
-    z_size: int = 32
+    z_size: int = positive(32)
     """Latent size (32 CarRacing, 64 Doom)."""
-    kl_tolerance: float = 0.5
+    kl_tolerance: float = non_negative(0.5)
     """Free bits: the KL term is floored at kl_tolerance * z_size nats per sample."""
-    learning_rate: float = 1e-4
-    batch_size: int = 100
-    epochs: int = 10
+    learning_rate: float = positive(1e-4)
+    batch_size: int = positive(100)
+    epochs: int = non_negative(10)
     """Passes over every stored frame (the authors' code: 10)."""
-    checkpoint_every: int = 1000
+    checkpoint_every: int = positive(1000)
     """Optimiser steps between checkpoints (one is also written at the end)."""
-    buffer_episodes: int = 8
+    buffer_episodes: int = positive(8)
     """Episodes held in memory at once for shuffling; memory does not grow with the data set."""
-    loader_workers: int = 0
+    loader_workers: int = non_negative(0)
     """DataLoader worker processes decoding episode files (0 decodes in the training process)."""
     mixed_precision: bool = True
     """bfloat16 autocast on CUDA; ignored on the CPU."""
@@ -97,24 +107,24 @@ class VAEConfig:
 class MDNRNNConfig:
     """M: the mixture-density LSTM and its training."""
 
-    hidden_size: int = 256
+    hidden_size: int = positive(256)
     """LSTM units (256 CarRacing, 512 Doom)."""
-    num_mixtures: int = 5
+    num_mixtures: int = positive(5)
     """Gaussians per latent dimension."""
     reward_head: bool = False
     done_head: bool = False
-    done_pos_weight: float = 1.0
+    done_pos_weight: float = positive(1.0)
     """Weight of terminal steps in the done BCE (10 for Doom)."""
-    reward_weight: float = 1.0
-    learning_rate: float = 1e-3
-    grad_clip: float = 1.0
-    batch_size: int = 100
-    seq_len: int = 999
+    reward_weight: float = non_negative(1.0)
+    learning_rate: float = positive(1e-3)
+    grad_clip: float = positive(1.0)
+    batch_size: int = positive(100)
+    seq_len: int = positive(1000)
     """Steps per training sequence; shorter episode tails are padded and masked."""
-    steps: int = 4000
+    steps: int = non_negative(4000)
     """Optimiser steps (the authors' code: 4000)."""
-    checkpoint_every: int = 500
-    temperature: float = 1.0
+    checkpoint_every: int = positive(500)
+    temperature: float = positive(1.0)
     """tau used when sampling from M (dreams): mixture logits / tau, noise * sqrt(tau)."""
 
 
@@ -209,7 +219,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"config section '{prefix.rstrip('.') or 'root'}' must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    field_info = {f.name: f for f in dataclasses.fields(cls)}
+    names = list(field_info)
     for key in data:
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
@@ -224,7 +235,17 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
             values[name] = _build(hint, data[name], f"{prefix}{name}.")
         else:
             values[name] = _check_value(data[name], hint, f"{prefix}{name}")
+            _check_bound(values[name], field_info[name], f"{prefix}{name}")
     return cls(**values)
+
+
+def _check_bound(value: Any, info: dataclasses.Field, key: str) -> None:
+    bound = info.metadata.get("bound")
+    if bound is None or value is None:
+        return
+    limit, inclusive = bound
+    if value < limit or (value == limit and not inclusive):
+        raise ConfigError(f"config key '{key}' must be {'>=' if inclusive else '>'} {limit}, got {value!r}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -1,0 +1,97 @@
+"""Training V: the loss falls, outputs are written, a resumed run equals an uninterrupted one, devices."""
+
+import csv
+
+import pytest
+import torch
+from PIL import Image
+
+from worldmodels.checkpoint import read_checkpoint
+from worldmodels.config import load_config
+from worldmodels.device import resolve_device
+from worldmodels.train_vae import train_vae
+
+
+def tiny_config(*overrides: str):
+    return load_config("carracing-tiny", ["device=cpu", "vae.buffer_episodes=4", *overrides])
+
+
+def read_log(path):
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_loss_falls_and_log_image_checkpoint_are_written(episode_folder, tmp_path):
+    data = episode_folder(4, 15)  # 64 frames: 4 batches of 16 per epoch
+    run = tmp_path / "run"
+    config = tiny_config("vae.batch_size=16", "vae.epochs=4", "vae.learning_rate=1e-3")
+    summary = train_vae(config, data, run, progress=False, log_every=4)
+
+    assert (summary.step, summary.epoch, summary.resumed_from, summary.already_finished) == (16, 4, 0, False)
+    rows = read_log(run / "vae_log.csv")
+    assert list(rows[0]) == ["step", "epoch", "loss", "reconstruction", "kl", "kl_raw", "frames_per_s"]
+    assert [int(r["step"]) for r in rows] == [4, 8, 12, 16]
+    assert float(rows[-1]["loss"]) < 0.5 * float(rows[0]["loss"])
+    assert all(float(r["kl"]) >= 0.5 * 32 - 1e-3 and float(r["frames_per_s"]) > 0 for r in rows)
+    with Image.open(run / "vae_reconstructions.png") as image:
+        assert image.size == (8 * 64, 2 * 64) and image.mode == "RGB"
+    checkpoint = read_checkpoint(run / "vae.pt", kind="vae")
+    assert (checkpoint.step, checkpoint.epoch, checkpoint.epoch_batches) == (16, 4, 0)
+    assert checkpoint.model_args == {"z_size": 32, "in_channels": 3}
+    assert checkpoint.config["batch_size"] == 16
+
+
+def test_resumed_run_matches_uninterrupted_run(episode_folder, tmp_path):
+    data = episode_folder(4, 7)  # 32 frames: 4 batches of 8 per epoch, 8 steps in 2 epochs
+    config = tiny_config("vae.batch_size=8", "vae.epochs=2")
+    whole = train_vae(config, data, tmp_path / "whole", progress=False, log_every=1)
+
+    first = train_vae(config, data, tmp_path / "split", progress=False, log_every=1, max_steps=3)
+    assert (first.step, first.epoch) == (3, 0)
+    assert read_checkpoint(tmp_path / "split" / "vae.pt").epoch_batches == 3  # stopped mid-epoch
+    second = train_vae(config, data, tmp_path / "split", progress=False, log_every=1)
+    assert (second.resumed_from, second.step, second.epoch) == (3, 8, 2)
+
+    expected, got = read_checkpoint(tmp_path / "whole" / "vae.pt"), read_checkpoint(tmp_path / "split" / "vae.pt")
+    torch.testing.assert_close(got.model, expected.model, rtol=0, atol=0)
+    torch.testing.assert_close(got.optimizer["state"], expected.optimizer["state"], rtol=0, atol=0)
+    whole_rows, split_rows = read_log(tmp_path / "whole" / "vae_log.csv"), read_log(tmp_path / "split" / "vae_log.csv")
+    assert [r["step"] for r in split_rows] == [str(s) for s in range(1, 9)]
+    assert [r["loss"] for r in split_rows] == [r["loss"] for r in whole_rows]
+    assert whole.metrics["loss"] == pytest.approx(second.metrics["loss"])
+
+    stamp = (tmp_path / "split" / "vae.pt").stat().st_mtime_ns
+    again = train_vae(config, data, tmp_path / "split", progress=False)
+    assert again.already_finished and again.step == 8 and "already finished" in again.describe()
+    assert (tmp_path / "split" / "vae.pt").stat().st_mtime_ns == stamp
+
+
+def test_more_epochs_continue_a_finished_run(episode_folder, tmp_path):
+    data = episode_folder(2, 7)  # 16 frames: 2 batches of 8
+    train_vae(tiny_config("vae.batch_size=8", "vae.epochs=1"), data, tmp_path, progress=False)
+    summary = train_vae(tiny_config("vae.batch_size=8", "vae.epochs=2"), data, tmp_path, progress=False)
+    assert (summary.resumed_from, summary.step, summary.epoch) == (2, 4, 2)
+
+
+def test_device_auto_and_cpu():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error(episode_folder, tmp_path):
+    with pytest.raises(ValueError, match="no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="device=auto"):
+        train_vae(tiny_config("device=cuda"), episode_folder(1, 3), tmp_path, progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trains_on_cuda_with_bfloat16_autocast(episode_folder, tmp_path):
+    config = tiny_config("device=cuda", "vae.batch_size=16", "vae.epochs=4", "vae.learning_rate=1e-3")
+    summary = train_vae(config, episode_folder(4, 15), tmp_path, progress=False, log_every=4)
+    rows = read_log(tmp_path / "vae_log.csv")
+    assert summary.step == 16 and float(rows[-1]["loss"]) < 0.5 * float(rows[0]["loss"])
+    assert all(t.dtype == torch.float32 for t in read_checkpoint(tmp_path / "vae.pt").model.values())

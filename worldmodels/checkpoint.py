@@ -1,0 +1,173 @@
+"""Training checkpoints: one atomically written file per stage that rebuilds the model and resumes its training.
+
+A checkpoint (``torch.save`` of plain dicts and tensors, read back with ``weights_only=True``) holds
+
+    format          int     CHECKPOINT_FORMAT
+    kind            str     "vae" or "mdnrnn": which model class ``model_args`` builds
+    model_args      dict    the model's constructor keyword arguments (z_size, action_size, ...)
+    model           dict    the model's state_dict (tensors on the CPU once loaded)
+    optimizer       dict    the optimiser's state_dict
+    config          dict    the stage's config section (``VAEConfig`` / ``MDNRNNConfig``) as plain values
+    step            int     optimiser steps taken
+    epoch           int     the epoch the next batch belongs to (0-based)
+    epoch_batches   int     batches of that epoch already consumed
+    rng             dict    torch's global CPU generator state, and the CUDA ones when there were any
+
+Loading never runs pickled code, never modifies the file, and checks every tensor's shape against the
+model before copying, so a checkpoint of another configuration fails with the parameter's name.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from rollouts.atomic import atomic_path
+from worldmodels.mdnrnn import MDNRNN
+from worldmodels.vae import ConvVAE
+
+CHECKPOINT_FORMAT = 1
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"vae": ConvVAE, "mdnrnn": MDNRNN}
+"""The model class each checkpoint ``kind`` rebuilds."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable or does not fit the model; the message names the file."""
+
+
+@dataclass
+class Checkpoint:
+    """The contents of a checkpoint file; see the module docstring for each field."""
+
+    kind: str
+    model_args: dict[str, Any]
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    config: dict[str, Any]
+    step: int
+    epoch: int
+    epoch_batches: int
+    rng: dict[str, Any]
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """torch's global random state: the CPU generator, plus every CUDA device's when CUDA is initialised."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back what :func:`capture_rng_state` took (CUDA states only when this machine has as many devices)."""
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
+    """Write ``checkpoint`` to ``path`` atomically: a crash mid-write leaves the previous file intact."""
+    record = {"format": CHECKPOINT_FORMAT, **{f.name: getattr(checkpoint, f.name) for f in fields(Checkpoint)}}
+    with atomic_path(path) as tmp:
+        torch.save(record, tmp)
+
+
+def read_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
+    """Read a checkpoint file onto the CPU, with ``weights_only=True``.
+
+    :param kind: the ``kind`` the caller needs ("vae" or "mdnrnn"); None accepts either.
+    :raises FileNotFoundError: there is no such file.
+    :raises CheckpointError: the file is not a readable checkpoint of this format, or of another kind.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable torch checkpoint ({_failure_reason(err)}); it is truncated, "
+            "corrupt, or holds objects other than tensors and plain containers: move it away to train from scratch"
+        ) from None
+    names = [f.name for f in fields(Checkpoint)]
+    if not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT or any(n not in record for n in names):
+        found = sorted(record) if isinstance(record, dict) else type(record).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is not a worldmodels training checkpoint of format {CHECKPOINT_FORMAT} "
+            f"(found {found}; expected format, {', '.join(names)})"
+        )
+    checkpoint = Checkpoint(**{n: record[n] for n in names})
+    if checkpoint.kind not in MODEL_CLASSES or (kind is not None and checkpoint.kind != kind):
+        wanted = kind or " or ".join(MODEL_CLASSES)
+        raise CheckpointError(f"checkpoint {path} holds a {checkpoint.kind!r} model, expected {wanted!r}")
+    return checkpoint
+
+
+def _failure_reason(err: Exception) -> str:
+    """The informative line of a ``torch.load`` error (its weights-only unpickler's own, when there is one)."""
+    text = str(err).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1].strip()
+    sentence = (text.splitlines() or ["empty or truncated file"])[0].split(". ")[0]
+    return f"{type(err).__name__}: {sentence[:200]}"
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Copy ``state`` into ``model`` after checking every name and shape (``path`` is named in errors).
+
+    :raises CheckpointError: a parameter is missing, unexpected, or of another shape; nothing is copied then.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the {type(model).__name__}: parameters missing from the file: "
+            f"{missing or 'none'}; parameters the model does not have: {unexpected or 'none'}"
+        )
+    mismatched = [
+        f"{name} is {tuple(state[name].shape)} in the file but {tuple(tensor.shape)} in the model"
+        for name, tensor in expected.items()
+        if state[name].shape != tensor.shape
+    ]
+    if mismatched:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the {type(model).__name__} built from this configuration: "
+            f"{'; '.join(mismatched)}. Use the configuration the checkpoint was trained with (saved in its "
+            "run folder), or a new run folder to train from scratch"
+        )
+    model.load_state_dict(state)
+
+
+def build_model(checkpoint: Checkpoint, path: str | Path) -> nn.Module:
+    """A fresh model of the checkpoint's kind and constructor arguments, holding its weights (CPU, eval mode)."""
+    cls = MODEL_CLASSES[checkpoint.kind]
+    try:
+        model = cls(**checkpoint.model_args)
+    except TypeError as err:
+        raise CheckpointError(f"checkpoint {path}: model_args {checkpoint.model_args} do not build a "
+                              f"{cls.__name__} ({err})") from None
+    load_model_state(model, checkpoint.model, path)
+    return model.eval()
+
+
+def load_vae(path: str | Path, device: torch.device | str = "cpu") -> ConvVAE:
+    """The trained V stored in ``path`` (a ``train-vae`` checkpoint), on ``device``, in eval mode."""
+    model = build_model(read_checkpoint(path, kind="vae"), path)
+    assert isinstance(model, ConvVAE)
+    return model.to(device)
+
+
+def load_mdnrnn(path: str | Path, device: torch.device | str = "cpu") -> MDNRNN:
+    """The trained M stored in ``path`` (a ``train-mdnrnn`` checkpoint), on ``device``, in eval mode."""
+    model = build_model(read_checkpoint(path, kind="mdnrnn"), path)
+    assert isinstance(model, MDNRNN)
+    return model.to(device)

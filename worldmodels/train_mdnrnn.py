@@ -1,0 +1,107 @@
+"""Stage M: train the MDN-RNN on the stored latents to predict z_{t+1} (and reward, done) from (z_t, a_t).
+
+Every batch draws fresh z = mu + exp(logvar / 2) * eps from the posterior the encode stage stored, as
+the authors do. Writes into the run folder:
+
+    mdnrnn.pt        the latest checkpoint (see ``worldmodels.checkpoint``), resumed when present
+    mdnrnn_log.csv   step, epoch, loss, z_nll, reward, done, seq_steps_per_s; one row per ``log_every``
+                     steps, means over those steps (z_nll in nats per latent dimension; throughput
+                     counts the unpadded sequence steps)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from rollouts.datasets import SequenceDataset
+from rollouts.storage import latent_path, list_episode_files, read_arrays, read_latents
+from worldmodels.config import Config
+from worldmodels.device import resolve_device
+from worldmodels.mdnrnn import MDNRNN, mdnrnn_loss
+from worldmodels.training import TrainingPlan, TrainSummary, run_training
+from worldmodels.vae import ConvVAE
+
+CHECKPOINT_NAME = "mdnrnn.pt"
+LOG_NAME = "mdnrnn_log.csv"
+METRICS = ("loss", "z_nll", "reward", "done")
+
+
+def _data_sizes(files: list[Path], z_size: int) -> tuple[int, int]:
+    """(Z, A) of the stored latents and actions; clear errors when the latents are missing or do not fit."""
+    missing = [f.name for f in files if not latent_path(f).exists()]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise FileNotFoundError(f"{len(missing)} of {len(files)} episodes in {files[0].parent} have no latents "
+                                f"({shown}); run `worldmodels encode` on them first")
+    mu, _ = read_latents(files[0])  # (T+1, Z)
+    if mu.shape[1] != z_size:
+        raise ValueError(f"the latents in {files[0].parent} have Z={mu.shape[1]} but vae.z_size is {z_size}; "
+                         "use the configuration V was trained with, or re-run `worldmodels encode`")
+    actions = read_arrays(files[0], ("actions",))["actions"]
+    if actions.ndim != 2:
+        raise ValueError(f"the MDN-RNN needs continuous actions stored as (T, A); {files[0]} holds actions of "
+                         f"shape {actions.shape} {actions.dtype}")
+    return mu.shape[1], actions.shape[1]
+
+
+def train_mdnrnn(
+    config: Config,
+    data_dir: str | Path,
+    run_dir: str | Path,
+    progress: bool = True,
+    log_every: int = 10,
+    seed: int = 0,
+) -> TrainSummary:
+    """Train M for ``config.mdnrnn.steps`` optimiser steps on ``data_dir``'s latents, resuming ``run_dir/mdnrnn.pt``.
+
+    Sequences of ``seq_len`` steps (padded and masked at episode ends) come from :class:`SequenceDataset`
+    in batches of ``batch_size``, epoch after epoch until the step budget is spent. The LSTM reads
+    [z_t, a_t] and is scored on z_{t+1}; the reward and done heads, when enabled, on the step's reward
+    and termination (``reward_weight``, ``done_pos_weight``). Gradients are clipped to norm ``grad_clip``.
+
+    :param log_every: optimiser steps per CSV row.
+    :param seed: seeds the model's initialisation, the latent sampling and the data order.
+    """
+    cfg = config.mdnrnn
+    device = resolve_device(config.device)
+    run_dir = Path(run_dir)
+    files = list_episode_files(data_dir)
+    z_size, action_size = _data_sizes(files, config.vae.z_size)
+    torch.manual_seed(seed)
+    model_args = {"z_size": z_size, "action_size": action_size, "hidden_size": cfg.hidden_size,
+                  "num_mixtures": cfg.num_mixtures, "reward_head": cfg.reward_head, "done_head": cfg.done_head}
+    model = MDNRNN(**model_args).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    dataset = SequenceDataset(files, seq_len=cfg.seq_len, source="latents", shuffle=True, seed=seed)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, pin_memory=device.type == "cuda",
+                        generator=torch.Generator())
+
+    def step(batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        batch = {name: value.to(device, non_blocking=True) for name, value in batch.items()}
+        z = ConvVAE.sample_latent(batch["mu"], batch["logvar"])  # (B, L+1, Z)
+        out = model(z[:, :-1], batch["actions"])  # step t predicts z_{t+1}
+        loss = mdnrnn_loss(out, z[:, 1:], batch["rewards"], batch["terminated"], batch["mask"],
+                           done_pos_weight=cfg.done_pos_weight, reward_weight=cfg.reward_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        values = (loss.total, loss.z_nll, loss.reward, loss.done)
+        return {name: value.detach() for name, value in zip(METRICS, values)}, batch["mask"].sum()
+
+    plan = TrainingPlan(
+        stage="mdnrnn",
+        checkpoint_path=run_dir / CHECKPOINT_NAME,
+        log_path=run_dir / LOG_NAME,
+        metric_names=METRICS,
+        rate_name="seq_steps_per_s",
+        checkpoint_every=cfg.checkpoint_every,
+        log_every=log_every,
+        max_steps=cfg.steps,
+    )
+    return run_training(plan, model, optimizer, model_args, dataclasses.asdict(cfg), dataset, loader, step,
+                        progress)

@@ -1,0 +1,289 @@
+"""The loop V's and M's training share: resume, epochs of batches, averaged metrics, atomic checkpoints.
+
+A stage supplies a model, its optimiser, a streaming dataset (with ``set_epoch``) and its loader, and a
+``step`` function doing one optimiser step on one batch; :func:`run_training` does the rest:
+
+- resume: when the checkpoint file exists, the model, optimiser, torch's RNG and the loop position
+  (step, epoch, batches consumed in that epoch) are restored, and the batches already consumed in that
+  epoch are read and skipped, so the run continues exactly as an uninterrupted one would (on the same
+  device and settings; the data loader must draw from its own ``torch.Generator``). Skipping reads the
+  skipped part of the epoch again, without computing on it.
+- metrics: each ``log_every`` steps, the means over those steps of what ``step`` returns, plus a
+  throughput, are appended to a CSV file (rows past the resumed step, written before a crash, are
+  dropped on resume) and shown on a tqdm bar.
+- checkpoints: every ``checkpoint_every`` steps and at the end, to a single file, written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from rollouts.atomic import atomic_write_text
+from worldmodels.checkpoint import (
+    Checkpoint,
+    capture_rng_state,
+    load_model_state,
+    read_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+
+log = logging.getLogger(__name__)
+
+NEUTRAL_SETTINGS = frozenset({"epochs", "steps", "checkpoint_every", "temperature"})
+"""Config keys that may change between a run and its resumption without changing the trajectory."""
+
+StepFunction = Callable[[Any], tuple[dict[str, torch.Tensor], torch.Tensor | int]]
+"""One optimiser step on one batch: returns detached scalar metrics (named as in the plan) and the
+number of items the batch held (frames, sequence steps) for the throughput column."""
+
+
+class EpochDataset(Protocol):
+    """A dataset whose iteration order is chosen per epoch (``rollouts.datasets``)."""
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+@dataclass
+class TrainingPlan:
+    """What one stage's loop does and where it writes."""
+
+    stage: str
+    """Checkpoint kind and progress-bar label: "vae" or "mdnrnn"."""
+    checkpoint_path: Path
+    log_path: Path
+    metric_names: tuple[str, ...]
+    """Names of the metrics ``step`` returns, in CSV order; the first is shown on the progress bar."""
+    rate_name: str
+    """CSV column of the throughput, items per second of wall time (data loading included)."""
+    checkpoint_every: int
+    log_every: int
+    max_epochs: int | None = None
+    """Stop once this many epochs are complete (None: no epoch limit)."""
+    max_steps: int | None = None
+    """Stop after this many optimiser steps (None: no step limit)."""
+    steps_per_epoch: int | None = None
+    """Estimate for the progress bar's total when only ``max_epochs`` bounds the run."""
+
+    def __post_init__(self) -> None:
+        if self.max_epochs is None and self.max_steps is None:
+            raise ValueError("a training plan needs max_epochs or max_steps")
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            raise ValueError(f"checkpoint_every and log_every must be >= 1, got "
+                             f"{self.checkpoint_every} and {self.log_every}")
+
+    def finished(self, step: int, epoch: int) -> bool:
+        """Whether a loop at this position has nothing left to do."""
+        return (self.max_epochs is not None and epoch >= self.max_epochs) or (
+            self.max_steps is not None and step >= self.max_steps
+        )
+
+    def total_steps(self) -> int | None:
+        """Steps the whole run takes, exactly or estimated; None when unknown."""
+        by_epochs = self.max_epochs * self.steps_per_epoch if self.max_epochs and self.steps_per_epoch else None
+        bounds = [s for s in (self.max_steps, by_epochs) if s is not None]
+        return min(bounds) if bounds else None
+
+
+@dataclass
+class TrainSummary:
+    """What a training call did."""
+
+    stage: str
+    step: int
+    """Optimiser steps taken in total, earlier runs included."""
+    epoch: int
+    """The epoch the next batch would belong to (= completed epochs at an epoch boundary)."""
+    resumed_from: int
+    """The step this call started at: 0 for a fresh run."""
+    already_finished: bool
+    """The checkpoint was already at the end: nothing was trained."""
+    seconds: float
+    checkpoint: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The last CSV row written by this call (empty when nothing was trained)."""
+
+    def describe(self) -> str:
+        """One line for people."""
+        if self.already_finished:
+            return (f"already finished at step {self.step} (epoch {self.epoch}); nothing to do. "
+                    f"Raise the epochs/steps setting to train further: {self.checkpoint}")
+        start = f"resumed at step {self.resumed_from}, " if self.resumed_from else ""
+        values = ", ".join(f"{k} {v:.4g}" for k, v in self.metrics.items() if k not in ("step", "epoch"))
+        return f"{start}trained to step {self.step} in {self.seconds:.1f} s ({values}) -> {self.checkpoint}"
+
+
+class MetricsLog:
+    """Append-only CSV of metric rows, with a header; on resume, rows past the resumed step are dropped."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...], resume_step: int | None) -> None:
+        self.path = path
+        self.columns = columns
+        kept = self._rows_until(resume_step) if resume_step is not None else []
+        text = io.StringIO()
+        writer = csv.DictWriter(text, columns)
+        writer.writeheader()
+        writer.writerows(kept)
+        atomic_write_text(path, text.getvalue())
+        self._file = path.open("a", newline="")
+        self._writer = csv.DictWriter(self._file, columns)
+
+    def _rows_until(self, step: int) -> list[dict[str, str]]:
+        """Rows of an existing log with the same columns and step <= ``step``."""
+        try:
+            with self.path.open(newline="") as file:
+                reader = csv.DictReader(file)
+                if tuple(reader.fieldnames or ()) != self.columns:
+                    return []
+                return [row for row in reader if int(row["step"]) <= step]
+        except (OSError, ValueError, KeyError):
+            return []
+
+    def write(self, row: dict[str, float | int]) -> None:
+        self._writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _restore(checkpoint: Checkpoint, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+             config_section: dict[str, Any]) -> None:
+    """Load the checkpoint's model, optimiser and RNG state; the optimiser keeps this run's hyperparameters."""
+    load_model_state(model, checkpoint.model, path)
+    hyperparameters = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(checkpoint.optimizer)
+    for group, values in zip(optimizer.param_groups, hyperparameters):
+        group.update(values)
+    restore_rng_state(checkpoint.rng)
+    changed = sorted(k for k in config_section
+                     if k not in NEUTRAL_SETTINGS and checkpoint.config.get(k) != config_section[k])
+    if changed:
+        log.warning("resuming %s with changed settings (%s); from here the run differs from an uninterrupted one",
+                    path, ", ".join(f"{k}: {checkpoint.config.get(k)!r} -> {config_section[k]!r}" for k in changed))
+
+
+def run_training(
+    plan: TrainingPlan,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    model_args: dict[str, Any],
+    config_section: dict[str, Any],
+    dataset: EpochDataset,
+    loader: Iterable[Any],
+    step: StepFunction,
+    progress: bool = True,
+) -> TrainSummary:
+    """Train ``model`` by calling ``step`` on each batch of ``loader`` until ``plan`` is finished.
+
+    :param model_args: the model's constructor arguments, stored so later stages can rebuild it.
+    :param config_section: the stage's config section as plain values, stored in the checkpoint.
+    :param dataset: the dataset ``loader`` iterates; ``set_epoch`` is called before each epoch.
+    :raises CheckpointError: an existing checkpoint is unreadable or does not fit ``model``.
+    """
+    started = time.perf_counter()
+    path = plan.checkpoint_path
+    step_count, epoch, skip = 0, 0, 0
+    if path.exists():
+        checkpoint = read_checkpoint(path, kind=plan.stage)
+        _restore(checkpoint, path, model, optimizer, config_section)
+        step_count, epoch, skip = checkpoint.step, checkpoint.epoch, checkpoint.epoch_batches
+        log.info("%s: resuming from %s at step %d (epoch %d, batch %d)", plan.stage, path, step_count, epoch, skip)
+    resumed_from = step_count
+
+    def summary(**extra: Any) -> TrainSummary:
+        return TrainSummary(plan.stage, step_count, epoch, resumed_from, seconds=time.perf_counter() - started,
+                            checkpoint=path, **extra)
+
+    if plan.finished(step_count, epoch):
+        log.info("%s: %s is already at the end of training (step %d, epoch %d)", plan.stage, path, step_count, epoch)
+        return summary(already_finished=True)
+
+    def save(epoch_batches: int) -> None:
+        save_checkpoint(path, Checkpoint(plan.stage, model_args, model.state_dict(), optimizer.state_dict(),
+                                         config_section, step_count, epoch, epoch_batches, capture_rng_state()))
+
+    metrics_log = MetricsLog(plan.log_path, ("step", "epoch", *plan.metric_names, plan.rate_name),
+                             resume_step=step_count if resumed_from else None)
+    bar = tqdm(total=plan.total_steps(), initial=step_count, desc=plan.stage, unit="step", disable=not progress)
+    interval = _Interval(plan.metric_names)
+    last_row: dict[str, float] = {}
+    consumed, saved_at, step_epoch = skip, step_count, epoch
+    model.train()
+    try:
+        while not plan.finished(step_count, epoch):
+            dataset.set_epoch(epoch)
+            consumed = 0
+            for batch in loader:
+                consumed += 1
+                if consumed <= skip:
+                    continue
+                interval.add(*step(batch))
+                step_count, step_epoch = step_count + 1, epoch
+                bar.update(1)
+                last_step = plan.max_steps is not None and step_count >= plan.max_steps
+                if step_count % plan.log_every == 0 or last_step:
+                    last_row = interval.flush(step_count, step_epoch, plan.rate_name)
+                    metrics_log.write(last_row)
+                    bar.set_postfix({plan.metric_names[0]: f"{last_row[plan.metric_names[0]]:.4g}"})
+                if step_count % plan.checkpoint_every == 0:
+                    save(consumed)
+                    saved_at = step_count
+                if last_step:
+                    break
+            else:
+                if consumed == 0:
+                    raise ValueError(f"{plan.stage}: an epoch of the data yielded no batches")
+                epoch, skip, consumed = epoch + 1, 0, 0
+                continue
+            break
+        if interval.steps:
+            last_row = interval.flush(step_count, step_epoch, plan.rate_name)
+            metrics_log.write(last_row)
+        if saved_at != step_count or consumed == 0:
+            save(consumed)
+    finally:
+        bar.close()
+        metrics_log.close()
+    return summary(already_finished=False, metrics=last_row)
+
+
+class _Interval:
+    """Running sums of the metrics since the last CSV row, kept on the device to avoid a sync per step."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.items: torch.Tensor | int = 0
+        self.steps = 0
+        self.started = time.perf_counter()
+
+    def add(self, metrics: dict[str, torch.Tensor], items: torch.Tensor | int) -> None:
+        """Count one step's metrics and items."""
+        for name in self.names:
+            self.sums[name] = self.sums.get(name, 0) + metrics[name].float()
+        self.items = self.items + items
+        self.steps += 1
+
+    def flush(self, step: int, epoch: int, rate_name: str) -> dict[str, float]:
+        """The CSV row for the steps since the last flush, the last of them being ``step`` of ``epoch``:
+        metric means and items per second; then reset."""
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        row = {"step": step, "epoch": epoch, **{n: float(self.sums[n]) / self.steps for n in self.names},
+               rate_name: float(self.items) / elapsed}
+        self._reset()
+        return row
