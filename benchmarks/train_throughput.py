@@ -50,6 +50,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     """Run one stage in this process: its throughput, then a full streaming pass; peak RSS at the end."""
     files = list_episode_files(args.data)
     overrides = [f"device={args.device}", f"vae.z_size={Z_SIZE}", f"vae.batch_size={args.vae_batch}",
+                 f"vae.loader_workers={args.loader_workers}",
                  "vae.epochs=1000000", f"vae.checkpoint_every={10 * args.steps}", f"mdnrnn.steps={args.steps}",
                  f"mdnrnn.batch_size={args.mdnrnn_batch}", f"mdnrnn.seq_len={args.seq_len}",
                  f"mdnrnn.checkpoint_every={10 * args.steps}"]
@@ -79,7 +80,8 @@ def run_measurement(stage: str, data: Path, device: str, args: argparse.Namespac
     """:func:`measure` in a fresh subprocess, so its peak RSS is its own."""
     command = [sys.executable, __file__, "--measure", stage, "--data", str(data), "--device", device,
                "--steps", str(args.steps), "--vae-batch", str(args.vae_batch),
-               "--mdnrnn-batch", str(args.mdnrnn_batch), "--seq-len", str(args.seq_len)]
+               "--mdnrnn-batch", str(args.mdnrnn_batch), "--seq-len", str(args.seq_len),
+               "--loader-workers", str(args.loader_workers)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"measurement {stage} on {device} over {data} failed:\n{done.stderr[-3000:]}")
@@ -94,6 +96,7 @@ def main() -> None:
     parser.add_argument("--episode-steps", type=int, default=100, help="steps per synthetic episode")
     parser.add_argument("--steps", type=int, default=20, help="optimiser steps per measurement")
     parser.add_argument("--vae-batch", type=int, default=64, help="V's batch (frames)")
+    parser.add_argument("--loader-workers", type=int, default=0, help="V's DataLoader worker processes")
     parser.add_argument("--mdnrnn-batch", type=int, default=16, help="M's batch (sequences)")
     parser.add_argument("--seq-len", type=int, default=50, help="M's sequence length")
     parser.add_argument("--measure", choices=sorted(RATE_COLUMNS), help=argparse.SUPPRESS)
@@ -121,7 +124,7 @@ def main() -> None:
 
     gpu_name = f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} CPU threads{gpu_name}; "
-          f"{args.steps} steps per row; V batch {args.vae_batch} frames, M batch {args.mdnrnn_batch} x "
+          f"{args.steps} steps per row; V batch {args.vae_batch} frames, {args.loader_workers} loader workers; M batch {args.mdnrnn_batch} x "
           f"{args.seq_len} steps; episodes of {args.episode_steps} steps")
     print(f"{'stage':<8}{'device':<8}{'episodes':>9}{'throughput':>14}  {'unit':<12}{'peak RSS MB':>12}"
           f"{'peak GPU MB':>12}")
