@@ -184,3 +184,21 @@ def test_training_lowers_loss_on_predictable_sequences() -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 1.0, losses
+
+
+def test_sample_step_draws_next_z_and_heads_at_temperature() -> None:
+    torch.manual_seed(0)
+    model = MDNRNN(z_size=4, action_size=2, hidden_size=16, num_mixtures=3, reward_head=True, done_head=True)
+    z, action = torch.randn(5, 4), torch.randn(5, 2)
+    state = model.initial_state(5)
+    sample = model.sample(z, action, state, temperature=1e-8, generator=torch.Generator().manual_seed(1))
+    out = model.step(z, action, state)
+    assert sample.z.shape == (5, 4) and sample.reward.shape == (5,) and sample.done.dtype == torch.bool
+    best = out.log_pi.argmax(-1, keepdim=True)  # (B, Z, 1)
+    torch.testing.assert_close(sample.z, out.mu.gather(-1, best).squeeze(-1), atol=1e-3, rtol=0)
+    torch.testing.assert_close(sample.done, out.done_logit > 0)
+    torch.testing.assert_close(sample.state[0], out.state[0])
+    again = model.sample(z, action, state, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    same = model.sample(z, action, state, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(again.z, same.z)
+    assert MDNRNN(z_size=4, action_size=2, hidden_size=16).sample(z, action, state, 1.0).done is None

@@ -31,6 +31,16 @@ class MDNRNNOutput(NamedTuple):
     state: LSTMState  # (h, c), each (1, B, H), after the last step
 
 
+class MDNRNNSample(NamedTuple):
+    """One sampled step of M (see :meth:`MDNRNN.sample`)."""
+
+    z: torch.Tensor  # (B, Z)
+    reward: torch.Tensor | None  # (B,)
+    done_logit: torch.Tensor | None  # (B,)
+    done: torch.Tensor | None  # (B,) bool
+    state: LSTMState  # (h, c), each (1, B, H)
+
+
 class MDNRNNLoss(NamedTuple):
     """Scalar loss terms, each a mean over the valid (unmasked) time steps."""
 
@@ -113,6 +123,26 @@ class MDNRNN(nn.Module):
             done_logit=_drop_time(out.done_logit),  # (B,) or None
             state=out.state,
         )
+
+
+    def sample(
+        self,
+        z: torch.Tensor,
+        action: torch.Tensor,
+        state: LSTMState,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> MDNRNNSample:
+        """One imagined step: from z (B, Z), action (B, A) and state, draw the next z at temperature tau.
+
+        Returns the next z (B, Z) from :func:`sample_next_z`, the predicted reward (B,), the done
+        logit (B,) and done (B,) bool (logit > 0, the published rule) where the heads exist (else
+        None), and the new state (h, c) each (1, B, H).
+        """
+        out = self.step(z, action, state)
+        next_z = sample_next_z(out.log_pi, out.mu, out.log_sigma, temperature, generator)  # (B, Z)
+        done = None if out.done_logit is None else out.done_logit > 0
+        return MDNRNNSample(next_z, out.reward, out.done_logit, done, out.state)
 
 
 def _drop_time(values: torch.Tensor | None) -> torch.Tensor | None:
