@@ -3,7 +3,7 @@
 Each actor owns one environment and one data policy and runs whole episodes; it returns the episode
 already compressed, and the driver writes it atomically. Only what is missing on disk is gathered, so
 re-running the same command resumes. An actor that dies (or whose episode raises) is replaced and the
-episode retried, up to ``max_retries`` times.
+episode retried, up to ``max_retries`` times (:class:`rollouts.actor_pool.ReplacingActorPool`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import ray
 from tqdm.auto import tqdm
 
 import envs  # noqa: F401  (registers the worldmodels/ ids)
+from rollouts.actor_pool import ReplacingActorPool, TaskFailedError
 from rollouts.atomic import atomic_write_bytes
 from rollouts.policies import DataPolicy, make_data_policy
 from rollouts.storage import (
@@ -189,58 +190,35 @@ def collect_episodes(
         return report
 
     workers = min(num_workers or int(ray.available_resources().get("CPU", 1)), len(todo))
-    actors = [RemoteEpisodeWorker.remote(env_spec, policy_spec) for _ in range(max(workers, 1))]
-    queue = list(reversed(todo))
-    attempts: dict[int, int] = {}
-    in_flight: dict[ray.ObjectRef, tuple[int, int]] = {}  # ref -> (actor slot, episode index)
-
-    def submit(slot: int) -> None:
-        if queue:
-            index = queue.pop()
-            in_flight[actors[slot].run.remote(index, seed + index)] = (slot, index)
-
+    pool = ReplacingActorPool(lambda: RemoteEpisodeWorker.remote(env_spec, policy_spec), max(workers, 1))
     start = time.perf_counter()
     last_manifest = start
     bar = tqdm(total=len(todo), unit="ep", desc="collect", disable=not progress, dynamic_ncols=True)
+
+    def store(index: int, data: bytes) -> None:
+        nonlocal last_manifest
+        path = episode_path(out_dir, index)
+        atomic_write_bytes(path, data)
+        entries[index] = manifest_entry(path, read_episode_meta(path))
+        report.collected += 1
+        report.frames += entries[index]["length"] + 1
+        report.seconds = time.perf_counter() - start
+        bar.update(1)
+        bar.set_postfix(frames=report.frames, fps=f"{report.frames_per_second:.0f}", retried=pool.retried)
+        if time.perf_counter() - last_manifest > 10:
+            write_manifest(out_dir, list(entries.values()))
+            last_manifest = time.perf_counter()
+        if on_episode is not None:
+            on_episode(index, pool.actors)
+
     try:
-        for slot in range(len(actors)):
-            submit(slot)
-        while in_flight:
-            (ref,), _ = ray.wait(list(in_flight), num_returns=1)
-            slot, index = in_flight.pop(ref)
-            try:
-                data = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
-                attempts[index] = attempts.get(index, 0) + 1
-                if attempts[index] > max_retries:
-                    raise CollectError(f"episode {index} (seed {seed + index}) failed on all {attempts[index]} "
-                                       f"attempts; last error: {err}") from err
-                report.retried += 1
-                log.warning("episode %d failed (%s); replacing the worker and retrying",
-                            index, type(err).__name__)
-                ray.kill(actors[slot], no_restart=True)
-                actors[slot] = RemoteEpisodeWorker.remote(env_spec, policy_spec)
-                queue.append(index)
-                submit(slot)
-                continue
-            path = episode_path(out_dir, index)
-            atomic_write_bytes(path, data)
-            entries[index] = manifest_entry(path, read_episode_meta(path))
-            report.collected += 1
-            report.frames += entries[index]["length"] + 1
-            report.seconds = time.perf_counter() - start
-            bar.update(1)
-            bar.set_postfix(frames=report.frames, fps=f"{report.frames_per_second:.0f}", retried=report.retried)
-            if time.perf_counter() - last_manifest > 10:
-                write_manifest(out_dir, list(entries.values()))
-                last_manifest = time.perf_counter()
-            if on_episode is not None:
-                on_episode(index, actors)
-            submit(slot)
+        report.retried = pool.map(todo, lambda actor, index: actor.run.remote(index, seed + index), store,
+                                  max_retries, describe=lambda index: f"episode {index} (seed {seed + index})")
+    except TaskFailedError as err:
+        raise CollectError(str(err)) from err.__cause__
     finally:
         bar.close()
         write_manifest(out_dir, list(entries.values()))
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
+        pool.shutdown()
     report.seconds = time.perf_counter() - start
     return report

@@ -171,3 +171,10 @@ def load_mdnrnn(path: str | Path, device: torch.device | str = "cpu") -> MDNRNN:
     model = build_model(read_checkpoint(path, kind="mdnrnn"), path)
     assert isinstance(model, MDNRNN)
     return model.to(device)
+
+
+def save_untrained_checkpoint(path: str | Path, kind: str, model_args: dict[str, Any]) -> None:
+    """Write a freshly initialised model of ``kind`` as a step-0 checkpoint (for tests and benchmarks:
+    rollout cost does not depend on the weights)."""
+    model = MODEL_CLASSES[kind](**model_args)
+    save_checkpoint(path, Checkpoint(kind, model_args, model.state_dict(), {}, {}, 0, 0, 0, {}))

@@ -1,7 +1,12 @@
 """The ``worldmodels`` command: one subcommand per pipeline stage, all configured the same way.
 
 Every stage takes ``--preset NAME`` (or ``--config FILE``) and any number of ``--set section.key=value``
-overrides; ``worldmodels config`` prints the merged result.
+overrides; ``worldmodels config`` prints the merged result. A stage given a ``--run`` folder that holds a
+saved ``config.yaml`` uses it when neither ``--preset`` nor ``--config`` is given.
+
+Commands of packages above ``worldmodels`` (``agents``: CMA-ES, evaluation) join the parser through the
+``worldmodels.commands`` entry-point group: each entry point is a function ``add_commands(subparsers)``
+(see :func:`add_command`), so this module never imports them.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import yaml
@@ -17,13 +23,24 @@ import yaml
 from worldmodels.config import Config, ConfigError, available_presets, config_to_dict, load_config, save_config
 
 
-def _config_from_args(args: argparse.Namespace) -> Config:
-    return load_config(preset=args.preset, overrides=args.set, file=args.config)
+DEFAULT_PRESET = "carracing"
+RUN_CONFIG_NAME = "config.yaml"
+COMMAND_GROUP = "worldmodels.commands"
+"""Entry-point group of functions ``add_commands(subparsers)`` adding commands from other packages."""
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config named by --config, else --preset, else RUN/config.yaml (with --run), else the default preset,
+    with the --set overrides applied."""
+    saved = Path(args.run) / RUN_CONFIG_NAME if getattr(args, "run", None) else None
+    if args.config is None and args.preset is None and saved is not None and saved.is_file():
+        return load_config(overrides=args.set, file=saved)
+    return load_config(preset=args.preset or DEFAULT_PRESET, overrides=args.set, file=args.config)
 
 
 def cmd_config(args: argparse.Namespace) -> None:
     """Print the merged configuration as YAML."""
-    print(yaml.safe_dump(config_to_dict(_config_from_args(args)), sort_keys=False), end="")
+    print(yaml.safe_dump(config_to_dict(config_from_args(args)), sort_keys=False), end="")
 
 
 def cmd_presets(args: argparse.Namespace) -> None:
@@ -36,7 +53,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
     from rollouts.collect import EnvSpec, PolicySpec, collect_episodes
     from rollouts.ray_cluster import init_ray
 
-    config = _config_from_args(args)
+    config = config_from_args(args)
     out = Path(args.out)
     save_config(config, out / "collect_config.yaml")
     init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
@@ -54,7 +71,6 @@ def cmd_collect(args: argparse.Namespace) -> None:
           f"({report.frames_per_second:.0f} frames/s) -> {out}")
 
 
-RUN_CONFIG_NAME = "config.yaml"
 VAE_SHAPE_SETTINGS = ("vae.z_size",)
 """Settings that shape V's tensors."""
 MDNRNN_SHAPE_SETTINGS = ("vae.z_size", "mdnrnn.hidden_size", "mdnrnn.num_mixtures", "mdnrnn.reward_head",
@@ -67,7 +83,7 @@ def _setting(config: Config, key: str) -> object:
     return getattr(getattr(config, section), name)
 
 
-def _run_config(args: argparse.Namespace) -> Config:
+def run_config(args: argparse.Namespace) -> Config:
     """The merged config for a stage writing into --run, saved there as config.yaml.
 
     Refused when it changes a setting that shapes a model the run folder already holds.
@@ -75,7 +91,7 @@ def _run_config(args: argparse.Namespace) -> Config:
     from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
     from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
 
-    config = _config_from_args(args)
+    config = config_from_args(args)
     run = Path(args.run)
     saved = run / RUN_CONFIG_NAME
     if saved.exists():
@@ -95,7 +111,7 @@ def cmd_train_vae(args: argparse.Namespace) -> None:
     """Train V on the episodes in --data; checkpoints, log and reconstructions go to --run (resumes RUN/vae.pt)."""
     from worldmodels.train_vae import train_vae
 
-    summary = train_vae(_run_config(args), args.data, args.run)
+    summary = train_vae(run_config(args), args.data, args.run)
     print(f"train-vae: {summary.describe()}")
 
 
@@ -104,7 +120,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     from worldmodels.encode import encode_episodes
     from worldmodels.train_vae import CHECKPOINT_NAME
 
-    config = _run_config(args)
+    config = run_config(args)
     count = encode_episodes(Path(args.run) / CHECKPOINT_NAME, args.data, batch_size=args.batch_size,
                             device=config.device, overwrite=args.overwrite)
     print(f"encode: {count} episodes encoded in {args.data} (the others were up to date)")
@@ -114,45 +130,53 @@ def cmd_train_mdnrnn(args: argparse.Namespace) -> None:
     """Train M on the latents in --data; checkpoints and log go to --run (resumes RUN/mdnrnn.pt)."""
     from worldmodels.train_mdnrnn import train_mdnrnn
 
-    summary = train_mdnrnn(_run_config(args), args.data, args.run)
+    summary = train_mdnrnn(run_config(args), args.data, args.run)
     print(f"train-mdnrnn: {summary.describe()}")
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="carracing", help=f"one of: {', '.join(available_presets())}")
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """--preset, --config and --set, the options every configured command takes."""
+    parser.add_argument("--preset", help=f"one of: {', '.join(available_presets())} (default: RUN/config.yaml "
+                        f"when --run holds one, else {DEFAULT_PRESET})")
     parser.add_argument("--config", type=Path, help="a saved config YAML (replaces --preset)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting, e.g. --set vae.z_size=16 (repeatable)")
+
+
+def add_ray_address_option(parser: argparse.ArgumentParser) -> None:
+    """--ray-address, for commands that run Ray workers."""
+    parser.add_argument("--ray-address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local one)")
+
+
+def add_command(subparsers: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], None],
+                configured: bool = True) -> argparse.ArgumentParser:
+    """Add command ``name`` running ``func(args)`` (help from its docstring), with the config options."""
+    parser = subparsers.add_parser(name, help=func.__doc__, description=func.__doc__)
+    parser.set_defaults(func=func)
+    if configured:
+        add_config_options(parser)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="worldmodels", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
-    commands: dict[str, Callable[[argparse.Namespace], None]] = {
-        "config": cmd_config,
-        "presets": cmd_presets,
-        "collect": cmd_collect,
-        "train-vae": cmd_train_vae,
-        "encode": cmd_encode,
-        "train-mdnrnn": cmd_train_mdnrnn,
-    }
-    parsers = {}
-    for name, func in commands.items():
-        parsers[name] = sub.add_parser(name, help=func.__doc__, description=func.__doc__)
-        parsers[name].set_defaults(func=func)
-        if name != "presets":
-            _add_config_options(parsers[name])
-    parsers["collect"].add_argument("--out", required=True, type=Path, help="folder for the episode files")
-    parsers["collect"].add_argument("--ray-address", help="join this Ray cluster (default: $RAY_ADDRESS, "
-                                    "else start a local one)")
-    for name in ("train-vae", "encode", "train-mdnrnn"):
-        parsers[name].add_argument("--data", required=True, type=Path, help="folder of episode files")
-        parsers[name].add_argument("--run", required=True, type=Path,
-                                   help="folder for this run's config, checkpoints and logs")
-    parsers["encode"].add_argument("--batch-size", type=int, default=256, help="frames per encoder pass")
-    parsers["encode"].add_argument("--overwrite", action="store_true",
-                                   help="encode every episode, even those with up-to-date latents")
+    add_command(sub, "config", cmd_config)
+    add_command(sub, "presets", cmd_presets, configured=False)
+    collect = add_command(sub, "collect", cmd_collect)
+    collect.add_argument("--out", required=True, type=Path, help="folder for the episode files")
+    add_ray_address_option(collect)
+    for name, func in (("train-vae", cmd_train_vae), ("encode", cmd_encode), ("train-mdnrnn", cmd_train_mdnrnn)):
+        stage = add_command(sub, name, func)
+        stage.add_argument("--data", required=True, type=Path, help="folder of episode files")
+        stage.add_argument("--run", required=True, type=Path, help="folder for this run's config, checkpoints and logs")
+        if name == "encode":
+            stage.add_argument("--batch-size", type=int, default=256, help="frames per encoder pass")
+            stage.add_argument("--overwrite", action="store_true",
+                               help="encode every episode, even those with up-to-date latents")
+    for entry_point in entry_points(group=COMMAND_GROUP):
+        entry_point.load()(sub)
     return parser
 
 

@@ -23,6 +23,7 @@ from rollouts.atomic import atomic_write_text
 
 DataPolicyName = Literal["uniform", "brownian", "random_controller"]
 DeviceName = Literal["auto", "cpu", "cuda"]
+ControllerInputsName = Literal["z", "zh", "zch"]
 
 
 class ConfigError(ValueError):
@@ -129,6 +130,54 @@ class MDNRNNConfig:
 
 
 @dataclass
+class ControllerConfig:
+    """C: the linear tanh controller."""
+
+    inputs: ControllerInputsName = "zh"
+    """What C reads: "zh" = [z, h] (the full world model, CarRacing), "zch" = [z, c, h] (Doom), "z" = V only."""
+    bias: bool = True
+    """Learn a bias b in a = tanh(W x + b) (CarRacing: yes; the Doom controller has none)."""
+
+
+@dataclass
+class CMAESConfig:
+    """Evolving C with CMA-ES (pycma), its population evaluated by Ray workers."""
+
+    popsize: int = positive(64)
+    """Candidates per generation."""
+    rollouts: int = positive(16)
+    """Episodes per candidate; its fitness is their mean return minus the L2 penalty."""
+    sigma0: float = positive(0.1)
+    """Initial step size; the search starts at the zero vector."""
+    l2_coef: float = non_negative(0.01)
+    """fitness = mean return - l2_coef * mean(params^2) (the authors' compute_weight_decay)."""
+    generations: int = non_negative(1800)
+    """Generations to run in total (a resumed run continues up to this)."""
+    seed: int = 0
+    """Seeds pycma and the episode seeds of every generation."""
+    eval_every: int = positive(25)
+    """Generations between evaluations of the mean solution."""
+    eval_episodes: int = positive(1024)
+    """Episodes of each evaluation of the mean solution (published: 1024)."""
+    num_workers: int | None = positive(None)
+    """Ray actors running rollouts; null uses every CPU Ray offers."""
+    envs_per_worker: int = positive(4)
+    """Environments each actor steps in lock-step, so V and M run one batch per step."""
+    max_retries: int = non_negative(3)
+    """Attempts per chunk of rollouts after its worker died, before the run stops with the error."""
+
+
+@dataclass
+class EvaluateConfig:
+    """Reporting a trained controller: mean +- std over many episodes."""
+
+    episodes: int = positive(100)
+    """Episodes, each on its own seed (published: 100 random tracks)."""
+    seed: int = 1_000_000
+    """Episode i uses seed + i; far from the training seeds."""
+
+
+@dataclass
 class Config:
     """A whole run: what each stage does, and where it runs."""
 
@@ -141,6 +190,9 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
     mdnrnn: MDNRNNConfig = field(default_factory=MDNRNNConfig)
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    cmaes: CMAESConfig = field(default_factory=CMAESConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 def available_presets() -> list[str]:

@@ -1,0 +1,123 @@
+"""Evaluators: run every (candidate, seed) rollout of a CMA-ES generation and return the returns.
+
+An evaluator is called as ``evaluate(candidates (P, D), seeds (R,)) -> returns (P, R)``: candidate i's
+parameters run one rollout per seed. The rollouts themselves are done by a *rollout worker*, any object
+with ``run(params (N, D), seeds (N,)) -> returns (N,)`` (row n: one rollout of params[n] from seeds[n]),
+built by a picklable zero-argument factory so Ray can build it inside an actor.
+
+:class:`SerialEvaluator` runs one worker in this process; :class:`RayEvaluator` splits the P * R rollouts
+into chunks over a pool of Ray actors (candidates put in the object store once per generation), and
+replaces an actor that dies and redoes its chunk, so the generation still completes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+import ray
+
+from rollouts.actor_pool import ReplacingActorPool
+
+
+class RolloutWorker(Protocol):
+    """Runs rollouts of given parameter vectors."""
+
+    def run(self, params: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """Returns (N,) of one rollout per row of params (N, D), from episode seeds (N,)."""
+
+
+WorkerFactory = Callable[[], RolloutWorker]
+
+
+class Evaluator(Protocol):
+    """``evaluate(candidates (P, D), seeds (R,)) -> returns (P, R)``; ``retried`` counts redone chunks."""
+
+    retried: int
+
+    def __call__(self, candidates: np.ndarray, seeds: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def _grid(candidates: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (candidate, seed) pair, row-major: candidate rows (P * R,), seeds (P * R,)."""
+    rows = np.repeat(np.arange(len(candidates)), len(seeds))
+    return rows, np.tile(np.asarray(seeds, np.int64), len(candidates))
+
+
+class SerialEvaluator:
+    """Runs every rollout in this process with one worker."""
+
+    def __init__(self, make_worker: WorkerFactory) -> None:
+        self.worker = make_worker()
+        self.retried = 0
+
+    def __call__(self, candidates: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        rows, flat_seeds = _grid(candidates, seeds)
+        returns = self.worker.run(np.asarray(candidates)[rows], flat_seeds)
+        return np.asarray(returns, np.float64).reshape(len(candidates), len(seeds))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class _RemoteWorker:
+    """Ray actor body: one rollout worker, fed row indices into the generation's candidates."""
+
+    def __init__(self, make_worker: WorkerFactory) -> None:
+        self.worker = make_worker()
+
+    def run(self, candidates: np.ndarray, rows: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        return np.asarray(self.worker.run(candidates[rows], seeds), np.float64)
+
+
+_RemoteWorkerActor = ray.remote(num_cpus=1, max_restarts=0)(_RemoteWorker)
+
+
+class RayEvaluator:
+    """Splits a generation's P * R rollouts into chunks over ``num_workers`` Ray actors.
+
+    Ray must already be initialised. ``chunk_size`` rollouts go to an actor at a time (None: an even
+    split, one chunk per actor). ``on_chunk(pool)`` is called after each finished chunk (tests use it
+    to kill an actor mid-generation).
+    """
+
+    def __init__(self, make_worker: WorkerFactory, num_workers: int | None = None, chunk_size: int | None = None,
+                 max_retries: int = 3, on_chunk: Callable[[ReplacingActorPool], None] | None = None) -> None:
+        workers = num_workers or max(int(ray.available_resources().get("CPU", 1)), 1)
+        self.pool: ReplacingActorPool = ReplacingActorPool(lambda: _RemoteWorkerActor.remote(make_worker), workers)
+        self.chunk_size = chunk_size
+        self.max_retries = max_retries
+        self.on_chunk = on_chunk
+
+    @property
+    def retried(self) -> int:
+        """Chunks of rollouts redone on a replaced actor since this evaluator was built."""
+        return self.pool.retried
+
+    def __call__(self, candidates: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        rows, flat_seeds = _grid(candidates, seeds)
+        size = self.chunk_size or -(-len(rows) // len(self.pool.actors))
+        chunks = [np.arange(start, min(start + size, len(rows))) for start in range(0, len(rows), size)]
+        returns = np.full(len(rows), np.nan)
+        candidates_ref = ray.put(np.asarray(candidates, np.float32))
+
+        def on_result(chunk: np.ndarray, values: Any) -> None:
+            returns[chunk] = values
+            if self.on_chunk is not None:
+                self.on_chunk(self.pool)
+
+        self.pool.map(
+            chunks,
+            lambda actor, chunk: actor.run.remote(candidates_ref, rows[chunk], flat_seeds[chunk]),
+            on_result,
+            self.max_retries,
+            describe=lambda chunk: f"rollouts {chunk[0]}..{chunk[-1]} of the generation",
+        )
+        return returns.reshape(len(candidates), len(seeds))
+
+    def close(self) -> None:
+        """Kill the actors."""
+        self.pool.shutdown()

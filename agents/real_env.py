@@ -1,0 +1,89 @@
+"""Controller training and evaluation in the real environment, from a run folder holding V and M.
+
+Run folder layout: ``RUN/vae.pt`` and ``RUN/mdnrnn.pt`` (from ``train-vae`` / ``train-mdnrnn``), the
+CMA-ES outputs under ``RUN/controller/`` (see :mod:`agents.cmaes`), and ``RUN/evaluation.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from agents.cmaes import GenerationRecord, evolve
+from agents.evaluation import EvaluationReport, evaluate_params
+from agents.evaluators import RayEvaluator
+from rollouts.collect import EnvSpec
+from worldmodels.checkpoint import load_mdnrnn, load_vae
+from worldmodels.config import Config
+from worldmodels.controller import Controller
+from worldmodels.pictures import write_gif
+from worldmodels.real_rollouts import RealEnvWorkerSpec
+
+VAE_NAME = "vae.pt"
+MDNRNN_NAME = "mdnrnn.pt"
+CONTROLLER_DIR = "controller"
+EVALUATION_NAME = "evaluation.json"
+
+
+def worker_spec(config: Config, run_dir: Path) -> RealEnvWorkerSpec:
+    """The rollout worker for this run; raises FileNotFoundError naming a missing V or M checkpoint."""
+    for name, stage in ((VAE_NAME, "train-vae"), (MDNRNN_NAME, "train-mdnrnn")):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir / name} does not exist: run `worldmodels {stage} --run {run_dir}` "
+                                    "first")
+    env = EnvSpec(config.env.id, config.env.max_episode_steps, config.env.options)
+    return RealEnvWorkerSpec(env, run_dir / VAE_NAME, run_dir / MDNRNN_NAME, config.controller.inputs,
+                             config.controller.bias, config.cmaes.envs_per_worker)
+
+
+def _num_params(spec: RealEnvWorkerSpec) -> int:
+    """The controller size the run's V and M imply."""
+    vae, mdnrnn = load_vae(spec.vae_path), load_mdnrnn(spec.mdnrnn_path)
+    return Controller(vae.z_size, mdnrnn.hidden_size, mdnrnn.action_size, spec.inputs, spec.bias).num_params
+
+
+def train_controller_real(config: Config, run_dir: str | Path,
+                          on_generation: Callable[[GenerationRecord], None] | None = None) -> list[GenerationRecord]:
+    """Evolve C in the real env with Ray workers (Ray must be initialised); resumes RUN/controller/."""
+    run_dir = Path(run_dir)
+    spec = worker_spec(config, run_dir)
+    num_params = _num_params(spec)
+    cfg = config.cmaes
+    evaluator = RayEvaluator(spec, cfg.num_workers, max_retries=cfg.max_retries)
+    try:
+        return evolve(evaluator, num_params, cfg, run_dir / CONTROLLER_DIR, on_generation)
+    finally:
+        evaluator.close()
+
+
+def evaluate_controller_real(config: Config, run_dir: str | Path, episodes: int,
+                             params_path: str | Path | None = None, gif: str | Path | None = None) -> EvaluationReport:
+    """Evaluate a controller (default RUN/controller/mean.npy) on ``episodes`` seeds in parallel.
+
+    With ``gif``, the first episode is also run in this process and its frames written there.
+    """
+    run_dir = Path(run_dir)
+    spec = worker_spec(config, run_dir)
+    params_path = Path(params_path) if params_path else run_dir / CONTROLLER_DIR / "mean.npy"
+    if not params_path.is_file():
+        raise FileNotFoundError(f"controller parameters {params_path} do not exist: run "
+                                f"`worldmodels train-controller --run {run_dir}` first, or pass --params")
+    params = np.load(params_path)
+    num_params = _num_params(spec)
+    if params.shape != (num_params,):
+        raise ValueError(f"{params_path} holds parameters of shape {params.shape}, but the controller of this run "
+                         f"(controller.inputs={config.controller.inputs!r}, bias={config.controller.bias}) "
+                         f"has {num_params}")
+    evaluator = RayEvaluator(spec, config.cmaes.num_workers, max_retries=config.cmaes.max_retries)
+    try:
+        report = evaluate_params(evaluator, params, episodes, config.evaluate.seed)
+    finally:
+        evaluator.close()
+    if gif is not None:
+        worker = spec()
+        _, frames = worker.record(params, report.seeds[0])
+        worker.close()
+        write_gif(gif, frames)
+    return report

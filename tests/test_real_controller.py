@@ -1,0 +1,92 @@
+"""C in the real env: the lock-stepped V+M worker, run-folder errors, and the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from agents.real_env import evaluate_controller_real, worker_spec
+from rollouts.collect import EnvSpec
+from worldmodels.checkpoint import save_untrained_checkpoint
+from worldmodels.config import load_config
+from worldmodels.real_rollouts import RealEnvWorkerSpec
+
+
+def write_untrained_models(run: Path, z_size: int = 32, hidden_size: int = 256) -> None:
+    """Untrained V and M checkpoints in ``run``, where train-vae / train-mdnrnn would leave them."""
+    save_untrained_checkpoint(run / "vae.pt", "vae", {"z_size": z_size})
+    save_untrained_checkpoint(run / "mdnrnn.pt", "mdnrnn", {"z_size": z_size, "action_size": 3,
+                                                            "hidden_size": hidden_size})
+
+
+def test_lockstep_worker_runs_one_episode_per_row_reproducibly(tmp_path):
+    write_untrained_models(tmp_path, z_size=8, hidden_size=16)
+    spec = RealEnvWorkerSpec(EnvSpec("worldmodels/CarRacing-v0", 8), tmp_path / "vae.pt", tmp_path / "mdnrnn.pt",
+                             num_envs=2)
+    worker = spec()
+    assert worker.num_params == (8 + 16) * 3 + 3
+    params = np.random.default_rng(0).normal(0, 0.5, (3, worker.num_params)).astype(np.float32)
+    seeds = np.array([5, 6, 7])
+    returns = worker.run(params, seeds)
+    assert returns.shape == (3,) and np.all(np.isfinite(returns))
+    np.testing.assert_array_equal(worker.run(params, seeds), returns)
+    with pytest.raises(ValueError, match="expected last axis 75"):
+        worker.run(params[:, :-1], seeds)
+    worker.close()
+
+
+def test_an_episodes_return_does_not_depend_on_how_rollouts_are_batched(tmp_path):
+    write_untrained_models(tmp_path, z_size=8, hidden_size=16)
+    params = np.random.default_rng(1).normal(0, 0.5, (3, (8 + 2 * 16) * 3 + 3)).astype(np.float32)
+    seeds = np.array([11, 12, 13])
+    returns = []
+    for num_envs in (1, 3):
+        spec = RealEnvWorkerSpec(EnvSpec("worldmodels/CarRacing-v0", 6), tmp_path / "vae.pt", tmp_path / "mdnrnn.pt",
+                                 inputs="zch", num_envs=num_envs)
+        worker = spec()
+        returns.append(worker.run(params, seeds))
+        if num_envs == 1:
+            episode_return, frames = worker.record(params[1], 12)
+            assert episode_return == returns[0][1]
+            assert frames.shape == (7, 64, 64, 3) and frames.dtype == np.uint8
+        worker.close()
+    np.testing.assert_array_equal(returns[0], returns[1])
+
+
+def test_missing_checkpoint_and_wrong_parameter_length_are_clear_errors(tmp_path):
+    config = load_config("carracing-tiny")
+    with pytest.raises(FileNotFoundError, match="vae.pt does not exist: run `worldmodels train-vae"):
+        worker_spec(config, tmp_path)
+    write_untrained_models(tmp_path)
+    with pytest.raises(FileNotFoundError, match="mean.npy do not exist"):
+        evaluate_controller_real(config, tmp_path, 2)
+    np.save(tmp_path / "short.npy", np.zeros(99, np.float32))
+    with pytest.raises(ValueError, match=r"shape \(99,\), but the controller of this run .* has 867"):
+        evaluate_controller_real(config, tmp_path, 2, tmp_path / "short.npy")
+
+
+def test_cli_train_controller_then_evaluate(tmp_path):
+    write_untrained_models(tmp_path)
+    common = ["--preset", "carracing-tiny", "--run", str(tmp_path), "--set", "env.max_episode_steps=20"]
+    train = subprocess.run([sys.executable, "-m", "worldmodels.cli", "train-controller", "--env", "real", *common,
+                            "--set", "cmaes.generations=1"], capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr[-2000:]
+    assert "generation 0: fitness best" in train.stdout
+    for name in ("mean.npy", "best.npy", "log.csv", "eval.csv", "cmaes_state.pkl"):
+        assert (tmp_path / "controller" / name).is_file()
+    # No --preset: evaluate reads the run's saved config.yaml (episodes of 20 steps, the tiny sizes).
+    evaluate = subprocess.run([sys.executable, "-m", "worldmodels.cli", "evaluate", "--run", str(tmp_path),
+                               "--episodes", "3", "--gif", str(tmp_path / "episode.gif")],
+                              capture_output=True, text=True, timeout=300)
+    assert evaluate.returncode == 0, evaluate.stderr[-2000:]
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert len(report["returns"]) == 3 and len(set(report["seeds"])) == 3
+    with Image.open(tmp_path / "episode.gif") as gif:
+        assert gif.n_frames == 21 and gif.size == (128, 128)
+    assert f"{report['mean']:.1f} +- {report['std']:.1f} over 3 episodes" in evaluate.stdout

@@ -1,0 +1,119 @@
+"""Controller rollouts in the real environment: one V and one M shared by several lock-stepped envs.
+
+:class:`RealEnvWorker` satisfies ``agents.evaluators.RolloutWorker``: ``run(params (N, D), seeds (N,))``
+returns the N episode returns. It steps up to ``num_envs`` environments at once, so each step V encodes
+every live frame in one batch and M advances every live rollout in one batch. As published, C reads a
+SAMPLED z = mu + sigma * eps (each episode's noise from a generator seeded by its episode seed, so a
+return does not depend on batching) and M's state h_t (and c_t for "zch") from before it steps with
+(z_t, a_t).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rollouts.collect import EnvSpec
+from worldmodels.checkpoint import load_mdnrnn, load_vae
+from worldmodels.controller import Controller, ControllerInputs
+
+
+@dataclass(frozen=True)
+class RealEnvWorkerSpec:
+    """A picklable factory of :class:`RealEnvWorker` (Ray builds the worker inside each actor)."""
+
+    env: EnvSpec
+    vae_path: Path
+    mdnrnn_path: Path
+    inputs: ControllerInputs = "zh"
+    bias: bool = True
+    num_envs: int = 4
+
+    def __call__(self) -> RealEnvWorker:
+        return RealEnvWorker(self)
+
+
+class RealEnvWorker:
+    """Holds V and M on the CPU and ``num_envs`` environments; runs controller rollouts in lock-step."""
+
+    def __init__(self, spec: RealEnvWorkerSpec) -> None:
+        self.vae = load_vae(spec.vae_path)
+        self.mdnrnn = load_mdnrnn(spec.mdnrnn_path)
+        if self.mdnrnn.z_size != self.vae.z_size:
+            raise ValueError(f"{spec.mdnrnn_path} reads z of size {self.mdnrnn.z_size} but {spec.vae_path} "
+                             f"encodes {self.vae.z_size}: they come from different runs")
+        self.controller = Controller(self.vae.z_size, self.mdnrnn.hidden_size, self.mdnrnn.action_size,
+                                     spec.inputs, spec.bias)
+        self.envs = [spec.env.make() for _ in range(spec.num_envs)]
+        self.env_steps = 0
+        """Environment steps taken by this worker so far."""
+
+    @property
+    def num_params(self) -> int:
+        return self.controller.num_params
+
+    def run(self, params: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """Returns (N,) float64 of one episode per row of params (N, D), episode n reset with seeds[n]."""
+        self.controller.check_flat(params)
+        returns = np.zeros(len(params))
+        width = len(self.envs)
+        for start in range(0, len(params), width):
+            stop = min(start + width, len(params))
+            returns[start:stop] = self._run_batch(np.asarray(params[start:stop], np.float32), seeds[start:stop])
+        return returns
+
+    def record(self, params: np.ndarray, seed: int) -> tuple[float, np.ndarray]:
+        """One episode of params (D,) from ``seed``: its return and its frames (T + 1, 64, 64, 3) uint8."""
+        self.controller.check_flat(params)
+        frames: list[np.ndarray] = []
+        returns = self._run_batch(np.asarray(params, np.float32)[None], np.array([seed]), frames)
+        return float(returns[0]), np.stack(frames)
+
+    @torch.inference_mode()
+    def _run_batch(self, params: np.ndarray, seeds: np.ndarray, recording: list[np.ndarray] | None = None
+                   ) -> np.ndarray:
+        """Episodes of params (B, D) from seeds (B,) on the first B envs, stepped together; returns (B,).
+
+        ``recording``, when given, receives every frame episode 0 sees, the first and the last included.
+        """
+        count = len(params)
+        envs = self.envs[:count]
+        # One noise stream per episode, so an episode's return does not depend on how rollouts are batched.
+        generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        frames = np.stack([env.reset(seed=int(seed))[0] for env, seed in zip(envs, seeds)])  # (B, 64, 64, 3)
+        weights = torch.from_numpy(params)  # (B, D)
+        h, c = self.mdnrnn.initial_state(count)  # (1, B, H) each
+        returns = np.zeros(count)
+        live = np.arange(count)  # indices of the episodes still running
+        if recording is not None:
+            recording.append(frames[0].copy())
+        while len(live):
+            rows = torch.from_numpy(live)
+            x = torch.from_numpy(frames[live]).permute(0, 3, 1, 2).float() / 255.0  # (L, 3, 64, 64)
+            mu, logvar = self.vae.encode(x)  # (L, Z)
+            noise = torch.stack([torch.randn(mu.shape[1], generator=generators[i]) for i in live])  # (L, Z)
+            z = mu + torch.exp(0.5 * logvar) * noise  # (L, Z), the sampled z C reads, as published
+            features = self.controller.features(z, h[0, rows], c[0, rows])  # (L, F)
+            actions = self.controller.act_population(weights[rows], features)  # (L, A)
+            if self.controller.reads_memory:
+                step = self.mdnrnn.step(z, actions, (h[:, rows].contiguous(), c[:, rows].contiguous()))
+                h[:, rows], c[:, rows] = step.state
+            finished = []
+            for row, index in enumerate(live):
+                frame, reward, terminated, truncated, _ = envs[index].step(actions[row].numpy())
+                self.env_steps += 1
+                frames[index] = frame
+                if recording is not None and index == 0:
+                    recording.append(frame)
+                returns[index] += float(reward)
+                if terminated or truncated:
+                    finished.append(index)
+            live = np.setdiff1d(live, finished)
+        return returns
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
