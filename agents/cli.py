@@ -10,9 +10,21 @@ import argparse
 from pathlib import Path
 
 from agents.cmaes import GenerationRecord
-from agents.real_env import CONTROLLER_DIR, EVALUATION_NAME, evaluate_controller_real, train_controller_real
+from agents.dream_training import train_controller_dream
+from agents.real_env import (
+    EPISODES_DIR,
+    EVALUATION_NAME,
+    evaluate_controller_real,
+    train_controller_real,
+)
 from rollouts.ray_cluster import init_ray
-from worldmodels.cli import add_command, add_ray_address_option, config_from_args, run_config
+from worldmodels.cli import (
+    add_command,
+    add_ray_address_option,
+    config_from_args,
+    run_config,
+)
+from worldmodels.controller import CONTROLLER_DIR
 
 
 def _print_generation(record: GenerationRecord) -> None:
@@ -20,10 +32,17 @@ def _print_generation(record: GenerationRecord) -> None:
 
 
 def cmd_train_controller(args: argparse.Namespace) -> None:
-    """Evolve C with CMA-ES from RUN/vae.pt and RUN/mdnrnn.pt; outputs in RUN/controller/ (resumes)."""
+    """Evolve C with CMA-ES from RUN/vae.pt and RUN/mdnrnn.pt, in the real env or in M's dream; outputs in
+    RUN/controller/ (resumes)."""
+    if args.temperature is not None:
+        args.set.append(f"dream.temperature={args.temperature}")
     config = run_config(args)
     init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
-    records = train_controller_real(config, args.run, on_generation=_print_generation)
+    if args.env == "dream":
+        data = args.data or Path(args.run) / EPISODES_DIR
+        records = train_controller_dream(config, args.run, data, on_generation=_print_generation)
+    else:
+        records = train_controller_real(config, args.run, on_generation=_print_generation)
     done = records[-1].generation + 1 if records else config.cmaes.generations
     print(f"train-controller: {done} generations done -> {Path(args.run) / CONTROLLER_DIR}")
 
@@ -42,8 +61,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train-controller`` and ``evaluate`` to the ``worldmodels`` parser."""
     train = add_command(subparsers, "train-controller", cmd_train_controller)
-    train.add_argument("--env", choices=["real"], default="real",
-                       help="where candidates are evaluated (real: the real environment)")
+    train.add_argument("--env", choices=["real", "dream"], default="real",
+                       help="where candidates are evaluated: the real environment, or M's batched dream")
+    train.add_argument("--temperature", type=float, help="dream temperature tau (sets dream.temperature)")
+    train.add_argument("--data", type=Path, help="encoded episodes whose first frames start the dreams "
+                       f"(default: RUN/{EPISODES_DIR})")
     evaluate = add_command(subparsers, "evaluate", cmd_evaluate)
     evaluate.add_argument("--episodes", type=int, help="episodes, each on its own seed "
                           "(default: evaluate.episodes, 100 as published)")

@@ -16,7 +16,8 @@ Run folder (``out_dir``), all written atomically after every generation:
     best.npy          the best candidate seen so far (D,) float32
     mean.npy          the distribution mean (D,) float32, the solution to deploy
     log.csv           generation, best/mean/worst fitness, sigma, seconds, retried
-    eval.csv          generation, mean/std/min/max return of the mean solution, episodes
+    eval.csv          generation, env, mean/std/min/max return of the mean solution, episodes; one row per
+                      evaluation env (``train`` by default; ``dream`` and ``real`` when training in a dream)
 
 Restarted with the same ``out_dir`` the run resumes after the last finished generation and continues
 exactly as an uninterrupted run would (log rows past it, written before a crash, are dropped).
@@ -29,8 +30,8 @@ import io
 import pickle
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ import numpy as np
 from agents.evaluators import Evaluator
 from rollouts.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from worldmodels.config import CMAESConfig
+from worldmodels.controller import MEAN_PARAMS_NAME
 
 with warnings.catch_warnings():  # pycma warns on import when matplotlib (only for its plots) is absent
     warnings.filterwarnings("ignore", message="Could not import matplotlib")
@@ -46,7 +48,7 @@ with warnings.catch_warnings():  # pycma warns on import when matplotlib (only f
 
 STATE_NAME = "cmaes_state.pkl"
 LOG_COLUMNS = ("generation", "best_fitness", "mean_fitness", "worst_fitness", "sigma", "seconds", "retried")
-EVAL_COLUMNS = ("generation", "mean_return", "std_return", "min_return", "max_return", "episodes")
+EVAL_COLUMNS = ("generation", "env", "mean_return", "std_return", "min_return", "max_return", "episodes")
 
 
 @dataclass
@@ -60,11 +62,15 @@ class GenerationRecord:
     sigma: float
     seconds: float
     retried: int
+    evaluations: dict[str, tuple[float, float, int]] = field(default_factory=dict)
+    """Evaluations of the mean solution after this generation: env -> (mean, std, episodes) of its returns."""
 
     def describe(self) -> str:
+        evaluations = "".join(f"; mean solution in {env}: {mean:.1f} +- {std:.1f} over {count}"
+                              for env, (mean, std, count) in self.evaluations.items())
         return (f"generation {self.generation}: fitness best {self.best_fitness:.2f} mean {self.mean_fitness:.2f} "
                 f"worst {self.worst_fitness:.2f}, sigma {self.sigma:.4f}, {self.seconds:.1f} s"
-                + (f", {self.retried} chunks retried after a worker died" if self.retried else ""))
+                + (f", {self.retried} chunks retried after a worker died" if self.retried else "") + evaluations)
 
 
 def fitness(candidates: np.ndarray, returns: np.ndarray, l2_coef: float) -> np.ndarray:
@@ -139,12 +145,15 @@ def evolve(
     out_dir: str | Path,
     on_generation: Callable[[GenerationRecord], None] | None = None,
     stop_after: int | None = None,
+    evaluations: Mapping[str, Evaluator] | None = None,
 ) -> list[GenerationRecord]:
     """Run (or resume) CMA-ES until ``settings.generations`` generations are done.
 
     :param evaluator: ``evaluator(candidates (P, D), seeds (R,)) -> returns (P, R)``.
     :param on_generation: called with each finished generation's record (the CLI prints it).
     :param stop_after: stop once this many generations are done in total (tests use it to interrupt).
+    :param evaluations: where the mean solution is evaluated every ``eval_every`` generations, by name
+        (the eval.csv ``env`` column); default ``{"train": evaluator}``.
     :returns: the records of the generations run by this call.
     """
     out = Path(out_dir)
@@ -178,10 +187,12 @@ def evolve(
                                   float(es.sigma), time.perf_counter() - start, evaluator.retried - retried_before)
         generation += 1
         if generation % settings.eval_every == 0:
-            _evaluate_mean(evaluator, es.mean, settings, record.generation, out)
-        _save_npy(out / "mean.npy", es.mean)
+            for name, mean_evaluator in (evaluations or {"train": evaluator}).items():
+                record.evaluations[name] = _evaluate_mean(mean_evaluator, name, es.mean, settings,
+                                                          record.generation, out)
+        _save_npy(out / MEAN_PARAMS_NAME, es.mean)
         _save_npy(out / "best.npy", best)
-        _append_row(out / "log.csv", LOG_COLUMNS, vars(record))
+        _append_row(out / "log.csv", LOG_COLUMNS, {name: getattr(record, name) for name in LOG_COLUMNS})
         save_state(state_path, es, generation, best, best_fitness)
         records.append(record)
         if on_generation is not None:
@@ -189,11 +200,12 @@ def evolve(
     return records
 
 
-def _evaluate_mean(evaluator: Evaluator, mean: np.ndarray, settings: CMAESConfig, generation: int,
-                   out: Path) -> None:
-    """Run the mean solution on ``eval_episodes`` seeds and append the statistics to eval.csv."""
+def _evaluate_mean(evaluator: Evaluator, env: str, mean: np.ndarray, settings: CMAESConfig, generation: int,
+                   out: Path) -> tuple[float, float, int]:
+    """Run the mean solution on ``eval_episodes`` seeds, append the statistics to eval.csv; (mean, std, episodes)."""
     seeds = generation_seeds(settings.seed, generation, settings.eval_episodes, stream=1)
     returns = evaluator(np.asarray(mean, np.float32)[None], seeds)[0]
     _append_row(out / "eval.csv", EVAL_COLUMNS, {
-        "generation": generation, "mean_return": returns.mean(), "std_return": returns.std(),
+        "generation": generation, "env": env, "mean_return": returns.mean(), "std_return": returns.std(),
         "min_return": returns.min(), "max_return": returns.max(), "episodes": len(returns)})
+    return float(returns.mean()), float(returns.std()), len(returns)

@@ -14,28 +14,15 @@ import numpy as np
 from agents.cmaes import GenerationRecord, evolve
 from agents.evaluation import EvaluationReport, evaluate_params
 from agents.evaluators import RayEvaluator
-from rollouts.collect import EnvSpec
 from worldmodels.checkpoint import load_mdnrnn, load_vae
 from worldmodels.config import Config
-from worldmodels.controller import Controller
+from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME, Controller
 from worldmodels.pictures import write_gif
 from worldmodels.real_rollouts import RealEnvWorkerSpec
 
-VAE_NAME = "vae.pt"
-MDNRNN_NAME = "mdnrnn.pt"
-CONTROLLER_DIR = "controller"
+EPISODES_DIR = "episodes"
+"""Where a run keeps its own episodes (the ``run`` pipeline collects into RUN/episodes)."""
 EVALUATION_NAME = "evaluation.json"
-
-
-def worker_spec(config: Config, run_dir: Path) -> RealEnvWorkerSpec:
-    """The rollout worker for this run; raises FileNotFoundError naming a missing V or M checkpoint."""
-    for name, stage in ((VAE_NAME, "train-vae"), (MDNRNN_NAME, "train-mdnrnn")):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir / name} does not exist: run `worldmodels {stage} --run {run_dir}` "
-                                    "first")
-    env = EnvSpec(config.env.id, config.env.max_episode_steps, config.env.options)
-    return RealEnvWorkerSpec(env, run_dir / VAE_NAME, run_dir / MDNRNN_NAME, config.controller.inputs,
-                             config.controller.bias, config.cmaes.envs_per_worker)
 
 
 def _num_params(spec: RealEnvWorkerSpec) -> int:
@@ -48,7 +35,7 @@ def train_controller_real(config: Config, run_dir: str | Path,
                           on_generation: Callable[[GenerationRecord], None] | None = None) -> list[GenerationRecord]:
     """Evolve C in the real env with Ray workers (Ray must be initialised); resumes RUN/controller/."""
     run_dir = Path(run_dir)
-    spec = worker_spec(config, run_dir)
+    spec = RealEnvWorkerSpec.for_run(config, run_dir)
     num_params = _num_params(spec)
     cfg = config.cmaes
     evaluator = RayEvaluator(spec, cfg.num_workers, max_retries=cfg.max_retries)
@@ -65,8 +52,8 @@ def evaluate_controller_real(config: Config, run_dir: str | Path, episodes: int,
     With ``gif``, the first episode is also run in this process and its frames written there.
     """
     run_dir = Path(run_dir)
-    spec = worker_spec(config, run_dir)
-    params_path = Path(params_path) if params_path else run_dir / CONTROLLER_DIR / "mean.npy"
+    spec = RealEnvWorkerSpec.for_run(config, run_dir)
+    params_path = Path(params_path) if params_path else run_dir / CONTROLLER_DIR / MEAN_PARAMS_NAME
     if not params_path.is_file():
         raise FileNotFoundError(f"controller parameters {params_path} do not exist: run "
                                 f"`worldmodels train-controller --run {run_dir}` first, or pass --params")

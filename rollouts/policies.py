@@ -111,17 +111,51 @@ class RandomControllerPolicy:
         return (low + (unit + 1.0) * 0.5 * (high - low)).astype(self.space.dtype)
 
 
-POLICY_NAMES = ("uniform", "brownian", "random_controller")
+class RepeatedRandomPolicy:
+    """The authors' Doom data policy: a uniform random action held for a random number of steps.
+
+    Each new action is ``action_space.sample()``, held for k steps with k drawn uniformly from
+    [min_repeat, max_repeat] (published: 1 to 10 frames). The authors' code redraws when the frame index is a
+    multiple of the new k, which can cut a hold short; here every hold lasts exactly k steps (an episode's
+    end may cut the last one).
+    """
+
+    def __init__(self, action_space: spaces.Space, min_repeat: int = 1, max_repeat: int = 10):
+        if not 1 <= min_repeat <= max_repeat:
+            raise ValueError(f"repeats must satisfy 1 <= min_repeat <= max_repeat, got {min_repeat}, {max_repeat}")
+        self.action_space = action_space
+        self.min_repeat, self.max_repeat = min_repeat, max_repeat
+        self._rng = np.random.default_rng()
+        self._action = np.empty(0)  # the first call of an episode draws the action
+        self._steps_left = 0
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self.action_space.seed(int(rng.integers(2**31)))
+        self._steps_left = 0
+
+    def __call__(self, observation: np.ndarray) -> np.ndarray:
+        if self._steps_left == 0:
+            self._action = np.asarray(self.action_space.sample())
+            self._steps_left = int(self._rng.integers(self.min_repeat, self.max_repeat + 1))
+        self._steps_left -= 1
+        return self._action.copy()
+
+
+POLICY_NAMES = ("uniform", "brownian", "random_controller", "repeated_random")
 
 
 def make_data_policy(
     name: str, action_space: spaces.Space, brownian_sigma: float = 0.1, controller_weight_std: float = 0.01
 ) -> DataPolicy:
-    """Build a data policy by its config name (``uniform``, ``brownian`` or ``random_controller``)."""
+    """Build a data policy by its config name (``uniform``, ``brownian``, ``random_controller`` or
+    ``repeated_random``, which holds each action for 1 to 10 steps)."""
     if name == "uniform":
         return UniformPolicy(action_space)
     if name == "brownian":
         return BrownianPolicy(action_space, brownian_sigma)
     if name == "random_controller":
         return RandomControllerPolicy(action_space, controller_weight_std)
+    if name == "repeated_random":
+        return RepeatedRandomPolicy(action_space)
     raise ValueError(f"unknown data policy {name!r}; choose one of {', '.join(POLICY_NAMES)}")

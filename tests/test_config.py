@@ -2,7 +2,13 @@
 
 import pytest
 
-from worldmodels.config import Config, ConfigError, available_presets, load_config, save_config
+from worldmodels.config import (
+    Config,
+    ConfigError,
+    available_presets,
+    load_config,
+    save_config,
+)
 
 
 def test_presets_ship_and_load():
@@ -51,7 +57,7 @@ def test_overrides_are_typed():
         ("collect.episodes=-1", "collect.episodes"),
         ("vae.batch_size=0", "vae.batch_size"),
         ("vae.learning_rate=0", "vae.learning_rate"),
-        ("mdnrnn.temperature=-1.0", "mdnrnn.temperature"),
+        ("dream.temperature=-1.0", "dream.temperature"),
         ("collect.num_workers=0", "collect.num_workers"),
     ],
 )

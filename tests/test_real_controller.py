@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agents.real_env import evaluate_controller_real, worker_spec
+from agents.real_env import evaluate_controller_real
 from rollouts.collect import EnvSpec
 from worldmodels.checkpoint import save_untrained_checkpoint
 from worldmodels.config import load_config
@@ -62,7 +62,7 @@ def test_an_episodes_return_does_not_depend_on_how_rollouts_are_batched(tmp_path
 def test_missing_checkpoint_and_wrong_parameter_length_are_clear_errors(tmp_path):
     config = load_config("carracing-tiny")
     with pytest.raises(FileNotFoundError, match="vae.pt does not exist: run `worldmodels train-vae"):
-        worker_spec(config, tmp_path)
+        RealEnvWorkerSpec.for_run(config, tmp_path)
     write_untrained_models(tmp_path)
     with pytest.raises(FileNotFoundError, match="mean.npy do not exist"):
         evaluate_controller_real(config, tmp_path, 2)

@@ -20,8 +20,14 @@ from pathlib import Path
 
 import yaml
 
-from worldmodels.config import Config, ConfigError, available_presets, config_to_dict, load_config, save_config
-
+from worldmodels.config import (
+    Config,
+    ConfigError,
+    available_presets,
+    config_to_dict,
+    load_config,
+    save_config,
+)
 
 DEFAULT_PRESET = "carracing"
 RUN_CONFIG_NAME = "config.yaml"
@@ -134,6 +140,33 @@ def cmd_train_mdnrnn(args: argparse.Namespace) -> None:
     print(f"train-mdnrnn: {summary.describe()}")
 
 
+def cmd_dream(args: argparse.Namespace) -> None:
+    """Write a GIF of a dreamed episode (V's decoding of M's dream) beside the real one, same controller and start."""
+    import numpy as np
+
+    from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME
+    from worldmodels.device import resolve_device
+    from worldmodels.dream import settings_from_config
+    from worldmodels.dream_video import dream_beside_real
+    from worldmodels.pictures import write_gif
+    from worldmodels.real_rollouts import RealEnvWorkerSpec
+
+    if args.temperature is not None:
+        args.set.append(f"dream.temperature={args.temperature}")
+    config = config_from_args(args)
+    spec = RealEnvWorkerSpec.for_run(config, Path(args.run), num_envs=1)
+    params_path = args.params or Path(args.run) / CONTROLLER_DIR / MEAN_PARAMS_NAME
+    if args.params is not None and not params_path.is_file():
+        raise FileNotFoundError(f"controller parameters {params_path} do not exist")
+    params = np.load(params_path) if params_path.is_file() else None
+    seed = config.evaluate.seed if args.seed is None else args.seed
+    video = dream_beside_real(spec, settings_from_config(config), params, seed, resolve_device(config.device))
+    write_gif(args.gif, video.frames)
+    print(f"dream: controller {params_path if params is not None else 'all zeros (no controller yet)'}; real "
+          f"episode {video.real_steps} steps, return {video.real_return:.1f}; dream {video.dream_steps} steps, "
+          f"return {video.dream_return:.1f} at tau {config.dream.temperature} -> {args.gif}")
+
+
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """--preset, --config and --set, the options every configured command takes."""
     parser.add_argument("--preset", help=f"one of: {', '.join(available_presets())} (default: RUN/config.yaml "
@@ -175,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
             stage.add_argument("--batch-size", type=int, default=256, help="frames per encoder pass")
             stage.add_argument("--overwrite", action="store_true",
                                help="encode every episode, even those with up-to-date latents")
+    dream = add_command(sub, "dream", cmd_dream)
+    dream.add_argument("--run", required=True, type=Path, help="run folder holding vae.pt and mdnrnn.pt")
+    dream.add_argument("--gif", required=True, type=Path, help="the GIF to write: real episode left, dream right")
+    dream.add_argument("--params", type=Path, help="controller .npy (default: RUN/controller/mean.npy, else zeros)")
+    dream.add_argument("--seed", type=int, help="episode seed (default: evaluate.seed)")
+    dream.add_argument("--temperature", type=float, help="dream temperature tau (sets dream.temperature)")
     for entry_point in entry_points(group=COMMAND_GROUP):
         entry_point.load()(sub)
     return parser

@@ -21,9 +21,11 @@ import yaml
 
 from rollouts.atomic import atomic_write_text
 
-DataPolicyName = Literal["uniform", "brownian", "random_controller"]
+DataPolicyName = Literal["uniform", "brownian", "random_controller", "repeated_random"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 ControllerInputsName = Literal["z", "zh", "zch"]
+DreamRewardName = Literal["head", "survival"]
+DreamDoneName = Literal["logit", "sample"]
 
 
 class ConfigError(ValueError):
@@ -125,8 +127,6 @@ class MDNRNNConfig:
     steps: int = non_negative(4000)
     """Optimiser steps (the authors' code: 4000)."""
     checkpoint_every: int = positive(500)
-    temperature: float = positive(1.0)
-    """tau used when sampling from M (dreams): mixture logits / tau, noise * sqrt(tau)."""
 
 
 @dataclass
@@ -168,6 +168,22 @@ class CMAESConfig:
 
 
 @dataclass
+class DreamConfig:
+    """M as the environment: controllers evolved in B dreams stepped as one batch (``worldmodels/dream.py``)."""
+
+    temperature: float = positive(1.0)
+    """tau: M's mixture logits / tau, its Gaussian noise * sqrt(tau) (Doom: 1.15 in the paper, 1.25 in its code)."""
+    max_steps: int = positive(1000)
+    """Steps after which a dream is cut (CarRacing 1000, Doom TakeCover 2100)."""
+    reward_mode: DreamRewardName = "head"
+    """"head": M's reward head; "survival": +1 per step alive (Doom TakeCover; needs M's done head)."""
+    done_mode: DreamDoneName = "logit"
+    """"logit": a dream ends when M's done logit > 0 (published); "sample": with probability sigmoid(logit)."""
+    start_episodes: int | None = positive(None)
+    """Dreams start from the first frames of at most this many stored episodes (null: all)."""
+
+
+@dataclass
 class EvaluateConfig:
     """Reporting a trained controller: mean +- std over many episodes."""
 
@@ -192,6 +208,7 @@ class Config:
     mdnrnn: MDNRNNConfig = field(default_factory=MDNRNNConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     cmaes: CMAESConfig = field(default_factory=CMAESConfig)
+    dream: DreamConfig = field(default_factory=DreamConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 

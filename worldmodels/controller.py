@@ -17,6 +17,10 @@ import torch
 
 ControllerInputs = Literal["z", "zh", "zch"]
 CONTROLLER_INPUTS: tuple[str, ...] = ("z", "zh", "zch")
+CONTROLLER_DIR = "controller"
+"""Where a run folder keeps its evolved controller (mean.npy, best.npy and the CMA-ES logs)."""
+MEAN_PARAMS_NAME = "mean.npy"
+"""The CMA-ES distribution mean, the controller to deploy."""
 
 
 class Controller:
@@ -51,7 +55,7 @@ class Controller:
         """Load the flat vector ``params`` (D,)."""
         self.check_flat(params)
         flat = torch.as_tensor(np.asarray(params, np.float32)).reshape(-1)
-        weight, offset = self._split(flat.unsqueeze(0))
+        weight, offset = self.split(flat.unsqueeze(0))
         self.weight, self.offset = weight[0], offset[0]
 
     def get_flat(self) -> np.ndarray:
@@ -83,11 +87,11 @@ class Controller:
     def act_population(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Actions (B, A) where row i uses its own parameters: params (B, D), x (B, F)."""
         self.check_flat(params)
-        weight, offset = self._split(params.to(x.dtype))  # (B, A, F), (B, A)
+        weight, offset = self.split(params.to(x.dtype))  # (B, A, F), (B, A)
         return torch.tanh(torch.einsum("baf,bf->ba", weight, x) + offset)
 
-    def _split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flat rows (B, D) to W (B, A, F) and b (B, A) (zeros without a bias)."""
+    def split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat parameter rows (B, D) as W (B, A, F) and b (B, A) (zeros without a bias), views where possible."""
         count = self.action_size * self.input_size
         weight = params[:, :count].reshape(-1, self.action_size, self.input_size)
         offset = params[:, count:] if self.bias else params.new_zeros(params.shape[0], self.action_size)

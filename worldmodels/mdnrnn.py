@@ -170,11 +170,24 @@ def sample_next_z(
     uniform = torch.rand(
         log_pi.shape, generator=generator, device=log_pi.device, dtype=log_pi.dtype
     )  # (..., Z, K)
+    eps = torch.randn(log_pi.shape[:-1], generator=generator, device=mu.device, dtype=mu.dtype)  # (..., Z)
+    return sample_next_z_with_noise(log_pi, mu, log_sigma, temperature, uniform, eps)
+
+
+def sample_next_z_with_noise(
+    log_pi: torch.Tensor,
+    mu: torch.Tensor,
+    log_sigma: torch.Tensor,
+    temperature: float,
+    uniform: torch.Tensor,
+    eps: torch.Tensor,
+) -> torch.Tensor:
+    """The draw of :func:`sample_next_z` with its noise given: mixtures (..., Z, K), uniform (..., Z, K) in
+    (0, 1) picks each dimension's component (Gumbel-max over log_pi / tau), eps (..., Z) standard normal."""
     gumbel = -torch.log(-torch.log(uniform))  # (..., Z, K)
     k = (log_pi / temperature + gumbel).argmax(dim=-1, keepdim=True)  # (..., Z, 1) Gumbel-max
     mu_k = mu.gather(-1, k).squeeze(-1)  # (..., Z)
     sigma_k = log_sigma.gather(-1, k).squeeze(-1).exp()  # (..., Z)
-    eps = torch.randn(mu_k.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu_k + sigma_k * math.sqrt(temperature) * eps
 
 

@@ -18,7 +18,10 @@ import torch
 
 from rollouts.collect import EnvSpec
 from worldmodels.checkpoint import load_mdnrnn, load_vae
+from worldmodels.config import Config
 from worldmodels.controller import Controller, ControllerInputs
+from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
+from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,21 @@ class RealEnvWorkerSpec:
 
     def __call__(self) -> RealEnvWorker:
         return RealEnvWorker(self)
+
+    @classmethod
+    def for_run(cls, config: Config, run_dir: Path, num_envs: int | None = None) -> RealEnvWorkerSpec:
+        """The worker of a run folder: its env, RUN/vae.pt, RUN/mdnrnn.pt and controller settings;
+        ``num_envs`` defaults to ``cmaes.envs_per_worker``.
+
+        :raises FileNotFoundError: V or M is missing, naming the stage that makes it.
+        """
+        for name, stage in ((VAE_CHECKPOINT, "train-vae"), (MDNRNN_CHECKPOINT, "train-mdnrnn")):
+            if not (run_dir / name).is_file():
+                raise FileNotFoundError(f"{run_dir / name} does not exist: run `worldmodels {stage} --run {run_dir}` "
+                                        "first")
+        env = EnvSpec(config.env.id, config.env.max_episode_steps, config.env.options)
+        return cls(env, run_dir / VAE_CHECKPOINT, run_dir / MDNRNN_CHECKPOINT, config.controller.inputs,
+                   config.controller.bias, num_envs or config.cmaes.envs_per_worker)
 
 
 class RealEnvWorker:

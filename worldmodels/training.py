@@ -41,7 +41,7 @@ from worldmodels.checkpoint import (
 
 log = logging.getLogger(__name__)
 
-NEUTRAL_SETTINGS = frozenset({"epochs", "steps", "checkpoint_every", "temperature"})
+NEUTRAL_SETTINGS = frozenset({"epochs", "steps", "checkpoint_every"})
 """Config keys that may change between a run and its resumption without changing the trajectory."""
 
 StepFunction = Callable[[Any], tuple[dict[str, torch.Tensor], torch.Tensor | int]]

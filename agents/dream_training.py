@@ -1,0 +1,43 @@
+"""Controller training inside M's dream: CMA-ES whose whole population is one batch of dreams.
+
+Each generation's P candidates x R rollouts run as P * R dreams in one :class:`worldmodels.dream.DreamSimulator`
+in this process (on the GPU when there is one). Every ``cmaes.eval_every`` generations the mean solution
+is evaluated both in the dream and in the real environment (Ray workers), so eval.csv shows the gap
+between what M predicts and what the real game gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from agents.cmaes import GenerationRecord, evolve
+from agents.evaluators import RayEvaluator, SerialEvaluator
+from worldmodels.config import Config
+from worldmodels.controller import CONTROLLER_DIR
+from worldmodels.dream import DreamSimulatorSpec, settings_from_config
+from worldmodels.real_rollouts import RealEnvWorkerSpec
+
+
+def dream_spec(config: Config, run_dir: Path, data_dir: Path) -> DreamSimulatorSpec:
+    """The dream of this run: M from RUN/mdnrnn.pt, V (to draw dreams) from RUN/vae.pt, starts from ``data_dir``.
+
+    :raises FileNotFoundError: a checkpoint is missing (naming the stage that makes it).
+    """
+    real = RealEnvWorkerSpec.for_run(config, run_dir)  # checks that V and M exist
+    return DreamSimulatorSpec(real.mdnrnn_path, data_dir, real.vae_path, settings_from_config(config),
+                              config.device, config.dream.start_episodes)
+
+
+def train_controller_dream(config: Config, run_dir: str | Path, data_dir: str | Path,
+                           on_generation: Callable[[GenerationRecord], None] | None = None) -> list[GenerationRecord]:
+    """Evolve C in the batched dream (Ray must be initialised for the real-env evaluations); resumes
+    RUN/controller/. ``data_dir`` holds the encoded episodes whose first frames start the dreams."""
+    run_dir, data_dir = Path(run_dir), Path(data_dir)
+    dream = SerialEvaluator(dream_spec(config, run_dir, data_dir))
+    real = RayEvaluator(RealEnvWorkerSpec.for_run(config, run_dir), config.cmaes.num_workers, max_retries=config.cmaes.max_retries)
+    try:
+        return evolve(dream, dream.worker.num_params, config.cmaes, run_dir / CONTROLLER_DIR, on_generation,
+                      evaluations={"dream": dream, "real": real})
+    finally:
+        real.close()

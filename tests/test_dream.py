@@ -1,0 +1,286 @@
+"""The dream: M's fused single step against MDNRNN.step, batched steps against single-dream steps, per-row
+controllers, done masking, the survival reward, starts from stored latents, and the Gymnasium dream envs."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from gymnasium.vector import AutoresetMode
+
+from envs.dream_env import DreamEnv, DreamVectorEnv  # importing envs registers the ids
+from rollouts.storage import episode_path, write_latents
+from worldmodels.checkpoint import load_mdnrnn, save_untrained_checkpoint
+from worldmodels.dream import (
+    ControllerRows,
+    DreamNoise,
+    DreamSettings,
+    DreamSimulator,
+    DreamSimulatorSpec,
+    DreamState,
+    StartLatents,
+    load_start_latents,
+)
+from worldmodels.mdnrnn import MDNRNN, sample_next_z
+
+Z, H, A = 4, 16, 2
+EPISODES = 3
+
+
+def write_starts(folder: Path) -> StartLatents:
+    """Latents files of EPISODES episodes (5 frames each, first frames far apart); returns their first frames."""
+    rng = np.random.default_rng(0)
+    firsts = StartLatents(np.repeat(10.0 * np.arange(EPISODES, dtype=np.float32)[:, None], Z, axis=1),
+                          np.full((EPISODES, Z), -8.0, np.float32))
+    for index in range(EPISODES):
+        mu = np.concatenate([firsts.mu[index : index + 1], rng.normal(size=(4, Z))]).astype(np.float32)
+        logvar = np.concatenate([firsts.logvar[index : index + 1], np.zeros((4, Z))]).astype(np.float32)
+        write_latents(episode_path(folder, index), mu, logvar)
+        episode_path(folder, index).write_bytes(b"")  # the episode file the latents belong to
+    return firsts
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    """Untrained tiny V and M (reward and done heads) checkpoints and a latents folder in tmp_path."""
+    save_untrained_checkpoint(tmp_path / "vae.pt", "vae", {"z_size": Z})
+    torch.manual_seed(0)
+    save_untrained_checkpoint(tmp_path / "mdnrnn.pt", "mdnrnn", {"z_size": Z, "action_size": A, "hidden_size": H,
+                                                                 "reward_head": True, "done_head": True})
+    write_starts(tmp_path / "episodes")
+    return tmp_path
+
+
+def simulator(run: Path, **settings: object) -> DreamSimulator:
+    defaults: dict[str, object] = {"temperature": 1.3, "max_steps": 40}
+    spec = DreamSimulatorSpec(run / "mdnrnn.pt", run / "episodes", run / "vae.pt",
+                              DreamSettings(**{**defaults, **settings}), device="cpu")
+    return spec()
+
+
+def random_params(sim: DreamSimulator, count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 1.0, (count, sim.num_params)).astype(np.float32)
+
+
+def test_fused_step_matches_mdnrnn_step_and_sampler(run: Path) -> None:
+    sim = simulator(run)
+    mdnrnn = load_mdnrnn(run / "mdnrnn.pt")
+    generator = sim.generator(1)
+    state = sim.start(5, generator)
+    state = DreamState(state.z, torch.rand(5, H) - 0.5, torch.randn(5, H))
+    action = torch.rand(5, A) * 2 - 1
+    noise = sim.draw_noise(5, sim.generator(2))
+    step = sim.step(state, action, noise)
+    with torch.no_grad():
+        expected = mdnrnn.step(state.z, action, (state.h[None], state.c[None]))
+        expected_z = sample_next_z(expected.log_pi, expected.mu, expected.log_sigma, 1.3, sim.generator(2))
+    torch.testing.assert_close(step.state.h, expected.state[0][0])
+    torch.testing.assert_close(step.state.c, expected.state[1][0])
+    torch.testing.assert_close(step.reward, expected.reward)
+    torch.testing.assert_close(step.done, expected.done_logit > 0)
+    torch.testing.assert_close(step.state.z, expected_z)
+
+
+def test_batched_steps_equal_single_dream_steps_with_the_same_noise(run: Path) -> None:
+    sim = simulator(run, done_mode="sample")
+    count = 6
+    rows = sim.controller_rows(random_params(sim, count))
+    generator = sim.generator(3)
+    batch = sim.start(count, generator)
+    singles = [DreamState(*(t[i : i + 1] for t in batch)) for i in range(count)]
+    for _ in range(4):
+        noise = sim.draw_noise(count, generator)
+        batched = sim.step(batch, sim.act(rows, batch), noise)
+        for i in range(count):
+            row = ControllerRows(*(t[i : i + 1] for t in rows))
+            one = sim.step(singles[i], sim.act(row, singles[i]), DreamNoise(*(t[i : i + 1] for t in noise)))
+            for got, want in zip((*one.state, one.reward, one.done), (*batched.state, batched.reward, batched.done)):
+                torch.testing.assert_close(got[0], want[i])
+            singles[i] = one.state
+        batch = batched.state
+
+
+def test_each_row_runs_its_own_controller(run: Path) -> None:
+    sim = simulator(run, inputs="zch", bias=False)
+    params = random_params(sim, 3)
+    state = sim.start(3, sim.generator(0))
+    actions = sim.act(sim.controller_rows(params), state)
+    x = torch.cat([state.z, state.c, state.h], dim=1)  # (3, Z + 2H), the "zch" input
+    for i in range(3):
+        sim.controller.set_flat(params[i])
+        torch.testing.assert_close(actions[i], sim.controller.act(x[i : i + 1])[0])
+    assert not torch.allclose(actions[0], actions[1])
+
+
+def test_rollout_is_reproducible_and_shares_randomness_between_equal_seeds(run: Path) -> None:
+    sim = pickle.loads(pickle.dumps(DreamSimulatorSpec(run / "mdnrnn.pt", run / "episodes", device="cpu")))()
+    params = np.repeat(random_params(sim, 1), 4, axis=0)
+    returns = sim.rollout(params, np.array([7, 8, 7, 9]))
+    assert returns.dtype == np.float64 and returns.shape == (4,)
+    np.testing.assert_array_equal(sim.run(params, np.array([7, 8, 7, 9])), returns)
+    assert returns[0] == returns[2] and returns[0] != returns[1]
+    with pytest.raises(ValueError, match="one seed per dream"):
+        sim.rollout(params, np.array([1, 2]))
+    with pytest.raises(ValueError, match="expected last axis"):
+        sim.rollout(params[:, 1:], np.arange(4))
+
+
+def test_chunked_cpu_steps_give_the_same_rollouts(run: Path) -> None:
+    whole, chunked = simulator(run), simulator(run, cpu_chunk=3)
+    params = random_params(whole, 8)
+    expected = whole.record(params, np.arange(8))
+    result = chunked.record(params, np.arange(8))
+    np.testing.assert_allclose(result.returns, expected.returns, rtol=1e-5)
+    np.testing.assert_allclose(result.z, expected.z, rtol=1e-4, atol=1e-5)
+
+
+def scripted_mdnrnn(reward_head: bool = True, done_weight: float = -10.0, done_bias: float = 2.0) -> MDNRNN:
+    """An M whose LSTM reads only the first action dimension, a: every gate is 0.5 but g = tanh(3a), so
+    h_t = 0.5 tanh(c_t) grows with t towards its limit; reward 1; done logit = done_weight * h_t[0] + done_bias.
+
+    With the defaults, a = 0.3 gives done logits 0.28 at step 1 and < -0.4 after (done at step 1 only),
+    a = 0.99 gives -0.30 and lower (never done).
+    """
+    mdnrnn = MDNRNN(Z, A, H, reward_head=reward_head, done_head=True)
+    with torch.no_grad():
+        for parameter in mdnrnn.parameters():
+            parameter.zero_()
+        mdnrnn.lstm.weight_ih_l0[2 * H : 3 * H, Z] = 3.0  # g rows, action column 0
+        if mdnrnn.reward_head is not None:
+            mdnrnn.reward_head.bias.fill_(1.0)
+        mdnrnn.done_head.weight[0, 0] = done_weight
+        mdnrnn.done_head.bias.fill_(done_bias)
+    return mdnrnn
+
+
+def constant_actions(sim: DreamSimulator, first: list[float]) -> np.ndarray:
+    """Controller rows (one per entry) of an "z" controller acting a = (first[i], 0, ...) whatever it sees."""
+    params = np.zeros((len(first), sim.num_params), np.float32)
+    params[:, -sim.action_size] = np.arctanh(first)  # the bias of action dimension 0
+    return params
+
+
+def scripted(tmp_path: Path, reward_head: bool = True, **settings: object) -> DreamSimulator:
+    write_starts(tmp_path)
+    settings = {"inputs": "z", "max_steps": 10, **settings}
+    return DreamSimulator(scripted_mdnrnn(reward_head), load_start_latents(tmp_path), DreamSettings(**settings))
+
+
+def test_a_done_dream_stops_accumulating_and_stays_done(tmp_path: Path) -> None:
+    sim = scripted(tmp_path)
+    result = sim.record(constant_actions(sim, [0.3, 0.99]), np.array([0, 1]))
+    np.testing.assert_array_equal(result.lengths, [1, 10])  # dream 0: done at step 1 only, and stays ended
+    np.testing.assert_array_equal(result.returns, [1.0, 10.0])
+    assert result.z is not None and result.z.shape == (2, 11, Z)
+
+
+def test_rollout_stops_at_the_first_check_after_every_dream_ended(tmp_path: Path) -> None:
+    sim = scripted(tmp_path, check_every=4)
+    result = sim.record(constant_actions(sim, [0.3, 0.3]), np.array([0, 1]))
+    np.testing.assert_array_equal(result.lengths, [1, 1])
+    assert result.z is not None and result.z.shape == (2, 5, Z)
+
+
+def test_survival_reward_counts_live_steps_with_a_done_head_only(tmp_path: Path) -> None:
+    sim = scripted(tmp_path, reward_head=False, reward_mode="survival")
+    np.testing.assert_array_equal(sim.rollout(constant_actions(sim, [0.3, 0.99, 0.99]), np.arange(3)), [1, 10, 10])
+
+
+def test_sampled_done_ends_dreams_with_the_predicted_probability(tmp_path: Path) -> None:
+    write_starts(tmp_path)
+    settings = DreamSettings(inputs="z", max_steps=50, reward_mode="survival")
+    mdnrnn = scripted_mdnrnn(done_weight=0.0, done_bias=0.0)  # done logit 0: probability 1/2 per step
+    logit = DreamSimulator(mdnrnn, load_start_latents(tmp_path), settings)
+    sample = DreamSimulator(mdnrnn, load_start_latents(tmp_path), replace(settings, done_mode="sample"))
+    params = constant_actions(logit, [0.5] * 400)
+    np.testing.assert_array_equal(logit.rollout(params, np.arange(400)), 50.0)  # a logit of 0 is not > 0
+    lengths = sample.rollout(params, np.arange(400))
+    assert 1.8 < lengths.mean() < 2.2 and lengths.min() == 1  # geometric, mean 2
+
+
+def test_reward_modes_need_the_heads(tmp_path: Path) -> None:
+    write_starts(tmp_path)
+    starts = load_start_latents(tmp_path)
+    with pytest.raises(ValueError, match="reward_mode 'head' needs M with a reward head"):
+        DreamSimulator(MDNRNN(Z, A, H), starts)
+    survival = DreamSimulator(MDNRNN(Z, A, H), starts, DreamSettings(reward_mode="survival", max_steps=3))
+    with pytest.raises(ValueError, match="needs M with a done head"):
+        survival.rollout(np.zeros((1, survival.num_params)), np.array([0]))
+    assert survival.record(np.zeros((1, survival.num_params)), np.array([0])).lengths[0] == 3
+
+
+def test_dreams_start_from_stored_first_frames(tmp_path: Path) -> None:
+    firsts = write_starts(tmp_path)
+    starts = load_start_latents(tmp_path)
+    np.testing.assert_array_equal(starts.mu, firsts.mu)
+    np.testing.assert_array_equal(starts.logvar, firsts.logvar)
+    assert len(load_start_latents(tmp_path, max_episodes=2).mu) == 2
+    sim = DreamSimulator(MDNRNN(Z, A, H, reward_head=True), starts)
+    z = sim.start(60, sim.generator(0)).z.numpy()  # (60, Z)
+    nearest = np.abs(z[:, None, :] - firsts.mu[None]).max(axis=2).min(axis=1)
+    assert nearest.max() < 0.1  # every z within a few sigma (0.018) of one of the first frames
+    assert len(np.unique(np.round(z[:, 0] / 10))) == EPISODES  # all episodes are used
+
+
+def test_decode_draws_frames(run: Path) -> None:
+    sim = simulator(run)
+    result = sim.record(random_params(sim, 1), np.array([0]))
+    frames = sim.decode(result.z[0, :3])
+    assert frames.shape == (3, 64, 64, 3) and frames.dtype == np.uint8
+
+
+def env_kwargs(run: Path) -> dict[str, object]:
+    return {"mdnrnn_path": run / "mdnrnn.pt", "latents_folder": run / "episodes", "vae_path": run / "vae.pt",
+            "device": "cpu"}
+
+
+@pytest.mark.filterwarnings("ignore:.*Box observation space m")  # z and c are unbounded: the bounds are infinite
+def test_dream_env_passes_the_checker_and_renders(run: Path) -> None:
+    env = gymnasium.make("worldmodels/Dream-v0", **env_kwargs(run), render_mode="rgb_array")
+    assert isinstance(env.unwrapped, DreamEnv)
+    check_env(env.unwrapped)
+    assert env.observation_space.shape == (Z + H,) and env.action_space.shape == (A,)
+    made = gymnasium.make("worldmodels/Dream-v0", **env_kwargs(run), observation="zch", render_mode="rgb_array")
+    observation, _ = made.reset(seed=0)
+    assert observation.shape == (Z + 2 * H,) and observation.dtype == np.float32
+    frame = made.render()
+    assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+    with pytest.raises(ValueError, match="pass vae_path"):
+        DreamEnv(run / "mdnrnn.pt", run / "episodes", render_mode="rgb_array")
+
+
+def test_dream_vector_env_steps_and_autoresets_next_step(run: Path) -> None:
+    save_untrained_checkpoint(run / "mdnrnn.pt", "mdnrnn", {"z_size": Z, "action_size": A, "hidden_size": H})
+    envs_ = gymnasium.make_vec("worldmodels/Dream-v0", 3, **env_kwargs(run), max_episode_steps=2,
+                               reward_mode="survival", render_mode="rgb_array")  # no done head: never terminates
+    assert isinstance(envs_.unwrapped, DreamVectorEnv)
+    assert envs_.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    observations, _ = envs_.reset(seed=0)
+    assert observations.shape == (3, Z + H) and observations.dtype == np.float32
+    assert envs_.observation_space.contains(observations)
+    actions = envs_.action_space.sample()
+    rewards, truncations = [], []
+    for _ in range(3):
+        observations, reward, terminated, truncated, _ = envs_.step(actions)
+        assert observations.shape == (3, Z + H) and reward.shape == terminated.shape == truncated.shape == (3,)
+        assert terminated.dtype == truncated.dtype == np.bool_
+        rewards.append(reward)
+        truncations.append(truncated)
+    np.testing.assert_array_equal(rewards, [[1, 1, 1], [1, 1, 1], [0, 0, 0]])  # step 3 restarts every dream
+    np.testing.assert_array_equal(truncations, [[False] * 3, [True] * 3, [False] * 3])
+    frames = envs_.render()
+    assert len(frames) == 3 and frames[0].shape == (64, 64, 3) and frames[0].dtype == np.uint8
+    envs_.close()
+
+
+def test_importing_envs_does_not_import_worldmodels() -> None:
+    code = "import sys, envs; assert not any(m.startswith('worldmodels') for m in sys.modules), sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

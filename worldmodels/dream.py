@@ -1,0 +1,436 @@
+"""The dream: M used as the environment, many dreams stepped as one batch of tensors on one device.
+
+One dream step, for B dreams at once (each row with its own controller parameters):
+
+    a_t = C_i(z_t, h_t[, c_t])               dream i's own controller row, as ``Controller.act_population``
+    h_{t+1}, mixture, r_t, done_t = M(z_t, a_t, h_t)
+    z_{t+1} ~ mixture at temperature tau     logits / tau, noise * sqrt(tau), as ``sample_next_z``
+
+The reward is M's reward head (``reward_mode="head"``) or +1 per step the dream is alive
+(``"survival"``, the Doom TakeCover reward: a return is then the dream's length in steps). A dream ends
+when M's done logit is > 0 (``done_mode="logit"``, as published) or with probability sigmoid(logit)
+(``"sample"``), or at ``max_steps``. Ended dreams keep being stepped with the others but are masked: their
+return stops growing. The step that ends a dream still counts, as in the real environment.
+
+Dreams start from stored real first frames: z_0 ~ N(mu, exp(logvar)) of one episode's first frame,
+chosen at random among the latents files of an episode folder (:func:`load_start_latents`).
+
+Randomness: every draw comes from one ``torch.Generator`` per call, seeded from the call's episode seeds,
+so the same ``(params, seeds)`` call returns the same returns. Dreams that share a seed in one call share
+their start and every noise draw (common random numbers, as candidates sharing a seed share a track in the
+real environment); a dream's return therefore depends on the call's distinct seeds, not on its seed
+alone. :meth:`DreamSimulator.step` takes its noise explicitly (:class:`DreamNoise`), so a batched step
+can be checked against B single-dream steps with the same noise.
+
+M's LSTM and heads are evaluated through fused weights (:class:`FusedM`): one matrix product for the
+LSTM gates, one for the mixture, reward and done heads together, with the single-step path done by hand
+(the equivalent of ``nn.LSTMCell``); it matches ``MDNRNN.step``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+
+from rollouts.storage import list_episode_files, read_latents
+from worldmodels.checkpoint import load_mdnrnn, load_vae
+from worldmodels.config import Config
+from worldmodels.controller import Controller, ControllerInputs
+from worldmodels.device import resolve_device
+from worldmodels.mdnrnn import MDNRNN, sample_next_z_with_noise
+from worldmodels.vae import ConvVAE
+
+RewardMode = Literal["head", "survival"]
+DoneMode = Literal["logit", "sample"]
+REWARD_MODES: tuple[str, ...] = ("head", "survival")
+DONE_MODES: tuple[str, ...] = ("logit", "sample")
+
+
+@dataclass(frozen=True)
+class DreamSettings:
+    """How dreams are run and which controller acts in them."""
+
+    temperature: float = 1.0
+    """tau: M's mixture logits are divided by tau and its Gaussian noise scaled by sqrt(tau)."""
+    max_steps: int = 1000
+    """Steps after which a dream is cut (1000 for CarRacing, 2100 for Doom TakeCover)."""
+    reward_mode: RewardMode = "head"
+    """"head": M's reward head; "survival": +1 per step alive (Doom TakeCover), needs M's done head."""
+    done_mode: DoneMode = "logit"
+    """"logit": a dream ends when the done logit is > 0 (published); "sample": with probability sigmoid(logit)."""
+    inputs: ControllerInputs = "zh"
+    """What the controller reads: "z", "zh" ([z, h]) or "zch" ([z, c, h])."""
+    bias: bool = True
+    """Whether the controller has a bias (CarRacing: yes, 867 parameters; Doom: no)."""
+    check_every: int = 10
+    """Steps between checks (host syncs) of whether every dream of a rollout has ended."""
+    cpu_chunk: int = 2048
+    """On the CPU, rollouts step at most this many dreams per tensor operation, so each step's tensors stay in
+    cache and under the allocator's mmap threshold (whole-batch steps of 16384 dreams measured ~1.3x slower)."""
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if min(self.max_steps, self.check_every, self.cpu_chunk) < 1:
+            raise ValueError(f"max_steps, check_every and cpu_chunk must be >= 1, got {self.max_steps}, "
+                             f"{self.check_every} and {self.cpu_chunk}")
+        if self.reward_mode not in REWARD_MODES:
+            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {self.reward_mode!r}")
+        if self.done_mode not in DONE_MODES:
+            raise ValueError(f"done_mode must be one of {DONE_MODES}, got {self.done_mode!r}")
+
+
+def settings_from_config(config: Config) -> DreamSettings:
+    """The dream settings of a run's config: its ``dream`` section and its controller's shape."""
+    dream = config.dream
+    return DreamSettings(temperature=dream.temperature, max_steps=dream.max_steps, reward_mode=dream.reward_mode,
+                         done_mode=dream.done_mode, inputs=config.controller.inputs, bias=config.controller.bias)
+
+
+class StartLatents(NamedTuple):
+    """V's posterior of E real first frames, each (E, Z) float32."""
+
+    mu: np.ndarray
+    logvar: np.ndarray
+
+
+def load_start_latents(folder: str | Path, max_episodes: int | None = None) -> StartLatents:
+    """The first frame's (mu, logvar) of every episode in ``folder`` (of its first ``max_episodes``), from
+    the latents files the encode stage stored beside the episodes.
+
+    :raises FileNotFoundError: the folder has no episode files.
+    :raises rollouts.storage.EpisodeFileError: an episode has no latents file (run `worldmodels encode`).
+    """
+    files = list_episode_files(folder)[:max_episodes]
+    firsts = [read_latents(file) for file in files]
+    mu = np.stack([m[0] for m, _ in firsts])  # (E, Z)
+    logvar = np.stack([v[0] for _, v in firsts])  # (E, Z)
+    return StartLatents(mu, logvar)
+
+
+class DreamState(NamedTuple):
+    """Where B dreams are: the current latent and M's LSTM state."""
+
+    z: torch.Tensor  # (B, Z)
+    h: torch.Tensor  # (B, H)
+    c: torch.Tensor  # (B, H)
+
+
+class DreamNoise(NamedTuple):
+    """The randomness of one step of B dreams (see :meth:`DreamSimulator.draw_noise`)."""
+
+    component: torch.Tensor  # (B, Z, K) uniform in (0, 1): each dimension's mixture component (Gumbel-max)
+    eps: torch.Tensor  # (B, Z) standard normal: the Gaussian noise of the next z
+    done: torch.Tensor | None  # (B,) uniform in [0, 1): the done draw with done_mode "sample", else None
+
+
+class DreamStep(NamedTuple):
+    """What one step of B dreams gives."""
+
+    state: DreamState  # after the step: z_{t+1}, h_{t+1}, c_{t+1}
+    reward: torch.Tensor  # (B,) float32: M's reward head, or 1 per step with reward_mode "survival"
+    done: torch.Tensor  # (B,) bool: the dream ended at this step (always False without a done head)
+
+
+class ControllerRows(NamedTuple):
+    """B controllers' parameters, split once per rollout (see :meth:`DreamSimulator.controller_rows`)."""
+
+    weight: torch.Tensor  # (B, A, F)
+    offset: torch.Tensor  # (B, A), zeros for a controller without bias
+
+
+class DreamResult(NamedTuple):
+    """The outcome of N dreams (see :meth:`DreamSimulator.record`)."""
+
+    returns: np.ndarray  # (N,) float64 summed rewards of the live steps
+    lengths: np.ndarray  # (N,) int64 steps each dream lived, the ending step included
+    z: np.ndarray | None  # (N, T + 1, Z) float32 latents z_0..z_T, or None when not recorded
+
+
+@dataclass(frozen=True)
+class FusedM:
+    """M's weights rearranged for single steps; see :func:`fuse_mdnrnn`."""
+
+    lstm_weight: torch.Tensor  # (Z + A + 1 + H, 4H): rows for [z, a, 1, h], gate columns i, f, o, 2g (fuse_mdnrnn)
+    head_weight: torch.Tensor  # (H, 3KZ + R + D): mixture, then reward (R = 0 or 1), then done (D = 0 or 1)
+    head_bias: torch.Tensor  # (3KZ + R + D,)
+    z_size: int
+    hidden_size: int
+    num_mixtures: int
+    has_reward: bool
+    has_done: bool
+
+
+def fuse_mdnrnn(mdnrnn: MDNRNN, device: torch.device | str) -> FusedM:
+    """Fuse M's weights on ``device``: the LSTM's input and recurrent matrices into one matrix over [z, a, 1, h]
+    (the constant-1 input keeps serving as the gate bias), and the mixture, reward and done heads into one.
+
+    The cell gate's rows are doubled, so one sigmoid over all gates serves it too: tanh(x) = 2 sigmoid(2x) - 1.
+    """
+    H = mdnrnn.hidden_size
+    weight_ih = mdnrnn.lstm.weight_ih_l0.detach().cpu()  # (4H, Z + A + 1), gates i, f, g, o; last column the bias
+    weight_hh = mdnrnn.lstm.weight_hh_l0.detach().cpu()  # (4H, H)
+    gates = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])  # i, f, o, g
+    scale = torch.ones(4 * H, 1)
+    scale[3 * H :] = 2.0  # the cell gate g, see above
+    lstm_weight = torch.cat([weight_ih, weight_hh], dim=1)[gates] * scale  # (4H, Z + A + 1 + H)
+    heads = [mdnrnn.mdn] + [head for head in (mdnrnn.reward_head, mdnrnn.done_head) if head is not None]
+    head_weight = torch.cat([head.weight.detach().cpu() for head in heads])  # (3KZ + R + D, H)
+    head_bias = torch.cat([head.bias.detach().cpu() for head in heads])  # (3KZ + R + D,)
+    return FusedM(
+        lstm_weight=lstm_weight.T.contiguous().to(device),
+        head_weight=head_weight.T.contiguous().to(device),
+        head_bias=head_bias.to(device),
+        z_size=mdnrnn.z_size,
+        hidden_size=H,
+        num_mixtures=mdnrnn.num_mixtures,
+        has_reward=mdnrnn.reward_head is not None,
+        has_done=mdnrnn.done_head is not None,
+    )
+
+
+def lstm_step(m: FusedM, z: torch.Tensor, action: torch.Tensor, h: torch.Tensor,
+              c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """M's LSTM on one step: z (B, Z), action (B, A), h and c (B, H) to the new (h, c), each (B, H).
+
+    tanh is computed as 2 sigmoid(2x) - 1 (torch's CPU tanh is several times slower than its sigmoid).
+    """
+    x = torch.cat([z, action, z.new_ones(len(z), 1), h], dim=1)  # (B, Z + A + 1 + H)
+    gates = torch.mm(x, m.lstm_weight)  # (B, 4H): i, f, o, 2g
+    gates = gates.sigmoid_()  # (B, 4H): sigmoid(i), sigmoid(f), sigmoid(o), (tanh(g) + 1) / 2
+    i, f, o, g = gates.chunk(4, dim=1)  # (B, H) each
+    c = torch.addcmul(f * c, i, g, value=2.0).sub_(i)  # (B, H): f c + i tanh(g)
+    h = torch.addcmul(o.neg(), o, torch.sigmoid(2.0 * c), value=2.0)  # (B, H): o tanh(c)
+    return h, c
+
+
+def sample_mixture(mixture: torch.Tensor, temperature: float, component: torch.Tensor,
+                   eps: torch.Tensor) -> torch.Tensor:
+    """Draw z (B, Z) from per-dimension mixtures (B, Z, 3K) (logits, means, log-stds) with given noise:
+    component (B, Z, K) uniform, eps (B, Z) standard normal (``sample_next_z_with_noise``)."""
+    log_pi, mu, log_sigma = mixture.split(component.shape[-1], dim=-1)  # (B, Z, K) each, views
+    return sample_next_z_with_noise(log_pi, mu, log_sigma, temperature, component, eps)
+
+
+def _seed_of(seeds: np.ndarray) -> int:
+    """One 64-bit generator seed from a sequence of episode seeds (order matters)."""
+    return int(np.random.SeedSequence(seeds.astype(np.uint64).tolist()).generate_state(1, np.uint64)[0])
+
+
+def _distinct(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The distinct seeds (U,) in order of first appearance, and the row of each seed among them (N,)
+    (None when all seeds are distinct: row n is seed n)."""
+    _, first, inverse = np.unique(seeds, return_index=True, return_inverse=True)
+    if len(first) == len(seeds):
+        return seeds, None
+    order = np.argsort(first)  # distinct seeds (sorted by value) listed by first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return seeds[first[order]], rank[inverse.reshape(-1)]
+
+
+def _take(rows: torch.Tensor | None, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """Each tensor's rows ``rows`` (all of it when rows is None); None stays None."""
+    return [t if rows is None or t is None else t.index_select(0, rows) for t in tensors]
+
+
+class DreamSimulator:
+    """B dreams of one M (and optionally V, to draw them) on one device, stepped as tensors.
+
+    Satisfies ``agents.evaluators.RolloutWorker``: :meth:`run` (= :meth:`rollout`) dreams one episode per
+    row of ``params (N, D)``, so a CMA-ES population of P candidates x R rollouts is one batch of P * R.
+    """
+
+    def __init__(self, mdnrnn: MDNRNN, starts: StartLatents, settings: DreamSettings = DreamSettings(),
+                 vae: ConvVAE | None = None, device: torch.device | str = "cpu") -> None:
+        if starts.mu.shape != starts.logvar.shape or starts.mu.ndim != 2 or starts.mu.shape[1] != mdnrnn.z_size:
+            raise ValueError(f"start latents must be (E, {mdnrnn.z_size}) for this M, got mu {starts.mu.shape} "
+                             f"and logvar {starts.logvar.shape}: were they encoded by this run's V?")
+        if vae is not None and vae.z_size != mdnrnn.z_size:
+            raise ValueError(f"M reads z of size {mdnrnn.z_size} but V encodes {vae.z_size}: different runs")
+        if settings.reward_mode == "head" and mdnrnn.reward_head is None:
+            raise ValueError("reward_mode 'head' needs M with a reward head, and this M has none (CarRacing's M "
+                             "is trained without one): train M with a reward head, or set reward_mode "
+                             "'survival' (+1 per step alive, the Doom TakeCover reward; needs a done head)")
+        self.settings = settings
+        self.device = torch.device(device)
+        self.m = fuse_mdnrnn(mdnrnn, self.device)
+        self.action_size = mdnrnn.action_size
+        self.vae = None if vae is None else vae.to(self.device).eval()
+        self.controller = Controller(mdnrnn.z_size, mdnrnn.hidden_size, mdnrnn.action_size, settings.inputs,
+                                     settings.bias)
+        self.start_mu = torch.as_tensor(starts.mu, dtype=torch.float32, device=self.device)  # (E, Z)
+        self.start_logvar = torch.as_tensor(starts.logvar, dtype=torch.float32, device=self.device)  # (E, Z)
+
+    @property
+    def num_params(self) -> int:
+        """Length D of a controller parameter vector."""
+        return self.controller.num_params
+
+    @property
+    def observation_size(self) -> int:
+        """Length F of :meth:`features` (the controller's input)."""
+        return self.controller.input_size
+
+    def generator(self, seed: int) -> torch.Generator:
+        """A generator on this simulator's device, seeded with ``seed``."""
+        return torch.Generator(self.device).manual_seed(seed)
+
+    @torch.inference_mode()
+    def start(self, count: int, generator: torch.Generator) -> DreamState:
+        """``count`` fresh dreams: z_0 ~ N(mu, exp(logvar)) of a random stored first frame, h = c = 0."""
+        index = torch.randint(len(self.start_mu), (count,), generator=generator, device=self.device)  # (B,)
+        z = ConvVAE.sample_latent(self.start_mu[index], self.start_logvar[index], generator)  # (B, Z)
+        h = torch.zeros(count, self.m.hidden_size, device=self.device)  # (B, H)
+        return DreamState(z, h, torch.zeros_like(h))
+
+    @torch.inference_mode()
+    def draw_noise(self, count: int, generator: torch.Generator) -> DreamNoise:
+        """The noise of one step of ``count`` dreams, drawn from ``generator`` (component, eps, then done)."""
+        shape = (count, self.m.z_size, self.m.num_mixtures)
+        component = torch.rand(shape, generator=generator, device=self.device)  # (B, Z, K)
+        eps = torch.randn(shape[:2], generator=generator, device=self.device)  # (B, Z)
+        sample_done = self.settings.done_mode == "sample" and self.m.has_done
+        done = torch.rand(count, generator=generator, device=self.device) if sample_done else None  # (B,)
+        return DreamNoise(component, eps, done)
+
+    @torch.inference_mode()
+    def features(self, state: DreamState) -> torch.Tensor:
+        """The controller's input (B, F) for ``state``: [z], [z, h] or [z, c, h] (the ``inputs`` setting)."""
+        return self.controller.features(state.z, state.h, state.c)
+
+    def controller_rows(self, params: np.ndarray | torch.Tensor) -> ControllerRows:
+        """Controller parameters (B, D) (flat layout of ``Controller``) as weights on this device."""
+        self.controller.check_flat(params)
+        flat = torch.as_tensor(params, dtype=torch.float32, device=self.device).reshape(-1, self.num_params)  # (B, D)
+        return ControllerRows(*self.controller.split(flat))  # (B, A, F), (B, A)
+
+    @torch.inference_mode()
+    def act(self, rows: ControllerRows, state: DreamState) -> torch.Tensor:
+        """Actions (B, A) in [-1, 1]: a_i = tanh(W_i x_i + b_i), dream i with its own controller row i.
+
+        The same as ``Controller.act_population``, as a broadcast product (several times faster than its
+        batched matrix product on the CPU for A = 3).
+        """
+        x = self.features(state)  # (B, F)
+        return torch.tanh((rows.weight * x.unsqueeze(1)).sum(dim=-1) + rows.offset)  # (B, A)
+
+    @torch.inference_mode()
+    def step(self, state: DreamState, action: torch.Tensor, noise: DreamNoise) -> DreamStep:
+        """Advance B dreams by one step of M with actions (B, A) in [-1, 1] and the given noise."""
+        m = self.m
+        h, c = lstm_step(m, state.z, action, state.h, state.c)  # (B, H) each
+        out = torch.addmm(m.head_bias, h, m.head_weight)  # (B, 3KZ + R + D)
+        mixture_size = 3 * m.num_mixtures * m.z_size
+        mixture = out[:, :mixture_size].view(-1, m.z_size, 3 * m.num_mixtures)  # (B, Z, 3K)
+        z = sample_mixture(mixture, self.settings.temperature, noise.component, noise.eps)  # (B, Z)
+        if self.settings.reward_mode == "head":
+            reward = out[:, mixture_size]  # (B,)
+        else:
+            reward = torch.ones_like(out[:, 0])  # (B,)
+        done = self._done(out[:, -1], noise.done) if m.has_done else torch.zeros_like(reward, dtype=torch.bool)
+        return DreamStep(DreamState(z, h, c), reward, done)
+
+    def _done(self, logit: torch.Tensor, uniform: torch.Tensor | None) -> torch.Tensor:
+        """Done (B,) bool from the done logit (B,): logit > 0, or uniform (B,) < sigmoid(logit) when sampled."""
+        if self.settings.done_mode == "logit":
+            return logit > 0
+        if uniform is None:
+            raise ValueError("done_mode 'sample' needs the done uniforms in the noise (see draw_noise)")
+        return uniform < torch.sigmoid(logit)
+
+    def rollout(self, params: np.ndarray | torch.Tensor, seeds: np.ndarray) -> np.ndarray:
+        """Returns (N,) float64 of one dream per row of params (N, D), from episode seeds (N,).
+
+        :raises ValueError: reward_mode "survival" with an M without done head (every return would be max_steps).
+        """
+        if self.settings.reward_mode == "survival" and not self.m.has_done:
+            raise ValueError("reward_mode 'survival' needs M with a done head: without one every dream lives "
+                             "max_steps and every controller scores the same")
+        return self.record(params, seeds, keep_z=False).returns
+
+    def run(self, params: np.ndarray | torch.Tensor, seeds: np.ndarray) -> np.ndarray:
+        """:meth:`rollout`, under the name of the ``agents.evaluators.RolloutWorker`` protocol."""
+        return self.rollout(params, seeds)
+
+    @torch.inference_mode()
+    def record(self, params: np.ndarray | torch.Tensor, seeds: np.ndarray, keep_z: bool = True) -> DreamResult:
+        """Dream one episode per row of params (N, D) from episode seeds (N,), all N as one batch.
+
+        Runs until every dream has ended (checked every ``check_every`` steps) or ``max_steps``. With
+        ``keep_z`` the latents z_0..z_T of every dream come back for :meth:`decode` (a dream's latents after
+        its ``lengths`` steps go on unmasked and mean nothing).
+        """
+        rows = self.controller_rows(params)
+        seeds = np.asarray(seeds, np.int64).reshape(-1)
+        if len(seeds) != len(rows.weight):
+            raise ValueError(f"{len(rows.weight)} parameter rows but {len(seeds)} seeds: one seed per dream")
+        distinct, shared = _distinct(seeds)
+        shared_t = None if shared is None else torch.as_tensor(shared, device=self.device)  # (N,)
+        generator = self.generator(_seed_of(distinct))
+        state = DreamState(*_take(shared_t, *self.start(len(distinct), generator)))
+        alive = torch.ones(len(seeds), dtype=torch.bool, device=self.device)  # (N,)
+        returns = torch.zeros(len(seeds), device=self.device)  # (N,)
+        lengths = torch.zeros(len(seeds), dtype=torch.int64, device=self.device)  # (N,)
+        trace = [state.z]
+        for t in range(self.settings.max_steps):
+            if t % self.settings.check_every == 0 and t and not bool(alive.any()):
+                break
+            noise = DreamNoise(*_take(shared_t, *self.draw_noise(len(distinct), generator)))
+            step = self._act_and_step(rows, state, noise)
+            returns.add_(step.reward * alive)
+            lengths.add_(alive)
+            alive.logical_and_(~step.done)
+            state = step.state
+            if keep_z:
+                trace.append(state.z)
+        z = torch.stack(trace, dim=1).cpu().numpy() if keep_z else None  # (N, T + 1, Z)
+        return DreamResult(returns.double().cpu().numpy(), lengths.cpu().numpy(), z)
+
+    def _act_and_step(self, rows: ControllerRows, state: DreamState, noise: DreamNoise) -> DreamStep:
+        """:meth:`act` then :meth:`step` for B dreams, in row chunks of ``cpu_chunk`` dreams on the CPU."""
+        size = self.settings.cpu_chunk if self.device.type == "cpu" else len(state.z)
+        if len(state.z) <= size:
+            return self.step(state, self.act(rows, state), noise)
+        steps = []
+        for start in range(0, len(state.z), size):
+            chunk = slice(start, start + size)
+            part = DreamState(*(t[chunk] for t in state))
+            part_noise = DreamNoise(*(None if t is None else t[chunk] for t in noise))
+            steps.append(self.step(part, self.act(ControllerRows(*(t[chunk] for t in rows)), part), part_noise))
+        states = DreamState(*(torch.cat(parts) for parts in zip(*(s.state for s in steps))))  # (B, ...) each
+        return DreamStep(states, torch.cat([s.reward for s in steps]), torch.cat([s.done for s in steps]))
+
+    @torch.inference_mode()
+    def decode(self, z: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Frames (T, 64, 64, C) uint8 drawn by V's decoder from latents z (T, Z)."""
+        if self.vae is None:
+            raise ValueError("decoding dreams needs V: build the simulator with a vae (vae_path in the spec)")
+        latents = torch.as_tensor(z, dtype=torch.float32, device=self.device)  # (T, Z)
+        frames = self.vae.decode(latents)  # (T, C, 64, 64) in [0, 1]
+        return (frames * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # (T, 64, 64, C)
+
+
+@dataclass(frozen=True)
+class DreamSimulatorSpec:
+    """A picklable factory of :class:`DreamSimulator` (Ray builds the simulator inside each actor)."""
+
+    mdnrnn_path: Path
+    latents_folder: Path
+    vae_path: Path | None = None
+    settings: DreamSettings = field(default_factory=DreamSettings)
+    device: str = "auto"
+    """"auto" (CUDA when present), "cpu" or "cuda"."""
+    max_start_episodes: int | None = None
+    """Read the first frames of at most this many episodes (None: all)."""
+
+    def __call__(self) -> DreamSimulator:
+        device = resolve_device(self.device)
+        mdnrnn = load_mdnrnn(self.mdnrnn_path, device)
+        vae = None if self.vae_path is None else load_vae(self.vae_path, device)
+        starts = load_start_latents(self.latents_folder, self.max_start_episodes)
+        return DreamSimulator(mdnrnn, starts, self.settings, vae, device)

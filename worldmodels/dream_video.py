@@ -1,0 +1,64 @@
+"""A dreamed episode beside the real one: the same controller acting in the real env and in M's dream.
+
+Both start from the same real first frame (the dream from V's posterior of it) and run closed-loop: in
+the real env C reads V's z of each real frame and M's state; in the dream C reads M's own sampled z.
+The dream is drawn by V's decoder. The picture shows where M's imagination drifts from the game.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from worldmodels.dream import DreamSettings, DreamSimulator, StartLatents
+from worldmodels.real_rollouts import RealEnvWorkerSpec
+
+SEPARATOR_PX = 2
+"""Width of the white bar between the real (left) and dreamed (right) frame."""
+
+
+@dataclass
+class SideBySide:
+    """Frames (T, 64, 2 * 64 + SEPARATOR_PX, 3) uint8: real on the left, dream on the right; each episode's
+    last frame is held once it has ended. Returns are summed rewards (the dream's by its reward_mode)."""
+
+    frames: np.ndarray
+    real_return: float
+    dream_return: float
+    real_steps: int
+    dream_steps: int
+
+
+def dream_beside_real(spec: RealEnvWorkerSpec, settings: DreamSettings, params: np.ndarray | None, seed: int,
+                      device: torch.device | str = "cpu") -> SideBySide:
+    """Run controller ``params`` (D,) (None: all zeros) in the real env from ``seed`` and in M's dream from that
+    episode's first frame. A dream without a reward head counts survival (+1 per step) when ``settings`` asks
+    for the head."""
+    worker = spec()
+    if params is None:
+        params = np.zeros(worker.num_params, np.float32)
+    try:
+        real_return, real = worker.record(params, seed)  # (T_real + 1, 64, 64, 3)
+    finally:
+        worker.close()
+    vae, mdnrnn = worker.vae.to(device), worker.mdnrnn
+    with torch.inference_mode():
+        first = torch.from_numpy(real[:1]).to(device).permute(0, 3, 1, 2).float() / 255  # (1, 3, 64, 64)
+        mu, logvar = (t.cpu().numpy() for t in vae.encode(first))  # (1, Z) each
+    if settings.reward_mode == "head" and mdnrnn.reward_head is None:
+        settings = replace(settings, reward_mode="survival")
+    simulator = DreamSimulator(mdnrnn, StartLatents(mu, logvar), settings, vae, device)
+    result = simulator.record(np.asarray(params, np.float32)[None], np.array([seed]))
+    steps = int(result.lengths[0])
+    dream = simulator.decode(result.z[0, : steps + 1])  # (T_dream + 1, 64, 64, 3)
+    return SideBySide(_beside(real, dream), real_return, float(result.returns[0]), len(real) - 1, steps)
+
+
+def _beside(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Frames (T, H, W, 3) of two sequences side by side, the shorter one holding its last frame."""
+    length = max(len(left), len(right))
+    hold = [np.concatenate([seq, np.repeat(seq[-1:], length - len(seq), axis=0)]) for seq in (left, right)]
+    bar = np.full((length, left.shape[1], SEPARATOR_PX, 3), 255, np.uint8)
+    return np.concatenate([hold[0], bar, hold[1]], axis=2)
