@@ -11,12 +11,14 @@ from pathlib import Path
 
 from agents.cmaes import GenerationRecord
 from agents.dream_training import train_controller_dream
+from agents.pipeline import SUMMARY_NAME, run_pipeline
 from agents.real_env import (
     EPISODES_DIR,
     EVALUATION_NAME,
     evaluate_controller_real,
     train_controller_real,
 )
+from agents.temperature_sweep import PUBLISHED_TEMPERATURES, markdown_table, temperature_sweep
 from rollouts.ray_cluster import init_ray
 from worldmodels.cli import (
     add_command,
@@ -38,7 +40,7 @@ def cmd_train_controller(args: argparse.Namespace) -> None:
         args.set.append(f"dream.temperature={args.temperature}")
     config = run_config(args)
     init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
-    if args.env == "dream":
+    if (args.env or config.controller.train_in) == "dream":
         data = args.data or Path(args.run) / EPISODES_DIR
         records = train_controller_dream(config, args.run, data, on_generation=_print_generation)
     else:
@@ -58,11 +60,64 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"evaluate: {report.summary()} -> {out}" + (f", first episode as {args.gif}" if args.gif else ""))
 
 
+def cmd_run(args: argparse.Namespace) -> None:
+    """Run every stage of the preset into --run (collect, V, encode, M, C, evaluate, pictures), skipping what is
+    done and resuming what was interrupted; ends with the real-env score and RUN/summary.json."""
+    config = run_config(args)
+    init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
+    summary = run_pipeline(config, args.run, say=lambda line: print(line, flush=True))
+    score = summary["score"]
+    print(f"run: {score['mean']:.1f} +- {score['std']:.1f} over {score['episodes']} real episodes, "
+          f"{summary['env_steps_total']} env steps -> {Path(args.run) / SUMMARY_NAME}")
+
+
+def cmd_temperature_sweep(args: argparse.Namespace) -> None:
+    """Evolve one controller in the dream per temperature, score each in the dream and the real env, and write
+    the paper's table to RUN/temperature_sweep.md and .json."""
+    config = run_config(args)
+    init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
+    rows = temperature_sweep(config, args.run, args.data or Path(args.run) / EPISODES_DIR, tuple(args.temperatures),
+                             on_generation=lambda tau, record: print(f"temperature-sweep: tau {tau:g}: "
+                                                                     f"{record.describe()}", flush=True))
+    print(markdown_table(rows), end="")
+
+
+def cmd_baseline(args: argparse.Namespace) -> None:
+    """Train a stable-baselines3 agent on pixels, on V and M's latents, or in M's dream; save it as
+    RUN/baselines/{algo}_{obs}.zip and its real-env evaluation (mean +- std) beside it as .json."""
+    from agents.sb3 import run_baseline  # imports stable_baselines3 (~2 s), so only this command does
+
+    for key in ("algo", "obs", "timesteps"):
+        if getattr(args, key) is not None:
+            args.set.append(f"baseline.{key}={getattr(args, key)}")
+    config = run_config(args)
+    result = run_baseline(config, args.run, args.data, episodes=args.episodes)
+    model, steps = result.agent.model, "dream" if config.baseline.obs == "dream" else "env"
+    print(f"baseline: {type(model).__name__} on {config.baseline.obs}, {model.num_timesteps} {steps} steps in "
+          f"{result.agent.seconds:.1f} s -> {result.path}; real env: {result.report.summary()} -> "
+          f"{result.path.with_suffix('.json')}")
+
+
+def add_baseline_command(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``baseline`` to the ``worldmodels`` parser."""
+    baseline = add_command(subparsers, "baseline", cmd_baseline)
+    baseline.add_argument("--algo", help="a stable_baselines3 algorithm, any case (sets baseline.algo; default PPO)")
+    baseline.add_argument("--obs", choices=["pixels", "latent", "dream"],
+                          help="what the agent learns on (sets baseline.obs; default latent)")
+    baseline.add_argument("--timesteps", type=int, help="training steps (sets baseline.timesteps)")
+    baseline.add_argument("--episodes", type=int, help="real-env evaluation episodes, each on its own seed "
+                          "(default: evaluate.episodes, 100 as published)")
+    baseline.add_argument("--data", type=Path, help="encoded episodes whose first frames start the dreams "
+                          f"(default: RUN/{EPISODES_DIR})")
+    baseline.add_argument("--run", required=True, type=Path,
+                          help="run folder (vae.pt and mdnrnn.pt for latent and dream); outputs in RUN/baselines")
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train-controller`` and ``evaluate`` to the ``worldmodels`` parser."""
+    """Add ``train-controller``, ``evaluate``, ``run`` and ``temperature-sweep`` to the ``worldmodels`` parser."""
     train = add_command(subparsers, "train-controller", cmd_train_controller)
-    train.add_argument("--env", choices=["real", "dream"], default="real",
-                       help="where candidates are evaluated: the real environment, or M's batched dream")
+    train.add_argument("--env", choices=["real", "dream"], help="where candidates are evaluated: the real "
+                       "environment, or M's batched dream (default: controller.train_in)")
     train.add_argument("--temperature", type=float, help="dream temperature tau (sets dream.temperature)")
     train.add_argument("--data", type=Path, help="encoded episodes whose first frames start the dreams "
                        f"(default: RUN/{EPISODES_DIR})")
@@ -72,6 +127,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--params", type=Path, help="controller parameters .npy (default: RUN/controller/mean.npy)")
     evaluate.add_argument("--out", type=Path, help="JSON report (default: RUN/evaluation.json)")
     evaluate.add_argument("--gif", type=Path, help="also record the first episode as this GIF")
-    for parser in (train, evaluate):
-        parser.add_argument("--run", required=True, type=Path, help="run folder holding vae.pt and mdnrnn.pt")
+    run = add_command(subparsers, "run", cmd_run)
+    sweep = add_command(subparsers, "temperature-sweep", cmd_temperature_sweep)
+    sweep.add_argument("--temperatures", type=float, nargs="+", default=list(PUBLISHED_TEMPERATURES),
+                       help="values of tau (default: the paper's 0.1 0.5 1.0 1.15 1.3)")
+    sweep.add_argument("--data", type=Path, help=f"encoded episodes starting the dreams (default: RUN/{EPISODES_DIR})")
+    for parser in (train, evaluate, run, sweep):
+        parser.add_argument("--run", required=True, type=Path, help="the run folder: every stage's outputs" if
+                            parser is run else "run folder holding vae.pt and mdnrnn.pt")
         add_ray_address_option(parser)
+    add_baseline_command(subparsers)

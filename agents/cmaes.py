@@ -15,7 +15,8 @@ Run folder (``out_dir``), all written atomically after every generation:
     cmaes_state.pkl   pycma's strategy object and numpy's global RNG state (pycma samples from it), pickled
     best.npy          the best candidate seen so far (D,) float32
     mean.npy          the distribution mean (D,) float32, the solution to deploy
-    log.csv           generation, best/mean/worst fitness, sigma, seconds, retried
+    log.csv           generation, best/mean/worst fitness, sigma, seconds, retried, env_steps (real-env steps
+                      of the generation's rollouts; 0 in a dream)
     eval.csv          generation, env, mean/std/min/max return of the mean solution, episodes; one row per
                       evaluation env (``train`` by default; ``dream`` and ``real`` when training in a dream)
 
@@ -47,7 +48,8 @@ with warnings.catch_warnings():  # pycma warns on import when matplotlib (only f
     import cma
 
 STATE_NAME = "cmaes_state.pkl"
-LOG_COLUMNS = ("generation", "best_fitness", "mean_fitness", "worst_fitness", "sigma", "seconds", "retried")
+LOG_COLUMNS = ("generation", "best_fitness", "mean_fitness", "worst_fitness", "sigma", "seconds", "retried",
+               "env_steps")
 EVAL_COLUMNS = ("generation", "env", "mean_return", "std_return", "min_return", "max_return", "episodes")
 
 
@@ -62,6 +64,8 @@ class GenerationRecord:
     sigma: float
     seconds: float
     retried: int
+    env_steps: int
+    """Real-environment steps this generation's rollouts took (0 in a dream; evaluations not counted)."""
     evaluations: dict[str, tuple[float, float, int]] = field(default_factory=dict)
     """Evaluations of the mean solution after this generation: env -> (mean, std, episodes) of its returns."""
 
@@ -175,7 +179,7 @@ def evolve(
     records = []
     while generation < last:
         start = time.perf_counter()
-        retried_before = evaluator.retried
+        retried_before, steps_before = evaluator.retried, evaluator.env_steps
         candidates = np.asarray(es.ask(), np.float64)  # (P, D)
         returns = evaluator(candidates.astype(np.float32), generation_seeds(settings.seed, generation,
                                                                             settings.rollouts))
@@ -184,7 +188,8 @@ def evolve(
         if scores.max() > best_fitness:
             best, best_fitness = candidates[scores.argmax()].copy(), float(scores.max())
         record = GenerationRecord(generation, float(scores.max()), float(scores.mean()), float(scores.min()),
-                                  float(es.sigma), time.perf_counter() - start, evaluator.retried - retried_before)
+                                  float(es.sigma), time.perf_counter() - start, evaluator.retried - retried_before,
+                                  evaluator.env_steps - steps_before)
         generation += 1
         if generation % settings.eval_every == 0:
             for name, mean_evaluator in (evaluations or {"train": evaluator}).items():

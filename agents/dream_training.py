@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agents.cmaes import GenerationRecord, evolve
-from agents.evaluators import RayEvaluator, SerialEvaluator
+from agents.evaluators import Evaluator, RayEvaluator, SerialEvaluator
 from worldmodels.config import Config
 from worldmodels.controller import CONTROLLER_DIR
 from worldmodels.dream import DreamSimulatorSpec, settings_from_config
@@ -30,14 +30,26 @@ def dream_spec(config: Config, run_dir: Path, data_dir: Path) -> DreamSimulatorS
 
 
 def train_controller_dream(config: Config, run_dir: str | Path, data_dir: str | Path,
-                           on_generation: Callable[[GenerationRecord], None] | None = None) -> list[GenerationRecord]:
+                           on_generation: Callable[[GenerationRecord], None] | None = None,
+                           out_dir: str | Path | None = None, real: Evaluator | None = None) -> list[GenerationRecord]:
     """Evolve C in the batched dream (Ray must be initialised for the real-env evaluations); resumes
-    RUN/controller/. ``data_dir`` holds the encoded episodes whose first frames start the dreams."""
+    ``out_dir`` (default RUN/controller/). ``data_dir`` holds the encoded episodes whose first frames start
+    the dreams. ``real`` evaluates the mean solution in the real env (default: Ray workers made and closed
+    here; pass one to share its workers across calls)."""
     run_dir, data_dir = Path(run_dir), Path(data_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / CONTROLLER_DIR
     dream = SerialEvaluator(dream_spec(config, run_dir, data_dir))
-    real = RayEvaluator(RealEnvWorkerSpec.for_run(config, run_dir), config.cmaes.num_workers, max_retries=config.cmaes.max_retries)
+    owned = real is None
+    real = real_evaluator(config, run_dir) if real is None else real
     try:
-        return evolve(dream, dream.worker.num_params, config.cmaes, run_dir / CONTROLLER_DIR, on_generation,
+        return evolve(dream, dream.worker.num_params, config.cmaes, out_dir, on_generation,
                       evaluations={"dream": dream, "real": real})
     finally:
-        real.close()
+        if owned:
+            real.close()
+
+
+def real_evaluator(config: Config, run_dir: Path) -> RayEvaluator:
+    """Ray workers running this run's controllers in the real env (``cmaes.num_workers`` of them)."""
+    return RayEvaluator(RealEnvWorkerSpec.for_run(config, run_dir), config.cmaes.num_workers,
+                        max_retries=config.cmaes.max_retries)

@@ -24,6 +24,16 @@ class EvaluationReport:
     returns: list[float]
     seeds: list[int]
 
+    @classmethod
+    def from_returns(cls, returns: np.ndarray, seeds: np.ndarray) -> EvaluationReport:
+        """The statistics of episode ``returns`` (E,), episode i run from ``seeds[i]`` (E,)."""
+        returns = np.asarray(returns, np.float64)
+        if returns.shape != (len(seeds),) or not len(seeds):
+            raise ValueError(f"one return per seed needed, got returns {returns.shape} and {len(seeds)} seeds")
+        return cls(mean=float(returns.mean()), std=float(returns.std()), min=float(returns.min()),
+                   max=float(returns.max()), episodes=len(returns), returns=[float(r) for r in returns],
+                   seeds=[int(s) for s in seeds])
+
     def summary(self) -> str:
         return f"{self.mean:.1f} +- {self.std:.1f} over {self.episodes} episodes"
 
@@ -31,12 +41,15 @@ class EvaluationReport:
         atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
 
 
-def evaluate_params(evaluator: Evaluator, params: np.ndarray, episodes: int, seed: int) -> EvaluationReport:
-    """Run ``params`` (D,) for ``episodes`` episodes with seeds ``seed .. seed + episodes - 1``."""
+def evaluation_seeds(seed: int, episodes: int) -> np.ndarray:
+    """The episode seeds ``seed .. seed + episodes - 1`` (episodes,) int64 of an evaluation."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    seeds = np.arange(seed, seed + episodes, dtype=np.int64)
+    return np.arange(seed, seed + episodes, dtype=np.int64)
+
+
+def evaluate_params(evaluator: Evaluator, params: np.ndarray, episodes: int, seed: int) -> EvaluationReport:
+    """Run ``params`` (D,) for ``episodes`` episodes with seeds ``seed .. seed + episodes - 1``."""
+    seeds = evaluation_seeds(seed, episodes)
     returns = evaluator(np.asarray(params, np.float32)[None], seeds)[0]  # (episodes,)
-    return EvaluationReport(mean=float(returns.mean()), std=float(returns.std()), min=float(returns.min()),
-                            max=float(returns.max()), episodes=episodes, returns=[float(r) for r in returns],
-                            seeds=[int(s) for s in seeds])
+    return EvaluationReport.from_returns(returns, seeds)

@@ -13,7 +13,7 @@ replaces an actor that dies and redoes its chunk, so the generation still comple
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import ray
@@ -32,9 +32,12 @@ WorkerFactory = Callable[[], RolloutWorker]
 
 
 class Evaluator(Protocol):
-    """``evaluate(candidates (P, D), seeds (R,)) -> returns (P, R)``; ``retried`` counts redone chunks."""
+    """``evaluate(candidates (P, D), seeds (R,)) -> returns (P, R)``; ``retried`` counts redone chunks and
+    ``env_steps`` the real-environment steps of every finished rollout (0 for workers without ``env_steps``,
+    such as dreams)."""
 
     retried: int
+    env_steps: int
 
     def __call__(self, candidates: np.ndarray, seeds: np.ndarray) -> np.ndarray: ...
 
@@ -54,6 +57,11 @@ class SerialEvaluator:
         self.worker = make_worker()
         self.retried = 0
 
+    @property
+    def env_steps(self) -> int:
+        """Real-environment steps the worker has taken."""
+        return int(getattr(self.worker, "env_steps", 0))
+
     def __call__(self, candidates: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         rows, flat_seeds = _grid(candidates, seeds)
         returns = self.worker.run(np.asarray(candidates)[rows], flat_seeds)
@@ -69,8 +77,11 @@ class _RemoteWorker:
     def __init__(self, make_worker: WorkerFactory) -> None:
         self.worker = make_worker()
 
-    def run(self, candidates: np.ndarray, rows: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        return np.asarray(self.worker.run(candidates[rows], seeds), np.float64)
+    def run(self, candidates: np.ndarray, rows: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, int]:
+        """Returns (N,) of the rows' rollouts and the environment steps they took."""
+        before = getattr(self.worker, "env_steps", 0)
+        returns = np.asarray(self.worker.run(candidates[rows], seeds), np.float64)
+        return returns, getattr(self.worker, "env_steps", 0) - before
 
 
 _RemoteWorkerActor = ray.remote(num_cpus=1, max_restarts=0)(_RemoteWorker)
@@ -91,6 +102,7 @@ class RayEvaluator:
         self.chunk_size = chunk_size
         self.max_retries = max_retries
         self.on_chunk = on_chunk
+        self.env_steps = 0
 
     @property
     def retried(self) -> int:
@@ -104,8 +116,9 @@ class RayEvaluator:
         returns = np.full(len(rows), np.nan)
         candidates_ref = ray.put(np.asarray(candidates, np.float32))
 
-        def on_result(chunk: np.ndarray, values: Any) -> None:
-            returns[chunk] = values
+        def on_result(chunk: np.ndarray, values: tuple[np.ndarray, int]) -> None:
+            returns[chunk] = values[0]
+            self.env_steps += values[1]
             if self.on_chunk is not None:
                 self.on_chunk(self.pool)
 

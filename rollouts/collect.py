@@ -138,6 +138,10 @@ class CollectReport:
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
+    def describe(self) -> str:
+        return (f"{self.collected} episodes gathered, {self.skipped} already on disk, {self.retried} retried; "
+                f"{self.frames} frames in {self.seconds:.1f} s ({self.frames_per_second:.0f} frames/s)")
+
 
 def scan_existing(out_dir: Path, episodes: int) -> tuple[dict[int, dict[str, Any]], list[int]]:
     """Episodes 0..episodes-1 already on disk (index -> meta) and the indices still to gather.

@@ -39,3 +39,14 @@ def episode_folder(tmp_path: Path) -> Callable[..., Path]:
         return folder
 
     return make
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Small convolutions run several times faster on one thread than on two cores shared with other work."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

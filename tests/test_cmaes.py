@@ -39,6 +39,10 @@ class Recording:
     def retried(self) -> int:
         return self.evaluator.retried
 
+    @property
+    def env_steps(self) -> int:
+        return self.evaluator.env_steps
+
     def __call__(self, candidates, seeds):
         self.seen.append(candidates.copy())
         return self.evaluator(candidates, seeds)

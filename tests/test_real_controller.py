@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -80,6 +81,8 @@ def test_cli_train_controller_then_evaluate(tmp_path):
     assert "generation 0: fitness best" in train.stdout
     for name in ("mean.npy", "best.npy", "log.csv", "eval.csv", "cmaes_state.pkl"):
         assert (tmp_path / "controller" / name).is_file()
+    (row,) = csv.DictReader((tmp_path / "controller" / "log.csv").open())
+    assert int(row["env_steps"]) == 4 * 2 * 20  # popsize x rollouts x 20-step episodes, counted by the workers
     # No --preset: evaluate reads the run's saved config.yaml (episodes of 20 steps, the tiny sizes).
     evaluate = subprocess.run([sys.executable, "-m", "worldmodels.cli", "evaluate", "--run", str(tmp_path),
                                "--episodes", "3", "--gif", str(tmp_path / "episode.gif")],

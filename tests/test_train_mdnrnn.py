@@ -54,6 +54,14 @@ def test_heads_off_log_zero(episode_folder, tmp_path):
     assert summary.metrics["reward"] == 0 and summary.metrics["done"] == 0 and summary.metrics["z_nll"] > 0
 
 
+def test_a_zero_step_budget_leaves_the_untrained_model(episode_folder, tmp_path):
+    summary = train_mdnrnn(tiny_config("mdnrnn.steps=0"), episode_folder(2, 12, latents_z=Z), tmp_path,
+                           progress=False)
+    assert summary.already_finished and summary.step == 0
+    checkpoint = read_checkpoint(tmp_path / "mdnrnn.pt", kind="mdnrnn")
+    assert checkpoint.step == 0 and checkpoint.model_args["hidden_size"] == 32
+
+
 class Crash(Exception):
     """Stands for the process dying in the middle of training."""
 

@@ -3,7 +3,7 @@
 A checkpoint (``torch.save`` of plain dicts and tensors, read back with ``weights_only=True``) holds
 
     format          int     CHECKPOINT_FORMAT
-    kind            str     "vae" or "mdnrnn": which model class ``model_args`` builds
+    kind            str     "vae", "mdnrnn", "cnn" or "gan": which model class ``model_args`` builds
     model_args      dict    the model's constructor keyword arguments (z_size, action_size, ...)
     model           dict    the model's state_dict (tensors on the CPU once loaded)
     optimizer       dict    the optimiser's state_dict
@@ -29,11 +29,13 @@ import torch
 import torch.nn as nn
 
 from rollouts.atomic import atomic_path
+from worldmodels.components.cnn import FramePredictor
+from worldmodels.components.gan import GAN
 from worldmodels.mdnrnn import MDNRNN
 from worldmodels.vae import ConvVAE
 
 CHECKPOINT_FORMAT = 1
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"vae": ConvVAE, "mdnrnn": MDNRNN}
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"vae": ConvVAE, "mdnrnn": MDNRNN, "cnn": FramePredictor, "gan": GAN}
 """The model class each checkpoint ``kind`` rebuilds."""
 
 
@@ -82,7 +84,7 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
 def read_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
     """Read a checkpoint file onto the CPU, with ``weights_only=True``.
 
-    :param kind: the ``kind`` the caller needs ("vae" or "mdnrnn"); None accepts either.
+    :param kind: the ``kind`` the caller needs (a key of :data:`MODEL_CLASSES`); None accepts any.
     :raises FileNotFoundError: there is no such file.
     :raises CheckpointError: the file is not a readable checkpoint of this format, or of another kind.
     """
@@ -170,6 +172,14 @@ def load_mdnrnn(path: str | Path, device: torch.device | str = "cpu") -> MDNRNN:
     """The trained M stored in ``path`` (a ``train-mdnrnn`` checkpoint), on ``device``, in eval mode."""
     model = build_model(read_checkpoint(path, kind="mdnrnn"), path)
     assert isinstance(model, MDNRNN)
+    return model.to(device)
+
+
+def load_gan(path: str | Path, device: torch.device | str = "cpu") -> GAN:
+    """The trained GAN stored in ``path`` (a ``train-gan`` checkpoint), on ``device``, in eval mode; its
+    ``generate(n)`` gives (n, 64, 64, C) uint8 frames."""
+    model = build_model(read_checkpoint(path, kind="gan"), path)
+    assert isinstance(model, GAN)
     return model.to(device)
 
 

@@ -56,25 +56,13 @@ def cmd_presets(args: argparse.Namespace) -> None:
 
 def cmd_collect(args: argparse.Namespace) -> None:
     """Gather episodes with Ray workers into --out (resumes: stored episodes are skipped)."""
-    from rollouts.collect import EnvSpec, PolicySpec, collect_episodes
     from rollouts.ray_cluster import init_ray
+    from worldmodels.stages import collect_stage
 
     config = config_from_args(args)
-    out = Path(args.out)
-    save_config(config, out / "collect_config.yaml")
     init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
-    report = collect_episodes(
-        out,
-        EnvSpec(config.env.id, config.env.max_episode_steps, config.env.options),
-        PolicySpec(config.collect.policy, config.collect.brownian_sigma, config.collect.controller_weight_std),
-        episodes=config.collect.episodes,
-        seed=config.collect.seed,
-        num_workers=config.collect.num_workers,
-        max_retries=config.collect.max_retries,
-    )
-    print(f"collect: {report.collected} episodes gathered, {report.skipped} already on disk, "
-          f"{report.retried} retried; {report.frames} frames in {report.seconds:.1f} s "
-          f"({report.frames_per_second:.0f} frames/s) -> {out}")
+    report = collect_stage(config, Path(args.out))
+    print(f"collect: {report.describe()} -> {args.out}")
 
 
 VAE_SHAPE_SETTINGS = ("vae.z_size",)
@@ -82,6 +70,10 @@ VAE_SHAPE_SETTINGS = ("vae.z_size",)
 MDNRNN_SHAPE_SETTINGS = ("vae.z_size", "mdnrnn.hidden_size", "mdnrnn.num_mixtures", "mdnrnn.reward_head",
                          "mdnrnn.done_head")
 """Settings that shape M's tensors."""
+CNN_SHAPE_SETTINGS = ("cnn.encoder", "cnn.features_dim", "cnn.task", "cnn.input")
+"""Settings that shape the train-cnn model's tensors."""
+GAN_SHAPE_SETTINGS = ("gan.variant", "gan.latent_size", "gan.width")
+"""Settings that shape the GAN's tensors."""
 
 
 def _setting(config: Config, key: str) -> object:
@@ -94,6 +86,8 @@ def run_config(args: argparse.Namespace) -> Config:
 
     Refused when it changes a setting that shapes a model the run folder already holds.
     """
+    from worldmodels.components.train_cnn import CHECKPOINT_NAME as CNN_CHECKPOINT
+    from worldmodels.components.train_gan import CHECKPOINT_NAME as GAN_CHECKPOINT
     from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
     from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
 
@@ -102,7 +96,8 @@ def run_config(args: argparse.Namespace) -> Config:
     saved = run / RUN_CONFIG_NAME
     if saved.exists():
         earlier = load_config(file=saved)
-        for checkpoint, keys in ((VAE_CHECKPOINT, VAE_SHAPE_SETTINGS), (MDNRNN_CHECKPOINT, MDNRNN_SHAPE_SETTINGS)):
+        for checkpoint, keys in ((VAE_CHECKPOINT, VAE_SHAPE_SETTINGS), (MDNRNN_CHECKPOINT, MDNRNN_SHAPE_SETTINGS),
+                                 (CNN_CHECKPOINT, CNN_SHAPE_SETTINGS), (GAN_CHECKPOINT, GAN_SHAPE_SETTINGS)):
             changed = [f"{key}={_setting(earlier, key)!r} (now {_setting(config, key)!r})"
                        for key in keys if _setting(earlier, key) != _setting(config, key)]
             if changed and (run / checkpoint).exists():
@@ -138,6 +133,24 @@ def cmd_train_mdnrnn(args: argparse.Namespace) -> None:
 
     summary = train_mdnrnn(run_config(args), args.data, args.run)
     print(f"train-mdnrnn: {summary.describe()}")
+
+
+def cmd_train_cnn(args: argparse.Namespace) -> None:
+    """Train the CNN encoder cnn.encoder on cnn.task (the action, or the reward's sign) from the episodes in --data,
+    scored on held-out episodes; checkpoint and logs go to --run (resumes RUN/cnn.pt)."""
+    from worldmodels.components.train_cnn import train_cnn
+
+    report = train_cnn(run_config(args), args.data, args.run)
+    print(f"train-cnn: {report.describe()}")
+
+
+def cmd_train_gan(args: argparse.Namespace) -> None:
+    """Train the GAN gan.variant (dcgan, wgan, wgan_gp) on the frames in --data; checkpoint, log and sample grids
+    go to --run (resumes RUN/gan.pt)."""
+    from worldmodels.components.train_gan import train_gan
+
+    summary = train_gan(run_config(args), args.data, args.run)
+    print(f"train-gan: {summary.describe()}")
 
 
 def cmd_dream(args: argparse.Namespace) -> None:
@@ -200,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     collect = add_command(sub, "collect", cmd_collect)
     collect.add_argument("--out", required=True, type=Path, help="folder for the episode files")
     add_ray_address_option(collect)
-    for name, func in (("train-vae", cmd_train_vae), ("encode", cmd_encode), ("train-mdnrnn", cmd_train_mdnrnn)):
+    for name, func in (("train-vae", cmd_train_vae), ("encode", cmd_encode), ("train-mdnrnn", cmd_train_mdnrnn),
+                       ("train-cnn", cmd_train_cnn), ("train-gan", cmd_train_gan)):
         stage = add_command(sub, name, func)
         stage.add_argument("--data", required=True, type=Path, help="folder of episode files")
         stage.add_argument("--run", required=True, type=Path, help="folder for this run's config, checkpoints and logs")

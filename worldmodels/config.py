@@ -24,8 +24,15 @@ from rollouts.atomic import atomic_write_text
 DataPolicyName = Literal["uniform", "brownian", "random_controller", "repeated_random"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 ControllerInputsName = Literal["z", "zh", "zch"]
+ControllerEnvName = Literal["real", "dream"]
 DreamRewardName = Literal["head", "survival"]
 DreamDoneName = Literal["logit", "sample"]
+BaselineObsName = Literal["pixels", "latent", "dream"]
+BaselineLatentName = Literal["mu", "sample"]
+EncoderName = Literal["mnist", "alexnet", "vgg", "inception", "resnet", "nature"]
+FrameTaskName = Literal["action", "reward"]
+FrameInputName = Literal["frame", "transition"]
+GANVariantName = Literal["dcgan", "wgan", "wgan_gp"]
 
 
 class ConfigError(ValueError):
@@ -137,6 +144,8 @@ class ControllerConfig:
     """What C reads: "zh" = [z, h] (the full world model, CarRacing), "zch" = [z, c, h] (Doom), "z" = V only."""
     bias: bool = True
     """Learn a bias b in a = tanh(W x + b) (CarRacing: yes; the Doom controller has none)."""
+    train_in: ControllerEnvName = "real"
+    """Where CMA-ES evaluates candidates by default: the real env (CarRacing, as published) or M's dream (Doom)."""
 
 
 @dataclass
@@ -194,6 +203,91 @@ class EvaluateConfig:
 
 
 @dataclass
+class BaselineConfig:
+    """Stable-Baselines3 agents as baselines (``worldmodels baseline``, ``agents/sb3.py``)."""
+
+    algo: str = "PPO"
+    """An algorithm of stable_baselines3's namespace, by name in any case: PPO, A2C, SAC, TD3, DDPG."""
+    obs: BaselineObsName = "latent"
+    """"pixels": CnnPolicy (NatureCNN) on the 64x64 frames; "latent": MlpPolicy on the controller's input
+    ([z, h] for controller.inputs zh) from V and M in the real env; "dream": MlpPolicy trained on the same input in
+    M's dream, evaluated on the real env's."""
+    timesteps: int = positive(4_000_000)
+    """Training steps: real-env steps for pixels and latent, dream steps for dream (rl-zoo3's CarRacing PPO: 4M)."""
+    n_envs: int = positive(8)
+    """Environments stepped together while training (rl-zoo3's CarRacing PPO: 8)."""
+    latent: BaselineLatentName = "mu"
+    """The z of the latent observation: V's posterior mean "mu", or a "sample" mu + sigma * eps."""
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the algorithm, e.g. ``{n_steps: 256, learning_rate: 1.0e-4}`` (SB3's defaults)."""
+    seed: int = 0
+    """Seeds the algorithm; training env i starts from seed + i (evaluation uses evaluate.seed + i)."""
+
+
+@dataclass
+class CNNConfig:
+    """A CNN encoder trained on a supervised task made from rollouts (``worldmodels train-cnn``)."""
+
+    encoder: EncoderName = "resnet"
+    """The encoder family (``worldmodels/components/cnn.py``): the books' MNIST convnet, AlexNet-, VGG-,
+    Inception- or ResNet-style networks, or the Nature-DQN encoder."""
+    features_dim: int = positive(256)
+    """Size of the encoder's output features (a linear head maps them to the task's outputs)."""
+    task: FrameTaskName = "action"
+    """"action": regress the action taken (MSE, scored by R^2); "reward": classify the sign of the reward that
+    followed (negative / zero / positive; cross-entropy, scored by accuracy)."""
+    input: FrameInputName = "transition"
+    """"frame": the frame the action was taken in; "transition": that frame and the next, stacked on channels
+    (what changed is visible, so the action and reward of random-policy data can be read off)."""
+    heldout_fraction: float = positive(0.2)
+    """Share of the episodes held out for scoring (whole episodes, at least one), chosen by the seed."""
+    learning_rate: float = positive(1e-3)
+    batch_size: int = positive(64)
+    epochs: int = non_negative(10)
+    """Passes over the training episodes' steps; the held-out episodes are scored after each."""
+    checkpoint_every: int = positive(1000)
+    """Optimiser steps between checkpoints (one is also written at the end)."""
+    buffer_episodes: int = positive(8)
+    """Episodes held in memory at once for shuffling."""
+    loader_workers: int = non_negative(0)
+    """DataLoader worker processes decoding episode files."""
+
+
+@dataclass
+class GANConfig:
+    """A GAN trained on rollout frames (``worldmodels train-gan``); null settings take the variant's book values."""
+
+    variant: GANVariantName = "wgan_gp"
+    """"dcgan" (BCE, RMSprop critic 8e-4 / generator 4e-4), "wgan" (weights clipped to +-0.01, 5 critic updates
+    per generator update, RMSprop 5e-5) or "wgan_gp" (gradient penalty 10, 5 critic updates, Adam 2e-4, beta1 0.5)."""
+    latent_size: int = positive(100)
+    """Size of the generator's input noise z."""
+    width: int = positive(64)
+    """Base channel count: the critic's convolutions have 1, 2, 4, 8 times it (DCGAN: 1, 1, 2, 2), the
+    generator's 8, 4, 2, 1."""
+    batch_size: int = positive(64)
+    """Real frames per critic update (and fakes per generator update)."""
+    steps: int = non_negative(10_000)
+    """Generator updates in total (a resumed run continues up to this)."""
+    n_critic: int | None = positive(None)
+    """Critic updates per generator update, each on its own batch; null: 1 for dcgan, 5 for wgan and wgan_gp."""
+    learning_rate: float | None = positive(None)
+    """One learning rate for both networks; null: the variant's (see ``variant``)."""
+    clip_value: float | None = positive(None)
+    """Clip the critic's weights to +-this after every update; null: 0.01 for wgan, no clipping otherwise."""
+    gp_weight: float | None = non_negative(None)
+    """Weight of the gradient penalty mean((1 - ||grad||)^2); null: 10 for wgan_gp, none otherwise."""
+    sample_every: int = positive(500)
+    """Generator updates between sample grids (``RUN/gan_samples/step_NNNNNNN.png``; one is also written at the end)."""
+    checkpoint_every: int = positive(500)
+    """Generator updates between checkpoints (one is also written at the end)."""
+    buffer_episodes: int = positive(8)
+    """Episodes held in memory at once for shuffling."""
+    loader_workers: int = non_negative(0)
+    """DataLoader worker processes decoding episode files."""
+
+
+@dataclass
 class Config:
     """A whole run: what each stage does, and where it runs."""
 
@@ -210,6 +304,9 @@ class Config:
     cmaes: CMAESConfig = field(default_factory=CMAESConfig)
     dream: DreamConfig = field(default_factory=DreamConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    cnn: CNNConfig = field(default_factory=CNNConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
 
 
 def available_presets() -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -28,31 +29,38 @@ def write_gif(path: str | Path, frames: np.ndarray, fps: float = 25.0, scale: in
                        loop=0)
 
 
-def plot_learning_curves(csv_path: str | Path, x: str, columns: list[str], png_path: str | Path, title: str,
-                         band: tuple[str, str] | None = None) -> None:
-    """Plot ``columns`` of the CSV log at ``csv_path`` against column ``x`` into a PNG (written atomically).
+class Series(NamedTuple):
+    """One line of a plot: x (N,), y (N,) and optionally a std (N,) shaded as y +- std."""
 
-    ``band = (mean_column, std_column)`` also shades mean +- std. Raises ValueError naming a missing column.
-    """
+    x: np.ndarray
+    y: np.ndarray
+    std: np.ndarray | None = None
+
+
+def read_csv_columns(path: str | Path, columns: list[str], where: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Float columns of a CSV log (rows filtered by ``where``: column -> value); raises ValueError naming a
+    missing column."""
+    with Path(path).open() as file:
+        rows = [row for row in csv.DictReader(file) if all(row.get(k) == v for k, v in (where or {}).items())]
+    missing = [name for name in columns if rows and name not in rows[0]]
+    if missing:
+        raise ValueError(f"{path} has no column(s) {missing}; it has {list(rows[0])}")
+    return {name: np.array([float(row[name]) for row in rows]) for name in columns}
+
+
+def plot_series(png_path: str | Path, title: str, xlabel: str, series: dict[str, Series]) -> None:
+    """Plot labelled lines (with optional +- std bands) into a PNG, written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with Path(csv_path).open() as file:
-        rows = list(csv.DictReader(file))
-    needed = [x, *columns, *(band or ())]
-    missing = [name for name in needed if rows and name not in rows[0]]
-    if missing:
-        raise ValueError(f"{csv_path} has no column(s) {missing}; it has {list(rows[0])}")
-    values = {name: np.array([float(row[name]) for row in rows]) for name in needed}
     figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
-    for name in columns:
-        axes.plot(values[x], values[name], label=name)
-    if band is not None:
-        mean, std = values[band[0]], values[band[1]]
-        axes.fill_between(values[x], mean - std, mean + std, alpha=0.25, label=f"{band[0]} +- std")
-    axes.set_xlabel(x)
+    for label, line in series.items():
+        axes.plot(line.x, line.y, label=label, marker="." if len(line.x) < 30 else None)
+        if line.std is not None:
+            axes.fill_between(line.x, line.y - line.std, line.y + line.std, alpha=0.2)
+    axes.set_xlabel(xlabel)
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")

@@ -20,6 +20,7 @@ from rollouts.collect import EnvSpec
 from worldmodels.checkpoint import load_mdnrnn, load_vae
 from worldmodels.config import Config
 from worldmodels.controller import Controller, ControllerInputs
+from worldmodels.stages import env_spec
 from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
 from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
 
@@ -49,8 +50,7 @@ class RealEnvWorkerSpec:
             if not (run_dir / name).is_file():
                 raise FileNotFoundError(f"{run_dir / name} does not exist: run `worldmodels {stage} --run {run_dir}` "
                                         "first")
-        env = EnvSpec(config.env.id, config.env.max_episode_steps, config.env.options)
-        return cls(env, run_dir / VAE_CHECKPOINT, run_dir / MDNRNN_CHECKPOINT, config.controller.inputs,
+        return cls(env_spec(config), run_dir / VAE_CHECKPOINT, run_dir / MDNRNN_CHECKPOINT, config.controller.inputs,
                    config.controller.bias, num_envs or config.cmaes.envs_per_worker)
 
 

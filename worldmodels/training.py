@@ -206,13 +206,15 @@ def run_training(
         return TrainSummary(plan.stage, step_count, epoch, resumed_from, seconds=time.perf_counter() - started,
                             checkpoint=path, **extra)
 
-    if plan.finished(step_count, epoch):
-        log.info("%s: %s is already at the end of training (step %d, epoch %d)", plan.stage, path, step_count, epoch)
-        return summary(already_finished=True)
-
     def save(epoch_batches: int) -> None:
         save_checkpoint(path, Checkpoint(plan.stage, model_args, model.state_dict(), optimizer.state_dict(),
                                          config_section, step_count, epoch, epoch_batches, capture_rng_state()))
+
+    if plan.finished(step_count, epoch):
+        if not path.exists():  # a budget of zero steps: the initialised model is the result (untrained-M ablation)
+            save(0)
+        log.info("%s: %s is already at the end of training (step %d, epoch %d)", plan.stage, path, step_count, epoch)
+        return summary(already_finished=True)
 
     metrics_log = MetricsLog(plan.log_path, ("step", "epoch", *plan.metric_names, plan.rate_name),
                              resume_step=step_count if resumed_from else None)

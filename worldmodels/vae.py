@@ -11,6 +11,8 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
+from worldmodels.components.cnn import make_encoder
+
 
 class VAEOutput(NamedTuple):
     """What `ConvVAE.forward` returns; B is the batch size, Z the latent size."""
@@ -34,12 +36,13 @@ class ConvVAE(nn.Module):
     """Convolutional VAE for 64x64 frames scaled to [0, 1].
 
     Encoder: Conv2d k4 s2 with 32, 64, 128, 256 channels, ReLU after each: (B, 256, 2, 2),
-    flattened to 1024, then one Linear each for mu and logvar.
+    flattened to 1024, then one Linear each for mu and logvar. ``encoder`` other than "published"
+    names a trunk of ``worldmodels.components.cnn`` (e.g. "resnet") that yields those 1024 features instead.
     Decoder: Linear(z, 1024) viewed as (B, 1024, 1, 1), then ConvTranspose2d s2 with kernels
     5, 5, 6, 6 and channels 128, 64, 32, in_channels, ReLU between and a sigmoid at the end.
     """
 
-    def __init__(self, z_size: int = 32, in_channels: int = 3) -> None:
+    def __init__(self, z_size: int = 32, in_channels: int = 3, encoder: str = "published") -> None:
         super().__init__()
         self.z_size = z_size
         self.in_channels = in_channels
@@ -49,7 +52,7 @@ class ConvVAE(nn.Module):
             nn.Conv2d(64, 128, 4, stride=2), nn.ReLU(),  # (B, 128, 6, 6)
             nn.Conv2d(128, 256, 4, stride=2), nn.ReLU(),  # (B, 256, 2, 2)
             nn.Flatten(),  # (B, 1024)
-        )
+        ) if encoder == "published" else make_encoder(encoder, in_channels, 64, features_dim=1024)
         self.fc_mu = nn.Linear(1024, z_size)
         self.fc_logvar = nn.Linear(1024, z_size)
         self.fc_decode = nn.Linear(z_size, 1024)

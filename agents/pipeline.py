@@ -1,0 +1,169 @@
+"""``worldmodels run``: every stage of a preset in order, into one run folder, skipping what is done.
+
+    RUN/episodes/            collect (skips stored episodes), then encode (skips up-to-date latents)
+    RUN/vae.pt, mdnrnn.pt    train-vae, train-mdnrnn (resume from their last checkpoint; a finished one returns)
+    RUN/controller/          CMA-ES in the real env or the dream (``controller.train_in``; resumes)
+    RUN/evaluation.json      the mean solution over ``evaluate.episodes`` real episodes (redone only when
+                             the controller is newer), RUN/episode.gif its first episode
+    RUN/*.png, dream.gif     learning curves of V, M and C, and a dream beside the real episode
+    RUN/summary.json         per-stage wall time, frames and env steps used, the score, the hardware
+
+Interrupted anywhere, the same command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.dream_training import train_controller_dream
+from agents.evaluation import EvaluationReport
+from agents.real_env import EPISODES_DIR, EVALUATION_NAME, evaluate_controller_real, train_controller_real
+from rollouts.atomic import atomic_write_text
+from rollouts.storage import list_episode_files, read_episode_meta
+from worldmodels.config import Config
+from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME
+from worldmodels.device import resolve_device
+from worldmodels.dream import settings_from_config
+from worldmodels.dream_video import dream_beside_real
+from worldmodels.encode import encode_episodes
+from worldmodels.pictures import Series, plot_series, read_csv_columns, write_gif
+from worldmodels.real_rollouts import RealEnvWorkerSpec
+from worldmodels.stages import collect_stage
+from worldmodels.train_mdnrnn import LOG_NAME as MDNRNN_LOG
+from worldmodels.train_mdnrnn import train_mdnrnn
+from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
+from worldmodels.train_vae import LOG_NAME as VAE_LOG
+from worldmodels.train_vae import train_vae
+
+SUMMARY_NAME = "summary.json"
+EPISODE_GIF_NAME = "episode.gif"
+DREAM_GIF_NAME = "dream.gif"
+
+
+@dataclass
+class StageRecord:
+    """One stage of a pipeline call: what it did and how long it took (seconds of wall time)."""
+
+    name: str
+    seconds: float
+    result: str
+
+
+def run_pipeline(config: Config, run_dir: str | Path, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every stage for ``config`` into ``run_dir`` (Ray must be initialised); returns the summary."""
+    run_dir = Path(run_dir)
+    episodes = run_dir / EPISODES_DIR
+    stages: list[StageRecord] = []
+    start = time.perf_counter()
+
+    def stage(name: str, work: Callable[[], str]) -> None:
+        began = time.perf_counter()
+        say(f"run: {name} ...")
+        result = work()
+        stages.append(StageRecord(name, time.perf_counter() - began, result))
+        say(f"run: {name}: {result} ({stages[-1].seconds:.1f} s)")
+
+    def print_generation(record: Any) -> None:
+        say(f"run: train-controller: {record.describe()}")
+
+    stage("collect", lambda: collect_stage(config, episodes).describe())
+    stage("train-vae", lambda: train_vae(config, episodes, run_dir).describe())
+    stage("encode", lambda: f"{encode_episodes(run_dir / VAE_CHECKPOINT, episodes, device=config.device)} "
+                            "episodes encoded (the others were up to date)")
+    stage("train-mdnrnn", lambda: train_mdnrnn(config, episodes, run_dir).describe())
+    stage("train-controller", lambda: _train_controller(config, run_dir, episodes, print_generation))
+    stage("evaluate", lambda: _evaluate(config, run_dir).summary())
+    stage("pictures", lambda: write_pictures(config, run_dir))
+    summary = _summary(config, run_dir, stages, time.perf_counter() - start)
+    atomic_write_text(run_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _train_controller(config: Config, run_dir: Path, episodes: Path, on_generation: Callable[[Any], None]) -> str:
+    if config.controller.train_in == "dream":
+        records = train_controller_dream(config, run_dir, episodes, on_generation)
+    else:
+        records = train_controller_real(config, run_dir, on_generation)
+    return (f"{len(records)} generations run, {config.cmaes.generations} in total, in the "
+            f"{config.controller.train_in} env")
+
+
+def _evaluate(config: Config, run_dir: Path) -> EvaluationReport:
+    """The mean solution's real-env score; reuses RUN/evaluation.json unless the controller changed since."""
+    report_path, params_path = run_dir / EVALUATION_NAME, run_dir / CONTROLLER_DIR / MEAN_PARAMS_NAME
+    if report_path.is_file() and report_path.stat().st_mtime_ns > params_path.stat().st_mtime_ns:
+        report = EvaluationReport(**json.loads(report_path.read_text()))
+        if report.episodes == config.evaluate.episodes:
+            return report
+    report = evaluate_controller_real(config, run_dir, config.evaluate.episodes, gif=run_dir / EPISODE_GIF_NAME)
+    report.write_json(report_path)
+    return report
+
+
+def write_pictures(config: Config, run_dir: Path) -> str:
+    """Learning curves of V, M and C as PNG, and a dream beside a real episode as GIF; returns what was written."""
+    written = []
+    curves = (
+        (VAE_LOG, "step", ["loss", "reconstruction", "kl"], "V: loss per frame (nats)", "vae_curves.png"),
+        (MDNRNN_LOG, "step", ["loss", "z_nll"], "M: loss per step", "mdnrnn_curves.png"),
+        (f"{CONTROLLER_DIR}/log.csv", "generation", ["best_fitness", "mean_fitness", "worst_fitness"],
+         "C: CMA-ES fitness", "controller_curves.png"),
+    )
+    for log_name, x, columns, title, png in curves:
+        if (run_dir / log_name).is_file():
+            values = read_csv_columns(run_dir / log_name, [x, *columns])
+            plot_series(run_dir / png, title, x, {name: Series(values[x], values[name]) for name in columns})
+            written.append(png)
+    eval_log = run_dir / CONTROLLER_DIR / "eval.csv"
+    if eval_log.is_file():
+        series: dict[str, Series] = {}
+        for env in ("train", "dream", "real"):
+            values = read_csv_columns(eval_log, ["generation", "mean_return", "std_return"], where={"env": env})
+            if len(values["generation"]):
+                series[f"{env} (mean +- std)"] = Series(values["generation"], values["mean_return"],
+                                                        values["std_return"])
+        if series:
+            plot_series(run_dir / "evaluation_curves.png", "C: mean solution's return", "generation", series)
+            written.append("evaluation_curves.png")
+    params_path = run_dir / CONTROLLER_DIR / MEAN_PARAMS_NAME
+    params = np.load(params_path) if params_path.is_file() else None
+    video = dream_beside_real(RealEnvWorkerSpec.for_run(config, run_dir, num_envs=1), settings_from_config(config),
+                              params, config.evaluate.seed, resolve_device(config.device))
+    write_gif(run_dir / DREAM_GIF_NAME, video.frames)
+    written.append(DREAM_GIF_NAME)
+    return ", ".join(written)
+
+
+def _summary(config: Config, run_dir: Path, stages: list[StageRecord], seconds: float) -> dict[str, Any]:
+    """What a researcher compares across runs: score, data and steps used, time, hardware."""
+    frames = sum(read_episode_meta(path)["length"] + 1 for path in list_episode_files(run_dir / EPISODES_DIR))
+    controller_log = run_dir / CONTROLLER_DIR / "log.csv"
+    controller_steps = int(read_csv_columns(controller_log, ["env_steps"])["env_steps"].sum())
+    evaluation = json.loads((run_dir / EVALUATION_NAME).read_text())
+    return {
+        "preset": config.preset,
+        "controller_trained_in": config.controller.train_in,
+        "score": {key: evaluation[key] for key in ("mean", "std", "min", "max", "episodes")},
+        "frames_collected": frames,
+        "controller_env_steps": controller_steps,
+        "env_steps_total": frames + controller_steps,
+        "generations": config.cmaes.generations,
+        "stages": [asdict(record) for record in stages],
+        "wall_seconds_this_call": seconds,
+        "hardware": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "device": (torch.cuda.get_device_name() if resolve_device(config.device).type == "cuda" else "cpu"),
+        },
+    }

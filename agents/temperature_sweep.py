@@ -1,0 +1,76 @@
+"""The paper's temperature table: one dream-trained controller per tau, its dream and real scores.
+
+For each tau the controller is evolved in the dream at that temperature (``RUN/sweep/tau_<tau>/``, resumable),
+then its mean solution is scored over ``evaluate.episodes`` episodes in the dream at the same tau and in the
+real environment, mean +- std each. The table goes to ``RUN/temperature_sweep.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from agents.cmaes import GenerationRecord
+from agents.dream_training import dream_spec, real_evaluator, train_controller_dream
+from agents.evaluation import EvaluationReport, evaluate_params
+from agents.evaluators import SerialEvaluator
+from rollouts.atomic import atomic_write_text
+from worldmodels.config import Config
+from worldmodels.controller import MEAN_PARAMS_NAME
+
+PUBLISHED_TEMPERATURES = (0.1, 0.5, 1.0, 1.15, 1.3)
+SWEEP_DIR = "sweep"
+TABLE_NAME = "temperature_sweep"
+
+
+@dataclass
+class SweepRow:
+    """One temperature's controller, scored in the dream (at that tau) and in the real env."""
+
+    temperature: float
+    dream: EvaluationReport
+    real: EvaluationReport
+
+
+def temperature_sweep(config: Config, run_dir: str | Path, data_dir: str | Path,
+                      temperatures: tuple[float, ...] = PUBLISHED_TEMPERATURES,
+                      on_generation: Callable[[float, GenerationRecord], None] | None = None) -> list[SweepRow]:
+    """Train and score one controller per temperature (Ray must be initialised); writes the table."""
+    run_dir, data_dir = Path(run_dir), Path(data_dir)
+    rows = []
+    real = real_evaluator(config, run_dir)  # one set of Ray workers for every temperature
+    try:
+        for tau in temperatures:
+            tau_config = replace(config, dream=replace(config.dream, temperature=tau))
+            out = run_dir / SWEEP_DIR / f"tau_{tau:g}"
+            train_controller_dream(tau_config, run_dir, data_dir, None if on_generation is None else
+                                   (lambda record, tau=tau: on_generation(tau, record)), out_dir=out, real=real)
+            params = np.load(out / MEAN_PARAMS_NAME)
+            episodes, seed = config.evaluate.episodes, config.evaluate.seed
+            dream = SerialEvaluator(dream_spec(tau_config, run_dir, data_dir))
+            rows.append(SweepRow(tau, evaluate_params(dream, params, episodes, seed),
+                                 evaluate_params(real, params, episodes, seed)))
+    finally:
+        real.close()
+    write_table(rows, run_dir / TABLE_NAME)
+    return rows
+
+
+def markdown_table(rows: list[SweepRow]) -> str:
+    """The paper's table layout: temperature, dream score, real score (mean +- std over N episodes)."""
+    lines = ["| temperature | dream score | real score |", "|---|---|---|"]
+    lines += [f"| {row.temperature:g} | {row.dream.mean:.0f} +- {row.dream.std:.0f} | "
+              f"{row.real.mean:.0f} +- {row.real.std:.0f} |" for row in rows]
+    if rows:
+        lines.append(f"\nMean +- std over {rows[0].real.episodes} episodes each (seeds {rows[0].real.seeds[0]} and up).")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(rows: list[SweepRow], stem: Path) -> None:
+    """``stem``.md (the table) and ``stem``.json (every return and seed), atomically."""
+    atomic_write_text(stem.with_suffix(".md"), markdown_table(rows))
+    atomic_write_text(stem.with_suffix(".json"), json.dumps([asdict(row) for row in rows], indent=2) + "\n")

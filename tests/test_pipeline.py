@@ -1,0 +1,87 @@
+"""`worldmodels run` end to end on tiny presets (Doom: controller trained in the dream; CarRacing: in the real
+env), a re-run that skips finished stages and resumes a raised budget, and the temperature sweep's table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DOOM_TINIER = ["--preset", "doom-tiny", "--set", "collect.episodes=4", "--set", "env.max_episode_steps=80",
+               "--set", "vae.epochs=1", "--set", "mdnrnn.steps=40", "--set", "cmaes.popsize=4",
+               "--set", "cmaes.rollouts=2", "--set", "cmaes.generations=1", "--set", "cmaes.eval_every=1",
+               "--set", "cmaes.eval_episodes=2", "--set", "dream.max_steps=80", "--set", "evaluate.episodes=2"]
+OUTPUTS = ["episodes/manifest.json", "vae.pt", "mdnrnn.pt", "controller/mean.npy", "evaluation.json", "episode.gif",
+           "vae_curves.png", "mdnrnn_curves.png", "controller_curves.png", "evaluation_curves.png", "dream.gif",
+           "summary.json", "config.yaml"]
+
+
+def worldmodels(*args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "worldmodels.cli", *args], capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def doom_run(tmp_path_factory) -> tuple[Path, str]:
+    pytest.importorskip("vizdoom")
+    run = tmp_path_factory.mktemp("doom") / "run"
+    return run, worldmodels("run", *DOOM_TINIER, "--run", str(run))
+
+
+def test_doom_pipeline_runs_every_stage_and_reports_the_real_score(doom_run):
+    run, stdout = doom_run
+    for name in OUTPUTS:
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["controller_trained_in"] == "dream" and summary["score"]["episodes"] == 2
+    assert summary["frames_collected"] > 4 and summary["controller_env_steps"] == 0  # C never saw the real game
+    assert [stage["name"] for stage in summary["stages"]] == ["collect", "train-vae", "encode", "train-mdnrnn",
+                                                             "train-controller", "evaluate", "pictures"]
+    assert f"{summary['score']['mean']:.1f} +- {summary['score']['std']:.1f} over 2 real episodes" in stdout
+    envs = {row["env"] for row in csv.DictReader((run / "controller" / "eval.csv").open())}
+    assert envs == {"dream", "real"}
+
+
+def test_a_rerun_skips_finished_stages_and_continues_a_raised_budget(doom_run):
+    run, _ = doom_run
+    # No --preset: the run's saved config; one more generation than before.
+    stdout = worldmodels("run", "--run", str(run), "--set", "cmaes.generations=2")
+    assert "collect: 0 episodes gathered, 4 already on disk" in stdout
+    assert "train-vae: already finished" in stdout and "train-mdnrnn: already finished" in stdout
+    assert "1 generations run, 2 in total" in stdout
+    log = list(csv.DictReader((run / "controller" / "log.csv").open()))
+    assert [row["generation"] for row in log] == ["0", "1"]
+
+
+def test_temperature_sweep_writes_the_papers_table(doom_run):
+    run, _ = doom_run
+    stdout = worldmodels("temperature-sweep", "--run", str(run), "--temperatures", "0.5", "1.15",
+                         "--set", "cmaes.generations=1")
+    table = (run / "temperature_sweep.md").read_text().splitlines()
+    assert table[:2] == ["| temperature | dream score | real score |", "|---|---|---|"]
+    assert [line.split("|")[1].strip() for line in table[2:4]] == ["0.5", "1.15"]
+    assert all(" +- " in cell for line in table[2:4] for cell in line.split("|")[2:4])
+    rows = json.loads((run / "temperature_sweep.json").read_text())
+    assert [row["temperature"] for row in rows] == [0.5, 1.15]
+    assert all(len(row["real"]["returns"]) == 2 and len(row["dream"]["returns"]) == 2 for row in rows)
+    assert table[2] in stdout
+
+
+def test_carracing_pipeline_trains_the_controller_in_the_real_env(tmp_path):
+    run = tmp_path / "run"
+    stdout = worldmodels("run", "--preset", "carracing-tiny", "--run", str(run), "--set", "collect.episodes=2",
+                         "--set", "env.max_episode_steps=30", "--set", "vae.epochs=1", "--set", "mdnrnn.steps=20",
+                         "--set", "cmaes.generations=1", "--set", "cmaes.eval_every=5", "--set", "evaluate.episodes=2")
+    for name in OUTPUTS:
+        if name != "evaluation_curves.png":  # no evaluation of the mean within one generation here
+            assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["controller_trained_in"] == "real"
+    assert summary["controller_env_steps"] == 4 * 2 * 30  # popsize x rollouts x 30 steps
+    assert "over 2 real episodes" in stdout

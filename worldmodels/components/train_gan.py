@@ -1,0 +1,131 @@
+"""Stage ``train-gan``: a GAN trained on every stored frame, streamed from disk, with sample grids as it goes.
+
+A training step is one generator update after ``n_critic`` critic updates, each critic update on its own batch
+of real frames (the loader's batches hold n_critic * batch_size frames; an epoch's incomplete last batch is
+dropped). Steps run through the shared loop (:func:`worldmodels.training.run_training`). Writes into the run
+folder:
+
+    gan.pt                         the latest checkpoint (kind "gan": generator, critic and their optimiser),
+                                   resumed when present
+    gan_log.csv                    step, epoch, critic_loss, generator_loss, critic_gap (mean critic score of real
+                                   minus fake frames), with a penalty gradient_penalty and grad_norm, frames_per_s;
+                                   critic metrics are means over the step's critic updates
+    gan_samples/step_NNNNNNN.png   8 x 8 generated frames, always from the same noise, every ``sample_every``
+                                   steps and at the end
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from rollouts.atomic import atomic_path
+from rollouts.datasets import FrameDataset
+from rollouts.storage import list_episode_files, read_arrays
+from worldmodels.checkpoint import read_checkpoint
+from worldmodels.components.gan import FRAME_SIZE, GAN, to_unit_range
+from worldmodels.components.gan_updates import GANUpdates, make_optimizer, recipe_for
+from worldmodels.config import Config
+from worldmodels.device import resolve_device
+from worldmodels.training import TrainingPlan, TrainSummary, run_training
+
+CHECKPOINT_NAME = "gan.pt"
+LOG_NAME = "gan_log.csv"
+SAMPLES_DIR = "gan_samples"
+GRID_SIDE = 8
+
+
+def train_gan(
+    config: Config,
+    data_dir: str | Path,
+    run_dir: str | Path,
+    progress: bool = True,
+    log_every: int = 10,
+    seed: int = 0,
+) -> TrainSummary:
+    """Train ``config.gan.variant`` on the frames in ``data_dir`` for ``config.gan.steps`` generator updates,
+    resuming ``run_dir/gan.pt``.
+
+    :param log_every: steps per row of ``gan_log.csv``.
+    :param seed: seeds the initialisation, the noise, the data order and the sample grids' fixed noise.
+    :raises ValueError: the frames are not 64x64, or the data set holds fewer frames than one step takes.
+    """
+    cfg = config.gan
+    device = resolve_device(config.device)
+    run_dir = Path(run_dir)
+    files = list_episode_files(data_dir)
+    sample = read_arrays(files[0], ("observations",))["observations"]  # (T+1, H, W, C) uint8
+    if sample.shape[1:3] != (FRAME_SIZE, FRAME_SIZE):
+        raise ValueError(f"the GANs make {FRAME_SIZE}x{FRAME_SIZE} frames; {files[0]} holds "
+                         f"{sample.shape[1]}x{sample.shape[2]} frames")
+    recipe = recipe_for(cfg)
+    dataset = FrameDataset(files, shuffle=True, buffer_episodes=cfg.buffer_episodes, seed=seed)
+    frames_per_step = recipe.n_critic * cfg.batch_size
+    if len(dataset) < frames_per_step:
+        raise ValueError(f"a {cfg.variant} step takes n_critic x batch_size = {recipe.n_critic} x {cfg.batch_size} = "
+                         f"{frames_per_step} frames, but {data_dir} holds {len(dataset)}; lower gan.batch_size or "
+                         "gan.n_critic, or gather more episodes")
+    loader = DataLoader(dataset, batch_size=frames_per_step, drop_last=True, num_workers=cfg.loader_workers,
+                        pin_memory=device.type == "cuda", generator=torch.Generator())
+    torch.manual_seed(seed)
+    model_args = {"variant": cfg.variant, "channels": int(sample.shape[3]), "latent_size": cfg.latent_size,
+                  "width": cfg.width}
+    model = GAN(**model_args).to(device)
+    optimizer = make_optimizer(model, recipe)
+    updates = GANUpdates(model, optimizer, recipe)
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    # The step count decides when grids are due; run_training restores everything else from the same file.
+    step_count = read_checkpoint(checkpoint_path, kind="gan").step if checkpoint_path.exists() else 0
+
+    def step(frames: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        nonlocal step_count
+        real = to_unit_range(frames.to(device, non_blocking=True))  # (n_critic * B, C, 64, 64) in [-1, 1]
+        critic = [updates.critic_update(batch) for batch in real.split(cfg.batch_size)]
+        metrics = {name: torch.stack([m[name] for m in critic]).mean() for name in critic[0]}
+        metrics.update(updates.generator_update(cfg.batch_size))
+        step_count += 1
+        if step_count % cfg.sample_every == 0:
+            save_sample_grid(model, sample_grid_path(run_dir, step_count), seed)
+        return metrics, real.shape[0]
+
+    plan = TrainingPlan(
+        stage="gan",
+        checkpoint_path=checkpoint_path,
+        log_path=run_dir / LOG_NAME,
+        metric_names=recipe.metric_names(),
+        rate_name="frames_per_s",
+        checkpoint_every=cfg.checkpoint_every,
+        log_every=log_every,
+        max_steps=cfg.steps,
+        steps_per_epoch=len(dataset) // frames_per_step,
+    )
+    summary = run_training(plan, model, optimizer, model_args, dataclasses.asdict(cfg), dataset, loader, step,
+                           progress)
+    if not summary.already_finished and summary.step % cfg.sample_every:
+        save_sample_grid(model, sample_grid_path(run_dir, summary.step), seed)
+    return summary
+
+
+def sample_grid_path(run_dir: Path, step: int) -> Path:
+    """Where the grid of ``step`` goes: ``RUN/gan_samples/step_NNNNNNN.png``."""
+    return run_dir / SAMPLES_DIR / f"step_{step:07d}.png"
+
+
+def save_sample_grid(model: GAN, path: str | Path, seed: int, side: int = GRID_SIDE) -> None:
+    """Write ``side`` x ``side`` frames of ``model``'s generator, from noise seeded with ``seed`` (the same every
+    time, so grids of different steps compare), as one PNG (side * 64 pixels square), atomically.
+
+    torch's global RNG is not used, so writing a grid does not change the training run.
+    """
+    device = next(model.parameters()).device
+    frames = model.generate(side * side, torch.Generator(device=device).manual_seed(seed))  # (N, 64, 64, C)
+    _, height, width, channels = frames.shape
+    grid = frames.reshape(side, side, height, width, channels).transpose(0, 2, 1, 3, 4)
+    grid = grid.reshape(side * height, side * width, channels)  # (side * 64, side * 64, C)
+    image = Image.fromarray(grid[..., 0] if channels == 1 else grid)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")

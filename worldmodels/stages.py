@@ -1,0 +1,33 @@
+"""The data stage driven by a config: collecting episodes (the training stages take a config directly:
+:func:`worldmodels.train_vae.train_vae`, :func:`worldmodels.encode.encode_episodes`,
+:func:`worldmodels.train_mdnrnn.train_mdnrnn`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rollouts.collect import CollectReport, EnvSpec, PolicySpec, collect_episodes
+from worldmodels.config import Config, save_config
+
+COLLECT_CONFIG_NAME = "collect_config.yaml"
+
+
+def env_spec(config: Config) -> EnvSpec:
+    """The environment every stage of this config runs (id, step cap, options)."""
+    return EnvSpec(config.env.id, config.env.max_episode_steps, config.env.options)
+
+
+def collect_stage(config: Config, out_dir: Path) -> CollectReport:
+    """Gather ``collect.episodes`` episodes into ``out_dir`` with Ray workers (Ray must be initialised);
+    episodes already stored are skipped. The config is saved beside them."""
+    save_config(config, out_dir / COLLECT_CONFIG_NAME)
+    collect = config.collect
+    return collect_episodes(
+        out_dir,
+        env_spec(config),
+        PolicySpec(collect.policy, collect.brownian_sigma, collect.controller_weight_std),
+        episodes=collect.episodes,
+        seed=collect.seed,
+        num_workers=collect.num_workers,
+        max_retries=collect.max_retries,
+    )
