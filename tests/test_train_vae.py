@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from worldmodels.checkpoint import read_checkpoint
+from worldmodels.checkpoint import load_vae, read_checkpoint
 from worldmodels.config import load_config
 from worldmodels.device import resolve_device
 from worldmodels.train_vae import train_vae
@@ -37,7 +37,7 @@ def test_loss_falls_and_log_image_checkpoint_are_written(episode_folder, tmp_pat
         assert image.size == (8 * 64, 2 * 64) and image.mode == "RGB"
     checkpoint = read_checkpoint(run / "vae.pt", kind="vae")
     assert (checkpoint.step, checkpoint.epoch, checkpoint.epoch_batches) == (16, 4, 0)
-    assert checkpoint.model_args == {"z_size": 32, "in_channels": 3}
+    assert checkpoint.model_args == {"z_size": 32, "in_channels": 3, "encoder": "published"}
     assert checkpoint.config["batch_size"] == 16
 
 
@@ -95,3 +95,13 @@ def test_trains_on_cuda_with_bfloat16_autocast(episode_folder, tmp_path):
     rows = read_log(tmp_path / "vae_log.csv")
     assert summary.step == 16 and float(rows[-1]["loss"]) < 0.5 * float(rows[0]["loss"])
     assert all(t.dtype == torch.float32 for t in read_checkpoint(tmp_path / "vae.pt").model.values())
+
+
+def test_vae_encoder_trunk_is_a_setting(episode_folder, tmp_path):
+    data = episode_folder(2, 10)
+    config = load_config("carracing-tiny", ["device=cpu", "vae.encoder=nature", "vae.batch_size=8", "vae.epochs=1"])
+    summary = train_vae(config, data, tmp_path, progress=False)
+    assert summary.step > 0
+    model = load_vae(tmp_path / "vae.pt")
+    assert read_checkpoint(tmp_path / "vae.pt", kind="vae").model_args["encoder"] == "nature"
+    assert model.encode(torch.rand(2, 3, 64, 64))[0].shape == (2, 32)

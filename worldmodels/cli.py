@@ -65,7 +65,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
     print(f"collect: {report.describe()} -> {args.out}")
 
 
-VAE_SHAPE_SETTINGS = ("vae.z_size",)
+VAE_SHAPE_SETTINGS = ("vae.z_size", "vae.encoder")
 """Settings that shape V's tensors."""
 MDNRNN_SHAPE_SETTINGS = ("vae.z_size", "mdnrnn.hidden_size", "mdnrnn.num_mixtures", "mdnrnn.reward_head",
                          "mdnrnn.done_head")

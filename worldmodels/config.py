@@ -30,6 +30,7 @@ DreamDoneName = Literal["logit", "sample"]
 BaselineObsName = Literal["pixels", "latent", "dream"]
 BaselineLatentName = Literal["mu", "sample"]
 EncoderName = Literal["mnist", "alexnet", "vgg", "inception", "resnet", "nature"]
+VAEEncoderName = Literal["published", "mnist", "alexnet", "vgg", "inception", "resnet", "nature"]
 FrameTaskName = Literal["action", "reward"]
 FrameInputName = Literal["frame", "transition"]
 GANVariantName = Literal["dcgan", "wgan", "wgan_gp"]
@@ -97,6 +98,9 @@ class VAEConfig:
 
     z_size: int = positive(32)
     """Latent size (32 CarRacing, 64 Doom)."""
+    encoder: VAEEncoderName = "published"
+    """V's encoder trunk: the paper's four 4x4 convolutions, or a component CNN by name (its 1024 features
+    feed mu and logvar; the decoder stays the paper's)."""
     kl_tolerance: float = non_negative(0.5)
     """Free bits: the KL term is floored at kl_tolerance * z_size nats per sample."""
     learning_rate: float = positive(1e-4)

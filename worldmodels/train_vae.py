@@ -64,7 +64,7 @@ def train_vae(
         raise ValueError(f"the ConvVAE needs {FRAME_SIZE}x{FRAME_SIZE} frames; {files[0]} holds "
                          f"{sample.shape[1]}x{sample.shape[2]} frames")
     torch.manual_seed(seed)
-    model_args = {"z_size": cfg.z_size, "in_channels": int(sample.shape[3])}
+    model_args = {"z_size": cfg.z_size, "in_channels": int(sample.shape[3]), "encoder": cfg.encoder}
     model = ConvVAE(**model_args).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     dataset = FrameDataset(files, shuffle=True, buffer_episodes=cfg.buffer_episodes, seed=seed)
