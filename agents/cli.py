@@ -62,10 +62,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     """Run every stage of the preset into --run (collect, V, encode, M, C, evaluate, pictures), skipping what is
-    done and resuming what was interrupted; ends with the real-env score and RUN/summary.json."""
+    done and resuming what was interrupted; ends with the real-env score and RUN/summary.json. With
+    --iterations N, rounds 2..N of the iterative procedure follow in RUN/iterations/k/."""
+    if args.iterations is not None:
+        args.set.append(f"iterate.iterations={args.iterations}")
     config = run_config(args)
     init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
     summary = run_pipeline(config, args.run, say=lambda line: print(line, flush=True))
+    for entry in summary["rounds"][:-1]:
+        print(f"run: round {entry['round']}: {entry['score']['mean']:.1f} +- {entry['score']['std']:.1f} over "
+              f"{entry['score']['episodes']} real episodes")
     score = summary["score"]
     print(f"run: {score['mean']:.1f} +- {score['std']:.1f} over {score['episodes']} real episodes, "
           f"{summary['env_steps_total']} env steps -> {Path(args.run) / SUMMARY_NAME}")
@@ -128,6 +134,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", type=Path, help="JSON report (default: RUN/evaluation.json)")
     evaluate.add_argument("--gif", type=Path, help="also record the first episode as this GIF")
     run = add_command(subparsers, "run", cmd_run)
+    run.add_argument("--iterations", type=int, help="rounds of the paper's iterative procedure: gather episodes with "
+                     "the current controller, train M further, evolve C further (sets iterate.iterations; default 1)")
     sweep = add_command(subparsers, "temperature-sweep", cmd_temperature_sweep)
     sweep.add_argument("--temperatures", type=float, nargs="+", default=list(PUBLISHED_TEMPERATURES),
                        help="values of tau (default: the paper's 0.1 0.5 1.0 1.15 1.3)")

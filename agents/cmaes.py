@@ -137,9 +137,8 @@ def _append_row(path: Path, columns: tuple[str, ...], row: dict[str, Any]) -> No
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with tmp.open("wb") as file:
-            np.save(file, np.asarray(array, np.float32))
+    with atomic_path(path) as tmp, tmp.open("wb") as file:
+        np.save(file, np.asarray(array, np.float32))
 
 
 def evolve(

@@ -6,7 +6,9 @@
     RUN/evaluation.json      the mean solution over ``evaluate.episodes`` real episodes (redone only when
                              the controller is newer), RUN/episode.gif its first episode
     RUN/*.png, dream.gif     learning curves of V, M and C, and a dream beside the real episode
-    RUN/summary.json         per-stage wall time, frames and env steps used, the score, the hardware
+    RUN/summary.json         per-stage wall time, frames and env steps used, the score (of the last round), each
+                             round's score, the hardware
+    RUN/iterations/k/        round k >= 2 of the iterative procedure (``iterate.iterations``; agents/iterations.py)
 
 Interrupted anywhere, the same command continues where it stopped.
 """
@@ -27,6 +29,7 @@ import torch
 
 from agents.dream_training import train_controller_dream
 from agents.evaluation import EvaluationReport
+from agents.iterations import round_dir, run_round
 from agents.real_env import EPISODES_DIR, EVALUATION_NAME, evaluate_controller_real, train_controller_real
 from rollouts.atomic import atomic_write_text
 from rollouts.storage import list_episode_files, read_episode_meta
@@ -84,7 +87,12 @@ def run_pipeline(config: Config, run_dir: str | Path, say: Callable[[str], None]
     stage("train-controller", lambda: _train_controller(config, run_dir, episodes, print_generation))
     stage("evaluate", lambda: _evaluate(config, run_dir).summary())
     stage("pictures", lambda: write_pictures(config, run_dir))
-    summary = _summary(config, run_dir, stages, time.perf_counter() - start)
+    last = config
+    for round_number in range(2, config.iterate.iterations + 1):
+        last = run_round(config, run_dir, round_number, stage,
+                         train_controller=lambda cfg, here: _train_controller(cfg, here, episodes, print_generation),
+                         evaluate=lambda cfg, here: _evaluate(cfg, here).summary(), pictures=write_pictures)
+    summary = _summary(last, run_dir, stages, time.perf_counter() - start)
     atomic_write_text(run_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -145,19 +153,21 @@ def write_pictures(config: Config, run_dir: Path) -> str:
 
 
 def _summary(config: Config, run_dir: Path, stages: list[StageRecord], seconds: float) -> dict[str, Any]:
-    """What a researcher compares across runs: score, data and steps used, time, hardware."""
+    """What a researcher compares across runs: score, data and steps used, time, hardware.
+
+    ``config`` is the last round's (its budgets are the totals); the score is the last round's controller.
+    """
     frames = sum(read_episode_meta(path)["length"] + 1 for path in list_episode_files(run_dir / EPISODES_DIR))
-    controller_log = run_dir / CONTROLLER_DIR / "log.csv"
-    controller_steps = int(read_csv_columns(controller_log, ["env_steps"])["env_steps"].sum())
-    evaluation = json.loads((run_dir / EVALUATION_NAME).read_text())
+    rounds = [_round_summary(run_dir, number) for number in range(1, config.iterate.iterations + 1)]
     return {
         "preset": config.preset,
         "controller_trained_in": config.controller.train_in,
-        "score": {key: evaluation[key] for key in ("mean", "std", "min", "max", "episodes")},
+        "score": rounds[-1]["score"],
         "frames_collected": frames,
-        "controller_env_steps": controller_steps,
-        "env_steps_total": frames + controller_steps,
+        "controller_env_steps": rounds[-1]["controller_env_steps"],
+        "env_steps_total": frames + rounds[-1]["controller_env_steps"],
         "generations": config.cmaes.generations,
+        "rounds": rounds,
         "stages": [asdict(record) for record in stages],
         "wall_seconds_this_call": seconds,
         "hardware": {
@@ -166,4 +176,17 @@ def _summary(config: Config, run_dir: Path, stages: list[StageRecord], seconds: 
             "torch": torch.__version__,
             "device": (torch.cuda.get_device_name() if resolve_device(config.device).type == "cuda" else "cpu"),
         },
+    }
+
+
+def _round_summary(run_dir: Path, round_number: int) -> dict[str, Any]:
+    """One round's score and the controller env steps up to its end (each round's log holds the earlier ones)."""
+    here = round_dir(run_dir, round_number)
+    evaluation = json.loads((here / EVALUATION_NAME).read_text())
+    log = read_csv_columns(here / CONTROLLER_DIR / "log.csv", ["generation", "env_steps"])
+    return {
+        "round": round_number,
+        "score": {key: evaluation[key] for key in ("mean", "std", "min", "max", "episodes")},
+        "generations": len(log["generation"]),
+        "controller_env_steps": int(log["env_steps"].sum()),
     }

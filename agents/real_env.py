@@ -28,7 +28,8 @@ EVALUATION_NAME = "evaluation.json"
 def _num_params(spec: RealEnvWorkerSpec) -> int:
     """The controller size the run's V and M imply."""
     vae, mdnrnn = load_vae(spec.vae_path), load_mdnrnn(spec.mdnrnn_path)
-    return Controller(vae.z_size, mdnrnn.hidden_size, mdnrnn.action_size, spec.inputs, spec.bias).num_params
+    return Controller(vae.z_size, mdnrnn.hidden_size, mdnrnn.action_size, spec.inputs, spec.bias,
+                      spec.hidden_units).num_params
 
 
 def train_controller_real(config: Config, run_dir: str | Path,
@@ -61,7 +62,8 @@ def evaluate_controller_real(config: Config, run_dir: str | Path, episodes: int,
     num_params = _num_params(spec)
     if params.shape != (num_params,):
         raise ValueError(f"{params_path} holds parameters of shape {params.shape}, but the controller of this run "
-                         f"(controller.inputs={config.controller.inputs!r}, bias={config.controller.bias}) "
+                         f"(controller.inputs={config.controller.inputs!r}, bias={config.controller.bias}, "
+                         f"hidden_units={config.controller.hidden_units}) "
                          f"has {num_params}")
     evaluator = RayEvaluator(spec, config.cmaes.num_workers, max_retries=config.cmaes.max_retries)
     try:

@@ -79,12 +79,11 @@ def _reference_loop(mdnrnn: MDNRNN, device: torch.device, dream_steps: int, step
     start = time.perf_counter()
     while done_steps < dream_steps:
         controller.set_flat(rng.normal(0, 0.1, controller.num_params))
-        weight, offset = controller.weight.to(device), controller.offset.to(device)  # (A, F), (A,)
         z = torch.randn(1, Z, generator=generator, device=device)  # (1, Z)
         state = mdnrnn.initial_state(1, device)
         total = 0.0
         for _ in range(min(steps, dream_steps - done_steps)):
-            action = torch.tanh(torch.cat([z, state[0][0]], dim=1) @ weight.T + offset)  # (1, A)
+            action = controller.act(torch.cat([z, state[0][0]], dim=1))  # (1, A)
             sample = mdnrnn.sample(z, action, state, TEMPERATURE, generator)
             z, state = sample.z, sample.state
             total += float(sample.reward[0])  # read back to Python each step, as the public loops do

@@ -17,6 +17,9 @@ Ids:
     ``gymnasium.make_vec`` builds one batched ``DreamVectorEnv``. 1000 steps per episode by default
     (pass ``max_episode_steps=2100`` for Doom TakeCover). Named by string: importing ``envs`` does not
     import ``worldmodels``; the dream env's module does, when the env is made.
+    ``worldmodels/Composition-v0``: write a melody one note per step, rewarded by an injected note scorer
+    and music-theory rules (``envs.composition``); ``worldmodels.music.composition.make_composition_env``
+    makes it with a trained LSTM as the scorer.
 """
 
 import gymnasium
@@ -58,4 +61,9 @@ gymnasium.register(
     entry_point="envs.dream_env:DreamEnv",
     vector_entry_point="envs.dream_env:DreamVectorEnv",
     max_episode_steps=1000,
+)
+
+gymnasium.register(
+    id="worldmodels/Composition-v0",
+    entry_point="envs.composition:CompositionEnv",
 )

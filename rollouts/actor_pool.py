@@ -25,10 +25,13 @@ class TaskFailedError(RuntimeError):
 class ReplacingActorPool(Generic[Task]):
     """``size`` actors made by ``make_actor()``; :meth:`map` runs tasks on them as they free up."""
 
-    def __init__(self, make_actor: Callable[[], Any], size: int) -> None:
+    def __init__(self, make_actor: Callable[[], Any], size: int, stall_warning_s: float = 300.0) -> None:
+        """:param stall_warning_s: seconds without any result after which :meth:`map` logs a warning naming
+        the likely cause (actors waiting for CPUs the cluster does not have free)."""
         if size < 1:
             raise ValueError(f"an actor pool needs at least one actor, got {size}")
         self.make_actor = make_actor
+        self.stall_warning_s = stall_warning_s
         self.actors = [make_actor() for _ in range(size)]
         self.retried = 0
         """Task attempts retried on a replaced actor, over every call to :meth:`map`."""
@@ -59,7 +62,7 @@ class ReplacingActorPool(Generic[Task]):
         for slot in range(len(self.actors)):
             submit(slot)
         while in_flight:
-            (ref,), _ = ray.wait(list(in_flight), num_returns=1)
+            ref = self._next_ready(list(in_flight))
             slot, position = in_flight.pop(ref)
             task = tasks[position]
             try:
@@ -79,6 +82,17 @@ class ReplacingActorPool(Generic[Task]):
             on_result(task, value)
             submit(slot)
         return retried
+
+    def _next_ready(self, refs: list[ray.ObjectRef]) -> ray.ObjectRef:
+        """The first of ``refs`` to finish; warns (once per wait) when none has after ``stall_warning_s``."""
+        ready, _ = ray.wait(refs, num_returns=1, timeout=self.stall_warning_s)
+        if not ready:
+            free = ray.available_resources().get("CPU", 0.0)
+            log.warning("no result from %d Ray actors in %.0f s (%.0f CPUs free in the cluster). If the actors ask "
+                        "for more CPUs than the cluster has free they wait forever: lower num_workers, or stop "
+                        "what holds the CPUs", len(self.actors), self.stall_warning_s, free)
+            ready, _ = ray.wait(refs, num_returns=1)
+        return ready[0]
 
     def replace(self, slot: int) -> None:
         """Kill the actor in ``slot`` (if still alive) and put a fresh one there."""

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -59,6 +59,17 @@ class EnvSpec:
             raise ValueError(f"environment {self.id!r} refused the options {self.options}: {err}") from None
 
 
+class DataPolicySpec(Protocol):
+    """A picklable recipe for the data policy each worker builds for itself (Ray builds it inside the actor)."""
+
+    @property
+    def name(self) -> str:
+        """What the episode files record as their ``policy``."""
+
+    def make(self, action_space: gym.Space) -> DataPolicy:
+        """The policy, for an environment with ``action_space``."""
+
+
 @dataclass(frozen=True)
 class PolicySpec:
     """Which data policy a worker runs (see :func:`rollouts.policies.make_data_policy`)."""
@@ -101,7 +112,7 @@ def run_episode(env: gym.Env, policy: DataPolicy, seed: int) -> Episode:
 class EpisodeWorker:
     """Holds one environment and one policy; runs episodes by index and returns them compressed."""
 
-    def __init__(self, env_spec: EnvSpec, policy_spec: PolicySpec):
+    def __init__(self, env_spec: EnvSpec, policy_spec: DataPolicySpec):
         self.env_spec = env_spec
         self.env = env_spec.make()
         self.policy = policy_spec.make(self.env.action_space)
@@ -168,27 +179,31 @@ def scan_existing(out_dir: Path, episodes: int) -> tuple[dict[int, dict[str, Any
 def collect_episodes(
     out_dir: str | Path,
     env_spec: EnvSpec,
-    policy_spec: PolicySpec,
+    policy_spec: DataPolicySpec,
     episodes: int,
     seed: int = 0,
     num_workers: int | None = None,
     max_retries: int = 3,
     progress: bool = True,
     on_episode: Callable[[int, list[Any]], None] | None = None,
+    first_index: int = 0,
 ) -> CollectReport:
-    """Gather episodes ``0..episodes-1`` into ``out_dir`` (episode i uses seed ``seed + i``).
+    """Gather episodes ``first_index..episodes-1`` into ``out_dir`` (episode i uses seed ``seed + i``).
 
     Ray must already be initialised (:func:`rollouts.ray_cluster.init_ray`). Episodes already stored
-    are skipped. ``on_episode(index, actors)`` is called after each stored episode (tests use it to
-    kill a worker mid-run). Raises :class:`CollectError` when an episode fails ``max_retries + 1`` times.
+    are skipped; the manifest lists every stored episode below ``episodes`` (those before ``first_index``,
+    gathered by an earlier call, perhaps with another policy, included). ``on_episode(index, actors)`` is
+    called after each stored episode (tests use it to kill a worker mid-run). Raises :class:`CollectError`
+    when an episode fails ``max_retries + 1`` times.
     """
-    if episodes < 0:
-        raise ValueError(f"episodes must be >= 0, got {episodes}")
+    if episodes < 0 or not 0 <= first_index <= episodes:
+        raise ValueError(f"need 0 <= first_index <= episodes, got first_index {first_index} and episodes {episodes}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     env_spec.make().close()  # a wrong id or option fails here, once, with a clear message
     entries, todo = scan_existing(out_dir, episodes)
-    report = CollectReport(skipped=len(entries))
+    todo = [index for index in todo if index >= first_index]
+    report = CollectReport(skipped=sum(index >= first_index for index in entries))
     if not todo:
         write_manifest(out_dir, list(entries.values()))
         return report

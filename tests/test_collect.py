@@ -1,13 +1,16 @@
 """Ray collection: files, shapes, dtypes, seeds, resume, worker death, corrupt files, bad env ids."""
 
 import json
+import logging
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import ray
 
+from rollouts.actor_pool import ReplacingActorPool
 from rollouts.collect import CollectError, EnvSpec, EpisodeWorker, PolicySpec, collect_episodes
 from rollouts.policies import POLICY_NAMES
 from rollouts.ray_cluster import init_ray
@@ -137,3 +140,22 @@ def test_cli_refuses_a_bad_value_before_starting_ray(tmp_path, capsys):
     assert main(["collect", "--preset", "carracing-tiny", "--out", str(tmp_path), "--set", "collect.policy=x"]) == 2
     assert "collect.policy" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+@ray.remote(num_cpus=0)
+class SlowActor:
+    def work(self, seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+
+def test_a_pool_that_gets_no_result_warns_with_the_likely_cause_and_still_finishes(caplog):
+    pool = ReplacingActorPool(SlowActor.remote, 1, stall_warning_s=0.2)
+    results = []
+    try:
+        with caplog.at_level(logging.WARNING, logger="rollouts.actor_pool"):
+            pool.map([1.0], lambda actor, seconds: actor.work.remote(seconds), lambda _, value: results.append(value))
+    finally:
+        pool.shutdown()
+    assert results == [1.0]
+    assert "no result from 1 Ray actors" in caplog.text and "lower num_workers" in caplog.text

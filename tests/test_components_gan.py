@@ -12,12 +12,12 @@ from PIL import Image
 from rollouts.atomic import atomic_write_bytes
 from rollouts.storage import episode_path, episode_to_bytes
 from rollouts.synthetic import make_synthetic_episode, write_synthetic_episodes
-from worldmodels.checkpoint import load_gan, read_checkpoint
+from worldmodels.checkpoint import load_gan, read_checkpoint, save_untrained_checkpoint
 from worldmodels.cli import main
 from worldmodels.components.gan import CRITIC_LAYOUTS, GAN, to_unit_range
 from worldmodels.components.gan_losses import critic_loss, gradient_penalty
 from worldmodels.components.gan_updates import BOOK_RECIPES, GANUpdates, make_optimizer, recipe_for
-from worldmodels.components.train_gan import train_gan
+from worldmodels.components.train_gan import load_dream_renderer, train_gan
 from worldmodels.config import ConfigError, GANVariantName, load_config
 
 VARIANTS = ["dcgan", "wgan", "wgan_gp"]
@@ -191,3 +191,27 @@ def test_cli_trains_a_dcgan(tmp_path, capsys):
                  "gan.batch_size=4", "--set", "gan.steps=2"]) == 0
     assert "train-gan: trained to step 2" in capsys.readouterr().out
     assert (tmp_path / "run" / "gan_samples" / "step_0000002.png").exists()
+
+
+def test_a_gan_trained_on_vs_latents_learns_to_redraw_frames_and_renders_dreams(tmp_path):
+    data = tmp_path / "episodes"
+    write_synthetic_episodes(data, 2, 30)
+    save_untrained_checkpoint(tmp_path / "vae.pt", "vae", {"z_size": 8})
+    config = tiny_config("gan.variant=dcgan", "gan.latent_source=vae", "gan.steps=40", "gan.sample_every=40",
+                         "gan.batch_size=8")
+    summary = train_gan(config, data, tmp_path / "run", progress=False, log_every=10, vae_path=tmp_path / "vae.pt")
+    assert summary.step == 40
+    rows = read_log(tmp_path / "run" / "gan_log.csv")
+    assert "reconstruction" in rows[0]
+    assert float(rows[-1]["reconstruction"]) < 0.7 * float(rows[0]["reconstruction"])
+    assert read_checkpoint(tmp_path / "run" / "gan.pt").model_args["latent_size"] == 8  # V's z, not gan.latent_size
+    render = load_dream_renderer(tmp_path / "run" / "gan.pt", z_size=8)
+    frames = render(np.zeros((5, 8), np.float32))
+    assert frames.shape == (5, 64, 64, 3) and frames.dtype == np.uint8
+    with pytest.raises(ValueError, match="dreams z of size 32"):
+        load_dream_renderer(tmp_path / "run" / "gan.pt", z_size=32)
+    train_gan(tiny_config("gan.variant=dcgan", "gan.steps=1"), data, tmp_path / "noise", progress=False)
+    with pytest.raises(ValueError, match="trained on noise"):
+        load_dream_renderer(tmp_path / "noise" / "gan.pt", z_size=8)
+    with pytest.raises(FileNotFoundError, match="needs V's checkpoint"):
+        train_gan(config, data, tmp_path / "novae", progress=False)

@@ -1,7 +1,11 @@
 """Presets load, overrides apply, bad keys and values are refused with the key named."""
 
+import argparse
+
+import numpy as np
 import pytest
 
+from worldmodels.cli import run_config
 from worldmodels.config import (
     Config,
     ConfigError,
@@ -87,3 +91,14 @@ def test_config_file_errors(tmp_path):
     bad.write_text("vae: {z_size: [}")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(file=bad)
+
+
+def test_a_run_holding_a_controller_refuses_a_controller_of_another_shape(tmp_path):
+    run = tmp_path / "run"
+    args = argparse.Namespace(run=run, config=None, preset="carracing-tiny", set=[])
+    run_config(args)  # saves RUN/config.yaml
+    (run / "controller").mkdir()
+    np.save(run / "controller" / "mean.npy", np.zeros(867, np.float32))
+    assert run_config(argparse.Namespace(run=run, config=None, preset=None, set=["cmaes.popsize=8"])).cmaes.popsize == 8
+    with pytest.raises(ConfigError, match=r"controller/mean.npy, built with controller.hidden_units=0 \(now 40\)"):
+        run_config(argparse.Namespace(run=run, config=None, preset=None, set=["controller.hidden_units=40"]))

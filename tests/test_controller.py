@@ -32,8 +32,23 @@ def test_flat_vector_round_trips_and_defines_the_action():
     np.testing.assert_allclose(actions.numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_act_population_uses_each_rows_own_parameters():
-    controller = Controller(4, 6, 3, "zh", bias=False)
+def test_hidden_layer_controller_has_the_ablation_size_and_the_two_layer_action():
+    assert Controller(32, 256, 3, "z", hidden_units=40).num_params == 32 * 40 + 40 + 40 * 3 + 3  # 1,443
+    controller = Controller(4, 6, 2, "z", hidden_units=5)
+    params = np.random.default_rng(2).normal(size=controller.num_params).astype(np.float32)
+    controller.set_flat(params)
+    w1, b1 = params[:20].reshape(5, 4), params[20:25]
+    w2, b2 = params[25:35].reshape(2, 5), params[35:]
+    x = torch.randn(7, 4)
+    expected = np.tanh(np.tanh(x.numpy() @ w1.T + b1) @ w2.T + b2)
+    np.testing.assert_allclose(controller.act(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="hidden_units must be >= 0"):
+        Controller(4, 6, 2, "z", hidden_units=-1)
+
+
+@pytest.mark.parametrize("hidden_units", [0, 5])
+def test_act_population_uses_each_rows_own_parameters(hidden_units):
+    controller = Controller(4, 6, 3, "zh", bias=False, hidden_units=hidden_units)
     rng = np.random.default_rng(1)
     params = torch.from_numpy(rng.normal(size=(5, controller.num_params)).astype(np.float32))
     x = torch.randn(5, 10)

@@ -20,7 +20,6 @@ from envs.dream_env import DreamEnv, DreamVectorEnv  # importing envs registers 
 from rollouts.storage import episode_path, write_latents
 from worldmodels.checkpoint import load_mdnrnn, save_untrained_checkpoint
 from worldmodels.dream import (
-    ControllerRows,
     DreamNoise,
     DreamSettings,
     DreamSimulator,
@@ -100,7 +99,7 @@ def test_batched_steps_equal_single_dream_steps_with_the_same_noise(run: Path) -
         noise = sim.draw_noise(count, generator)
         batched = sim.step(batch, sim.act(rows, batch), noise)
         for i in range(count):
-            row = ControllerRows(*(t[i : i + 1] for t in rows))
+            row = rows[i : i + 1]
             one = sim.step(singles[i], sim.act(row, singles[i]), DreamNoise(*(t[i : i + 1] for t in noise)))
             for got, want in zip((*one.state, one.reward, one.done), (*batched.state, batched.reward, batched.done)):
                 torch.testing.assert_close(got[0], want[i])

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rollouts.storage import episode_path, read_episode_meta
+
 DOOM_TINIER = ["--preset", "doom-tiny", "--set", "collect.episodes=4", "--set", "env.max_episode_steps=80",
                "--set", "vae.epochs=1", "--set", "mdnrnn.steps=40", "--set", "cmaes.popsize=4",
                "--set", "cmaes.rollouts=2", "--set", "cmaes.generations=1", "--set", "cmaes.eval_every=1",
@@ -57,6 +59,31 @@ def test_a_rerun_skips_finished_stages_and_continues_a_raised_budget(doom_run):
     assert "1 generations run, 2 in total" in stdout
     log = list(csv.DictReader((run / "controller" / "log.csv").open()))
     assert [row["generation"] for row in log] == ["0", "1"]
+
+
+def test_iterations_gather_with_the_controller_and_train_m_and_c_further(doom_run):
+    run, _ = doom_run
+    stdout = worldmodels("run", "--run", str(run), "--iterations", "2", "--set", "iterate.episodes=2")
+    assert "train-mdnrnn: already finished" in stdout  # round 1 is done
+    assert "collect (round 2): 2 episodes gathered, 0 already on disk" in stdout
+    manifest = json.loads((run / "episodes" / "manifest.json").read_text())
+    assert [entry["index"] for entry in manifest["entries"]] == list(range(6))
+    assert [read_episode_meta(episode_path(run / "episodes", i))["policy"] for i in (3, 4)] == [
+        "repeated_random", "controller of round 1"]
+    round2 = run / "iterations" / "2"
+    for name in ("vae.pt", "mdnrnn.pt", "controller/mean.npy", "evaluation.json", "config.yaml", "dream.gif"):
+        assert (round2 / name).is_file(), name
+    steps = [int(row["step"]) for row in csv.DictReader((round2 / "mdnrnn_log.csv").open())]
+    assert steps[-1] == 80 and max(int(row["step"]) for row in csv.DictReader((run / "mdnrnn_log.csv").open())) == 40
+    log = list(csv.DictReader((round2 / "controller" / "log.csv").open()))
+    assert [row["generation"] for row in log] == ["0", "1", "2", "3"]  # round 1's 2 generations, then 2 more
+    summary = json.loads((run / "summary.json").read_text())
+    assert [entry["round"] for entry in summary["rounds"]] == [1, 2]
+    assert summary["score"] == summary["rounds"][1]["score"] and summary["rounds"][1]["generations"] == 4
+    assert "run: round 1: " in stdout
+    again = worldmodels("run", "--run", str(run), "--iterations", "2", "--set", "iterate.episodes=2")
+    assert "collect (round 2): 0 episodes gathered, 2 already on disk" in again
+    assert "train-mdnrnn (round 2): already finished" in again and "0 generations run, 4 in total" in again
 
 
 def test_temperature_sweep_writes_the_papers_table(doom_run):

@@ -3,7 +3,8 @@
 A checkpoint (``torch.save`` of plain dicts and tensors, read back with ``weights_only=True``) holds
 
     format          int     CHECKPOINT_FORMAT
-    kind            str     "vae", "mdnrnn", "cnn" or "gan": which model class ``model_args`` builds
+    kind            str     "vae", "mdnrnn", "cnn", "gan", "cyclegan", "char_lstm", "music_lstm" or "musegan":
+                            which model class ``model_args`` builds
     model_args      dict    the model's constructor keyword arguments (z_size, action_size, ...)
     model           dict    the model's state_dict (tensors on the CPU once loaded)
     optimizer       dict    the optimiser's state_dict
@@ -29,13 +30,19 @@ import torch
 import torch.nn as nn
 
 from rollouts.atomic import atomic_path
+from worldmodels.components.char_lstm import CharLSTM
 from worldmodels.components.cnn import FramePredictor
+from worldmodels.components.cyclegan import CycleGAN
 from worldmodels.components.gan import GAN
 from worldmodels.mdnrnn import MDNRNN
+from worldmodels.music.lstm import MusicLSTM
+from worldmodels.music.musegan import MuseGAN
 from worldmodels.vae import ConvVAE
 
 CHECKPOINT_FORMAT = 1
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"vae": ConvVAE, "mdnrnn": MDNRNN, "cnn": FramePredictor, "gan": GAN}
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"vae": ConvVAE, "mdnrnn": MDNRNN, "cnn": FramePredictor, "gan": GAN,
+                                         "cyclegan": CycleGAN, "char_lstm": CharLSTM,
+                                         "music_lstm": MusicLSTM, "musegan": MuseGAN}
 """The model class each checkpoint ``kind`` rebuilds."""
 
 
@@ -180,6 +187,38 @@ def load_gan(path: str | Path, device: torch.device | str = "cpu") -> GAN:
     ``generate(n)`` gives (n, 64, 64, C) uint8 frames."""
     model = build_model(read_checkpoint(path, kind="gan"), path)
     assert isinstance(model, GAN)
+    return model.to(device)
+
+
+def load_cyclegan(path: str | Path, device: torch.device | str = "cpu") -> CycleGAN:
+    """The trained CycleGAN stored in ``path`` (a ``train-cyclegan`` checkpoint), on ``device``, in eval mode;
+    its ``translate(frames, "ab" | "ba")`` maps (N, 64, 64, C) uint8 frames between the domains."""
+    model = build_model(read_checkpoint(path, kind="cyclegan"), path)
+    assert isinstance(model, CycleGAN)
+    return model.to(device)
+
+
+def load_char_lstm(path: str | Path, device: torch.device | str = "cpu") -> CharLSTM:
+    """The trained character LSTM stored in ``path`` (a ``train-text`` checkpoint, vocabulary included), on
+    ``device``, in eval mode; its ``generate(seed_text, length, temperature)`` writes text."""
+    model = build_model(read_checkpoint(path, kind="char_lstm"), path)
+    assert isinstance(model, CharLSTM)
+    return model.to(device)
+
+
+def load_music_lstm(path: str | Path, device: torch.device | str = "cpu") -> MusicLSTM:
+    """The trained music LSTM stored in ``path`` (a ``music train --model lstm`` checkpoint, vocabularies included),
+    on ``device``, in eval mode; its ``compose(quarters, temperature)`` writes tokens."""
+    model = build_model(read_checkpoint(path, kind="music_lstm"), path)
+    assert isinstance(model, MusicLSTM)
+    return model.to(device)
+
+
+def load_musegan(path: str | Path, device: torch.device | str = "cpu") -> MuseGAN:
+    """The trained MuseGAN stored in ``path`` (a ``music train --model musegan`` checkpoint), on ``device``, in eval
+    mode; its ``generate(n)`` gives (n, bars, 16, 4) MIDI pitches."""
+    model = build_model(read_checkpoint(path, kind="musegan"), path)
+    assert isinstance(model, MuseGAN)
     return model.to(device)
 
 

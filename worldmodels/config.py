@@ -34,6 +34,9 @@ VAEEncoderName = Literal["published", "mnist", "alexnet", "vgg", "inception", "r
 FrameTaskName = Literal["action", "reward"]
 FrameInputName = Literal["frame", "transition"]
 GANVariantName = Literal["dcgan", "wgan", "wgan_gp"]
+GANLatentSourceName = Literal["noise", "vae"]
+MusicTokensName = Literal["melody", "chords"]
+CycleGANGeneratorName = Literal["unet", "resnet"]
 
 
 class ConfigError(ValueError):
@@ -60,6 +63,9 @@ class EnvConfig:
     """Episode cap in steps; null keeps the id's own (1000 for CarRacing)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for ``gymnasium.make``, e.g. ``{invert_colors: true}``."""
+    translator: str | None = None
+    """A ``train-cyclegan`` checkpoint whose B->A generator maps every frame the controller sees (e.g. randomised
+    colours -> normal ones, with ``options: {domain_randomize: true}``); null: frames as the env gives them."""
 
 
 @dataclass
@@ -148,6 +154,9 @@ class ControllerConfig:
     """What C reads: "zh" = [z, h] (the full world model, CarRacing), "zch" = [z, c, h] (Doom), "z" = V only."""
     bias: bool = True
     """Learn a bias b in a = tanh(W x + b) (CarRacing: yes; the Doom controller has none)."""
+    hidden_units: int = non_negative(0)
+    """Tanh units of a hidden layer between x and the action; 0 is the published linear C, 40 the paper's
+    "V only, with a hidden layer" ablation (preset carracing-z-hidden)."""
     train_in: ControllerEnvName = "real"
     """Where CMA-ES evaluates candidates by default: the real env (CarRacing, as published) or M's dream (Doom)."""
 
@@ -204,6 +213,23 @@ class EvaluateConfig:
     """Episodes, each on its own seed (published: 100 random tracks)."""
     seed: int = 1_000_000
     """Episode i uses seed + i; far from the training seeds."""
+
+
+@dataclass
+class IterateConfig:
+    """The paper's iterative procedure (``worldmodels run --iterations N``): gather episodes with the current
+    controller, train M further (and optionally V) on old plus new episodes, evolve C further; repeat."""
+
+    iterations: int = positive(1)
+    """Rounds in all; 1 is the published single pass (random data, then V, M and C once). Round k >= 2 writes
+    RUN/iterations/k/ and adds ``vae.epochs`` epochs of V (with ``retrain_vae``), ``mdnrnn.steps`` steps of M
+    and ``cmaes.generations`` generations of C to the previous round's."""
+    episodes: int | None = positive(None)
+    """Episodes gathered with the current controller per round (null: ``collect.episodes``)."""
+    retrain_vae: bool = False
+    """Train V further on old plus new frames each round (then every episode is encoded again)."""
+    action_noise: float = non_negative(0.0)
+    """Std of Gaussian noise added to the controller's actions while gathering (0: as C acts)."""
 
 
 @dataclass
@@ -265,7 +291,14 @@ class GANConfig:
     """"dcgan" (BCE, RMSprop critic 8e-4 / generator 4e-4), "wgan" (weights clipped to +-0.01, 5 critic updates
     per generator update, RMSprop 5e-5) or "wgan_gp" (gradient penalty 10, 5 critic updates, Adam 2e-4, beta1 0.5)."""
     latent_size: int = positive(100)
-    """Size of the generator's input noise z."""
+    """Size of the generator's input noise z (with latent_source "vae": V's z_size, whatever this says)."""
+    latent_source: GANLatentSourceName = "noise"
+    """"noise": the generator reads z ~ N(0, I), as the books train it; "vae": it reads V's z of real frames
+    (sampled from V's posterior; V from ``train-gan --vae``, default RUN/vae.pt) and also learns to redraw those
+    frames (``reconstruction_weight``), so it can draw M's dreams in V's decoder's place (``dream --renderer gan``)."""
+    reconstruction_weight: float = non_negative(10.0)
+    """With latent_source "vae": weight of the L1 distance (per pixel, in [-1, 1] units) between the generator's
+    frame and the frame V encoded, added to the generator's adversarial loss."""
     width: int = positive(64)
     """Base channel count: the critic's convolutions have 1, 2, 4, 8 times it (DCGAN: 1, 1, 2, 2), the
     generator's 8, 4, 2, 1."""
@@ -292,6 +325,154 @@ class GANConfig:
 
 
 @dataclass
+class CycleGANConfig:
+    """A CycleGAN translating frames between two unpaired rollout folders A and B (``worldmodels train-cyclegan``)."""
+
+    generator: CycleGANGeneratorName = "unet"
+    """"unet": the book's U-Net (4 down / 3 up with skips, instance norm); "resnet": the paper's ResNet generator
+    (``resnet_blocks`` residual blocks, reflection padding)."""
+    width: int = positive(32)
+    """Base channel count d of the generators and the PatchGAN discriminators (d, 2d, 4d, 8d)."""
+    resnet_blocks: int = positive(9)
+    """Residual blocks of the ResNet generator."""
+    validity_weight: float = non_negative(1.0)
+    """Weight of the adversarial (MSE) loss of the generators."""
+    cycle_weight: float = non_negative(10.0)
+    """Weight of the cycle-reconstruction L1 loss (A->B->A and B->A->B)."""
+    identity_weight: float = non_negative(2.0)
+    """Weight of the identity L1 loss (G_BA(a) vs a, G_AB(b) vs b); the book uses 5 for painting styles."""
+    learning_rate: float = positive(2e-4)
+    """Adam's learning rate for all four networks (betas 0.5, 0.999)."""
+    pool_size: int = non_negative(50)
+    """Past fakes per domain the discriminators are also shown (0: only the current batch)."""
+    batch_size: int = positive(1)
+    """Frames of each domain per step (the book: 1)."""
+    steps: int = non_negative(10_000)
+    """Training steps in total (a resumed run continues up to this)."""
+    sample_every: int = positive(500)
+    """Steps between translation grids (``RUN/cyclegan_samples/step_NNNNNNN.png``; one is also written at the end)."""
+    checkpoint_every: int = positive(500)
+    """Steps between checkpoints (one is also written at the end)."""
+    buffer_episodes: int = positive(8)
+    """Episodes of each domain held in memory at once for shuffling."""
+    loader_workers: int = non_negative(0)
+    """DataLoader worker processes decoding episode files, per domain."""
+
+
+@dataclass
+class TextConfig:
+    """Chollet's character LSTM trained on a text file (``worldmodels train-text``); defaults are the book's."""
+
+    maxlen: int = positive(60)
+    """Characters in a training window; generation conditions on the last this many."""
+    window_step: int = positive(3)
+    """Characters between the starts of consecutive training windows."""
+    hidden_size: int = positive(128)
+    """LSTM units."""
+    lowercase: bool = True
+    """Lower-case the text before training (the book does), and every seed text before generating."""
+    learning_rate: float = positive(0.01)
+    """RMSprop's learning rate (Keras' rho 0.9, epsilon 1e-7)."""
+    batch_size: int = positive(128)
+    """Windows per optimiser step."""
+    epochs: int = non_negative(60)
+    """Passes over every window of the text (the book: 60 one-epoch iterations)."""
+    steps: int | None = positive(None)
+    """Stop after this many optimiser steps if that comes before ``epochs`` (null: epochs alone bound the run)."""
+    checkpoint_every: int = positive(500)
+    """Optimiser steps between checkpoints (one is also written at the end)."""
+    sample_every: int = positive(500)
+    """Optimiser steps between sample lines in ``RUN/text_samples.csv`` (one is also written at the end)."""
+    sample_length: int = positive(100)
+    """Characters of each sample line."""
+    sample_temperature: float = positive(0.5)
+    """Sampling temperature of the sample lines."""
+
+
+@dataclass
+class MusicConfig:
+    """Music data, generation and the composition env (``worldmodels music``, ``worldmodels/music/``)."""
+
+    folder: str | None = None
+    """A folder of MIDI (.mid, .midi) or MusicXML (.xml, .mxl, .musicxml) files, read recursively; null: the Bach
+    chorales music21 ships (371, no download)."""
+    limit: int | None = positive(None)
+    """Read at most this many pieces (the chorales in music21's order, files in name order); null: all."""
+    tokens: MusicTokensName = "melody"
+    """The LSTM's token sequences: "melody", the first part (a chorale's soprano), one note or rest per token; or
+    "chords", all parts sounding together (the book's chordify)."""
+    temperature: float = positive(0.5)
+    """Sampling temperature of the LSTM: probabilities ~ exp(log p / T) (the book: 0.5)."""
+    bars: int = positive(8)
+    """Bars of four quarter notes that ``music generate`` writes (MuseGAN: rounded up to whole samples)."""
+    seed: int = 0
+    """Seeds initialisation, data order and sampling."""
+    episode_bars: int = positive(4)
+    """Bars of four quarter notes per episode of the composition env."""
+    key: str = "C major"
+    """The key of the env's stay-in-key rule, e.g. "G major", "F# minor", "B- major"."""
+    likelihood_weight: float = non_negative(1.0)
+    """Env reward weight of the LSTM's log-likelihood of the note and duration written."""
+    key_weight: float = non_negative(1.0)
+    """Env penalty weight for pitches outside ``key``."""
+    repeat_weight: float = non_negative(1.0)
+    """Env penalty for repeating one note more than ``max_repeats`` times in a row."""
+    max_repeats: int = positive(3)
+    """Consecutive repeats of one note allowed without penalty."""
+    leap_weight: float = non_negative(1.0)
+    """Env reward (+) or penalty (-) for resolving a leap of more than a fifth by a step back, or not."""
+
+
+@dataclass
+class MusicLSTMConfig:
+    """The book's LSTM with attention over note and duration tokens (``worldmodels music train --model lstm``)."""
+
+    seq_len: int = positive(32)
+    """Tokens of history the LSTM reads to predict the next one."""
+    embedding_size: int = positive(100)
+    """Size of each of the two embeddings (notes, durations), concatenated."""
+    hidden_size: int = positive(256)
+    """Units of each stacked LSTM."""
+    layers: int = positive(2)
+    """Stacked LSTMs."""
+    learning_rate: float = positive(1e-3)
+    """RMSprop's learning rate."""
+    batch_size: int = positive(32)
+    """Windows per optimiser step."""
+    steps: int = non_negative(5000)
+    """Optimiser steps in total (a resumed run continues up to this)."""
+    checkpoint_every: int = positive(500)
+    """Optimiser steps between checkpoints (one is also written at the end)."""
+
+
+@dataclass
+class MuseGANConfig:
+    """MuseGAN on four-voice piano-rolls (``worldmodels music train --model musegan``); defaults are the book's."""
+
+    bars: int = positive(2)
+    """Bars of 16 sixteenth-note steps per sample (at least 2)."""
+    pitches: int = positive(84)
+    """Pitch rows of the piano-roll, a multiple of 12, from the data's lowest pitch up; must cover its range."""
+    latent_size: int = positive(32)
+    """Size of each of the chords, style, melody and groove latents."""
+    width: int = positive(256)
+    """Base channel count w: bar generators dense 4w then 2w, 2w, w, w, w channels; critic w/2 (six convs), w, 2w,
+    dense 4w (the book: 256)."""
+    gp_weight: float = non_negative(10.0)
+    """Weight of the gradient penalty mean((1 - ||grad||)^2)."""
+    n_critic: int = positive(5)
+    """Critic updates per generator update, each on its own batch."""
+    learning_rate: float = positive(1e-3)
+    """Adam's learning rate for both networks (betas 0.5, 0.9)."""
+    batch_size: int = positive(64)
+    """Real samples per critic update (and fakes per generator update)."""
+    steps: int = non_negative(6000)
+    """Generator updates in total (a resumed run continues up to this)."""
+    checkpoint_every: int = positive(500)
+    """Generator updates between checkpoints (one is also written at the end)."""
+
+
+@dataclass
 class Config:
     """A whole run: what each stage does, and where it runs."""
 
@@ -308,9 +489,15 @@ class Config:
     cmaes: CMAESConfig = field(default_factory=CMAESConfig)
     dream: DreamConfig = field(default_factory=DreamConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    iterate: IterateConfig = field(default_factory=IterateConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     cnn: CNNConfig = field(default_factory=CNNConfig)
     gan: GANConfig = field(default_factory=GANConfig)
+    music: MusicConfig = field(default_factory=MusicConfig)
+    music_lstm: MusicLSTMConfig = field(default_factory=MusicLSTMConfig)
+    musegan: MuseGANConfig = field(default_factory=MuseGANConfig)
+    cyclegan: CycleGANConfig = field(default_factory=CycleGANConfig)
+    text: TextConfig = field(default_factory=TextConfig)
 
 
 def available_presets() -> list[str]:

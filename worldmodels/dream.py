@@ -39,7 +39,7 @@ import torch
 from rollouts.storage import list_episode_files, read_latents
 from worldmodels.checkpoint import load_mdnrnn, load_vae
 from worldmodels.config import Config
-from worldmodels.controller import Controller, ControllerInputs
+from worldmodels.controller import Controller, ControllerInputs, ControllerRows
 from worldmodels.device import resolve_device
 from worldmodels.mdnrnn import MDNRNN, sample_next_z_with_noise
 from worldmodels.vae import ConvVAE
@@ -66,6 +66,8 @@ class DreamSettings:
     """What the controller reads: "z", "zh" ([z, h]) or "zch" ([z, c, h])."""
     bias: bool = True
     """Whether the controller has a bias (CarRacing: yes, 867 parameters; Doom: no)."""
+    hidden_units: int = 0
+    """Tanh units of the controller's hidden layer; 0 is the published linear controller."""
     check_every: int = 10
     """Steps between checks (host syncs) of whether every dream of a rollout has ended."""
     cpu_chunk: int = 2048
@@ -88,7 +90,8 @@ def settings_from_config(config: Config) -> DreamSettings:
     """The dream settings of a run's config: its ``dream`` section and its controller's shape."""
     dream = config.dream
     return DreamSettings(temperature=dream.temperature, max_steps=dream.max_steps, reward_mode=dream.reward_mode,
-                         done_mode=dream.done_mode, inputs=config.controller.inputs, bias=config.controller.bias)
+                         done_mode=dream.done_mode, inputs=config.controller.inputs, bias=config.controller.bias,
+                         hidden_units=config.controller.hidden_units)
 
 
 class StartLatents(NamedTuple):
@@ -134,13 +137,6 @@ class DreamStep(NamedTuple):
     state: DreamState  # after the step: z_{t+1}, h_{t+1}, c_{t+1}
     reward: torch.Tensor  # (B,) float32: M's reward head, or 1 per step with reward_mode "survival"
     done: torch.Tensor  # (B,) bool: the dream ended at this step (always False without a done head)
-
-
-class ControllerRows(NamedTuple):
-    """B controllers' parameters, split once per rollout (see :meth:`DreamSimulator.controller_rows`)."""
-
-    weight: torch.Tensor  # (B, A, F)
-    offset: torch.Tensor  # (B, A), zeros for a controller without bias
 
 
 class DreamResult(NamedTuple):
@@ -262,7 +258,7 @@ class DreamSimulator:
         self.action_size = mdnrnn.action_size
         self.vae = None if vae is None else vae.to(self.device).eval()
         self.controller = Controller(mdnrnn.z_size, mdnrnn.hidden_size, mdnrnn.action_size, settings.inputs,
-                                     settings.bias)
+                                     settings.bias, settings.hidden_units)
         self.start_mu = torch.as_tensor(starts.mu, dtype=torch.float32, device=self.device)  # (E, Z)
         self.start_logvar = torch.as_tensor(starts.logvar, dtype=torch.float32, device=self.device)  # (E, Z)
 
@@ -307,17 +303,12 @@ class DreamSimulator:
         """Controller parameters (B, D) (flat layout of ``Controller``) as weights on this device."""
         self.controller.check_flat(params)
         flat = torch.as_tensor(params, dtype=torch.float32, device=self.device).reshape(-1, self.num_params)  # (B, D)
-        return ControllerRows(*self.controller.split(flat))  # (B, A, F), (B, A)
+        return self.controller.rows(flat)
 
     @torch.inference_mode()
     def act(self, rows: ControllerRows, state: DreamState) -> torch.Tensor:
-        """Actions (B, A) in [-1, 1]: a_i = tanh(W_i x_i + b_i), dream i with its own controller row i.
-
-        The same as ``Controller.act_population``, as a broadcast product (several times faster than its
-        batched matrix product on the CPU for A = 3).
-        """
-        x = self.features(state)  # (B, F)
-        return torch.tanh((rows.weight * x.unsqueeze(1)).sum(dim=-1) + rows.offset)  # (B, A)
+        """Actions (B, A) in [-1, 1]: dream i acts with its own controller, row i of ``rows``."""
+        return self.controller.act_rows(rows, self.features(state))  # (B, A)
 
     @torch.inference_mode()
     def step(self, state: DreamState, action: torch.Tensor, noise: DreamNoise) -> DreamStep:
@@ -367,8 +358,8 @@ class DreamSimulator:
         """
         rows = self.controller_rows(params)
         seeds = np.asarray(seeds, np.int64).reshape(-1)
-        if len(seeds) != len(rows.weight):
-            raise ValueError(f"{len(rows.weight)} parameter rows but {len(seeds)} seeds: one seed per dream")
+        if len(seeds) != len(rows):
+            raise ValueError(f"{len(rows)} parameter rows but {len(seeds)} seeds: one seed per dream")
         distinct, shared = _distinct(seeds)
         shared_t = None if shared is None else torch.as_tensor(shared, device=self.device)  # (N,)
         generator = self.generator(_seed_of(distinct))
@@ -401,7 +392,7 @@ class DreamSimulator:
             chunk = slice(start, start + size)
             part = DreamState(*(t[chunk] for t in state))
             part_noise = DreamNoise(*(None if t is None else t[chunk] for t in noise))
-            steps.append(self.step(part, self.act(ControllerRows(*(t[chunk] for t in rows)), part), part_noise))
+            steps.append(self.step(part, self.act(rows[chunk], part), part_noise))
         states = DreamState(*(torch.cat(parts) for parts in zip(*(s.state for s in steps))))  # (B, ...) each
         return DreamStep(states, torch.cat([s.reward for s in steps]), torch.cat([s.done for s in steps]))
 

@@ -2,11 +2,13 @@
 
 Both start from the same real first frame (the dream from V's posterior of it) and run closed-loop: in
 the real env C reads V's z of each real frame and M's state; in the dream C reads M's own sampled z.
-The dream is drawn by V's decoder. The picture shows where M's imagination drifts from the game.
+The dream is drawn by V's decoder, or by a GAN generator trained on V's latents. The picture shows where M's
+imagination drifts from the game.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -32,10 +34,12 @@ class SideBySide:
 
 
 def dream_beside_real(spec: RealEnvWorkerSpec, settings: DreamSettings, params: np.ndarray | None, seed: int,
-                      device: torch.device | str = "cpu") -> SideBySide:
+                      device: torch.device | str = "cpu",
+                      renderer: Callable[[np.ndarray], np.ndarray] | None = None) -> SideBySide:
     """Run controller ``params`` (D,) (None: all zeros) in the real env from ``seed`` and in M's dream from that
     episode's first frame. A dream without a reward head counts survival (+1 per step) when ``settings`` asks
-    for the head."""
+    for the head. ``renderer`` draws the dream's z (T, Z) as frames (T, 64, 64, 3) uint8 (default: V's decoder;
+    a GAN generator trained on V's latents: ``worldmodels.components.train_gan.load_dream_renderer``)."""
     worker = spec()
     if params is None:
         params = np.zeros(worker.num_params, np.float32)
@@ -52,7 +56,7 @@ def dream_beside_real(spec: RealEnvWorkerSpec, settings: DreamSettings, params: 
     simulator = DreamSimulator(mdnrnn, StartLatents(mu, logvar), settings, vae, device)
     result = simulator.record(np.asarray(params, np.float32)[None], np.array([seed]))
     steps = int(result.lengths[0])
-    dream = simulator.decode(result.z[0, : steps + 1])  # (T_dream + 1, 64, 64, 3)
+    dream = (renderer or simulator.decode)(result.z[0, : steps + 1])  # (T_dream + 1, 64, 64, 3)
     return SideBySide(_beside(real, dream), real_return, float(result.returns[0]), len(real) - 1, steps)
 
 

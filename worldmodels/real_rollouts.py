@@ -18,8 +18,10 @@ import torch
 
 from rollouts.collect import EnvSpec
 from worldmodels.checkpoint import load_mdnrnn, load_vae
+from worldmodels.components.translator import CycleGANTranslator
 from worldmodels.config import Config
 from worldmodels.controller import Controller, ControllerInputs
+from worldmodels.controller_policy import world_model_actions
 from worldmodels.stages import env_spec
 from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
 from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
@@ -35,6 +37,9 @@ class RealEnvWorkerSpec:
     inputs: ControllerInputs = "zh"
     bias: bool = True
     num_envs: int = 4
+    hidden_units: int = 0
+    translator: Path | None = None
+    """A ``train-cyclegan`` checkpoint whose B->A generator maps every frame before V sees it (env.translator)."""
 
     def __call__(self) -> RealEnvWorker:
         return RealEnvWorker(self)
@@ -50,8 +55,12 @@ class RealEnvWorkerSpec:
             if not (run_dir / name).is_file():
                 raise FileNotFoundError(f"{run_dir / name} does not exist: run `worldmodels {stage} --run {run_dir}` "
                                         "first")
+        if config.env.translator and not Path(config.env.translator).is_file():
+            raise FileNotFoundError(f"env.translator {config.env.translator} does not exist: train one with "
+                                    "`worldmodels train-cyclegan`, or set env.translator=null")
         return cls(env_spec(config), run_dir / VAE_CHECKPOINT, run_dir / MDNRNN_CHECKPOINT, config.controller.inputs,
-                   config.controller.bias, num_envs or config.cmaes.envs_per_worker)
+                   config.controller.bias, num_envs or config.cmaes.envs_per_worker, config.controller.hidden_units,
+                   Path(config.env.translator) if config.env.translator else None)
 
 
 class RealEnvWorker:
@@ -64,8 +73,10 @@ class RealEnvWorker:
             raise ValueError(f"{spec.mdnrnn_path} reads z of size {self.mdnrnn.z_size} but {spec.vae_path} "
                              f"encodes {self.vae.z_size}: they come from different runs")
         self.controller = Controller(self.vae.z_size, self.mdnrnn.hidden_size, self.mdnrnn.action_size,
-                                     spec.inputs, spec.bias)
+                                     spec.inputs, spec.bias, spec.hidden_units)
         self.envs = [spec.env.make() for _ in range(spec.num_envs)]
+        if spec.translator is not None:
+            self.envs = [CycleGANTranslator.from_checkpoint(env, spec.translator) for env in self.envs]
         self.env_steps = 0
         """Environment steps taken by this worker so far."""
 
@@ -110,15 +121,9 @@ class RealEnvWorker:
             recording.append(frames[0].copy())
         while len(live):
             rows = torch.from_numpy(live)
-            x = torch.from_numpy(frames[live]).permute(0, 3, 1, 2).float() / 255.0  # (L, 3, 64, 64)
-            mu, logvar = self.vae.encode(x)  # (L, Z)
-            noise = torch.stack([torch.randn(mu.shape[1], generator=generators[i]) for i in live])  # (L, Z)
-            z = mu + torch.exp(0.5 * logvar) * noise  # (L, Z), the sampled z C reads, as published
-            features = self.controller.features(z, h[0, rows], c[0, rows])  # (L, F)
-            actions = self.controller.act_population(weights[rows], features)  # (L, A)
-            if self.controller.reads_memory:
-                step = self.mdnrnn.step(z, actions, (h[:, rows].contiguous(), c[:, rows].contiguous()))
-                h[:, rows], c[:, rows] = step.state
+            noise = torch.stack([torch.randn(self.vae.z_size, generator=generators[i]) for i in live])  # (L, Z)
+            actions, (h[:, rows], c[:, rows]) = world_model_actions(
+                self.vae, self.mdnrnn, self.controller, frames[live], weights[rows], noise, (h[:, rows], c[:, rows]))
             finished = []
             for row, index in enumerate(live):
                 frame, reward, terminated, truncated, _ = envs[index].step(actions[row].numpy())

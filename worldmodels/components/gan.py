@@ -114,10 +114,17 @@ class GAN(nn.Module):
         The generator runs in eval mode (BatchNorm uses its running statistics), so generating changes nothing
         in the model; its train/eval mode is restored afterwards.
         """
+        return self.draw(self.sample_latent(n, generator))
+
+    @torch.no_grad()
+    def draw(self, latent: torch.Tensor) -> np.ndarray:
+        """Frames (N, 64, 64, C) uint8 of latents (N, Z) (noise, or V's z for a GAN trained with latent_source
+        "vae"), the generator in eval mode (its train/eval mode is restored afterwards)."""
         was_training = self.generator.training
         self.generator.eval()
         try:
-            frames = self.generator(self.sample_latent(n, generator))  # (n, C, 64, 64) in [-1, 1]
+            device = next(self.parameters()).device
+            frames = self.generator(latent.to(device, torch.float32))  # (N, C, 64, 64) in [-1, 1]
         finally:
             self.generator.train(was_training)
         return to_uint8_frames(frames)

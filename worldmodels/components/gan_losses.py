@@ -40,13 +40,13 @@ def generator_loss(kind: LossName, fake_scores: torch.Tensor) -> torch.Tensor:
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
                      fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """WGAN-GP's penalty mean((1 - ||grad_x critic(x)||)^2) at x = e * real + (1 - e) * fake, e ~ U(0, 1) per
-    frame; real and fake (B, C, H, W).
+    sample; real and fake (B, C, H, W), or of any shape with the batch first.
 
     :returns: the penalty (a scalar, differentiable with respect to the critic's weights) and the mean gradient
         norm (a detached scalar; the penalty pushes it toward 1).
     """
-    mix = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
-    points = (mix * real + (1 - mix) * fake.detach()).requires_grad_(True)  # (B, C, H, W)
+    mix = torch.rand(real.shape[0], *[1] * (real.dim() - 1), device=real.device, dtype=real.dtype)  # (B, 1, ...)
+    points = (mix * real + (1 - mix) * fake.detach()).requires_grad_(True)  # like real
     (gradient,) = torch.autograd.grad(critic(points).sum(), points, create_graph=True)
     norms = gradient.flatten(1).norm(dim=1)  # (B,)
     return (1 - norms).pow(2).mean(), norms.mean().detach()

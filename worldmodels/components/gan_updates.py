@@ -33,11 +33,15 @@ class GANRecipe:
     """Clamp the critic's weights to +-this after each critic update (WGAN); None: no clipping."""
     gp_weight: float = 0.0
     """Weight of the gradient penalty in the critic's loss (WGAN-GP); 0: no penalty."""
+    reconstruction_weight: float = 0.0
+    """Weight of L1(generator(latent), target) in the generator's loss, when updates are given the latents of
+    target frames (a GAN that decodes V's z); 0: the generator is scored by the critic alone."""
 
     def metric_names(self) -> tuple[str, ...]:
         """The metrics :class:`GANUpdates` reports under this recipe, in CSV order."""
         penalty = ("gradient_penalty", "grad_norm") if self.gp_weight else ()
-        return ("critic_loss", "generator_loss", "critic_gap", *penalty)
+        reconstruction = ("reconstruction",) if self.reconstruction_weight else ()
+        return ("critic_loss", "generator_loss", "critic_gap", *penalty, *reconstruction)
 
 
 BOOK_RECIPES: dict[GANVariantName, GANRecipe] = {
@@ -62,6 +66,8 @@ def recipe_for(cfg: GANConfig) -> GANRecipe:
         changes["clip_value"] = cfg.clip_value
     if cfg.gp_weight is not None:
         changes["gp_weight"] = cfg.gp_weight
+    if cfg.latent_source == "vae":
+        changes["reconstruction_weight"] = cfg.reconstruction_weight
     return dataclasses.replace(recipe, **changes)
 
 
@@ -84,15 +90,17 @@ class GANUpdates:
         self.optimizer = optimizer
         self.recipe = recipe
 
-    def critic_update(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+    def critic_update(self, real: torch.Tensor, latent: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One critic step on ``real`` frames (B, C, 64, 64) against as many fresh fakes, then the weight clip.
+        The fakes are drawn from ``latent`` (B, Z) when given, else from fresh noise.
 
         :returns: critic_loss (before the penalty), critic_gap = mean score of real - mean score of fake
             (the Wasserstein estimate for the WGANs), and with a penalty gradient_penalty and grad_norm.
         """
         model, recipe = self.model, self.recipe
         with torch.no_grad():
-            fake = model.generator(model.sample_latent(real.shape[0]))  # (B, C, 64, 64)
+            latent = model.sample_latent(real.shape[0]) if latent is None else latent  # (B, Z)
+            fake = model.generator(latent)  # (B, C, 64, 64)
         real_scores, fake_scores = model.critic(real), model.critic(fake)  # (B,), (B,)
         loss = critic_loss(recipe.loss, real_scores, fake_scores)
         metrics = {"critic_loss": loss.detach(), "critic_gap": (real_scores.mean() - fake_scores.mean()).detach()}
@@ -107,16 +115,25 @@ class GANUpdates:
             clip_weights(model.critic, recipe.clip_value)
         return metrics
 
-    def generator_update(self, batch_size: int) -> dict[str, torch.Tensor]:
-        """One generator step on ``batch_size`` fresh fakes, the critic frozen: returns generator_loss."""
+    def generator_update(self, batch_size: int, latent: torch.Tensor | None = None,
+                         target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One generator step, the critic frozen: on ``batch_size`` fresh fakes, or on the fakes of ``latent``
+        (B, Z) when given; with ``target`` frames (B, C, 64, 64) in [-1, 1] (what ``latent`` encodes) the recipe's
+        reconstruction_weight x L1(fake, target) is added. Returns generator_loss (adversarial part) and, with a
+        target, reconstruction."""
         model = self.model
         model.critic.requires_grad_(False)
         try:
-            scores = model.critic(model.generator(model.sample_latent(batch_size)))  # (B,)
-            loss = generator_loss(self.recipe.loss, scores)
+            fake = model.generator(model.sample_latent(batch_size) if latent is None else latent)  # (B, C, 64, 64)
+            loss = generator_loss(self.recipe.loss, model.critic(fake))
+            metrics = {"generator_loss": loss.detach()}
+            if target is not None and self.recipe.reconstruction_weight:
+                reconstruction = (fake - target).abs().mean()
+                loss = loss + self.recipe.reconstruction_weight * reconstruction
+                metrics["reconstruction"] = reconstruction.detach()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
         finally:
             model.critic.requires_grad_(True)
-        return {"generator_loss": loss.detach()}
+        return metrics

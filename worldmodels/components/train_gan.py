@@ -17,8 +17,10 @@ folder:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
@@ -26,12 +28,14 @@ from torch.utils.data import DataLoader
 from rollouts.atomic import atomic_path
 from rollouts.datasets import FrameDataset
 from rollouts.storage import list_episode_files, read_arrays
-from worldmodels.checkpoint import read_checkpoint
+from worldmodels.checkpoint import load_gan, load_vae, read_checkpoint
 from worldmodels.components.gan import FRAME_SIZE, GAN, to_unit_range
 from worldmodels.components.gan_updates import GANUpdates, make_optimizer, recipe_for
 from worldmodels.config import Config
 from worldmodels.device import resolve_device
+from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
 from worldmodels.training import TrainingPlan, TrainSummary, run_training
+from worldmodels.vae import ConvVAE
 
 CHECKPOINT_NAME = "gan.pt"
 LOG_NAME = "gan_log.csv"
@@ -46,12 +50,16 @@ def train_gan(
     progress: bool = True,
     log_every: int = 10,
     seed: int = 0,
+    vae_path: str | Path | None = None,
 ) -> TrainSummary:
     """Train ``config.gan.variant`` on the frames in ``data_dir`` for ``config.gan.steps`` generator updates,
     resuming ``run_dir/gan.pt``.
 
     :param log_every: steps per row of ``gan_log.csv``.
     :param seed: seeds the initialisation, the noise, the data order and the sample grids' fixed noise.
+    :param vae_path: V whose latents the generator reads with ``gan.latent_source`` "vae" (default
+        ``run_dir/vae.pt``); its z of each real frame (sampled from the posterior) replaces the noise, and the
+        generator is also scored on redrawing that frame.
     :raises ValueError: the frames are not 64x64, or the data set holds fewer frames than one step takes.
     """
     cfg = config.gan
@@ -71,9 +79,10 @@ def train_gan(
                          "gan.n_critic, or gather more episodes")
     loader = DataLoader(dataset, batch_size=frames_per_step, drop_last=True, num_workers=cfg.loader_workers,
                         pin_memory=device.type == "cuda", generator=torch.Generator())
+    vae = _latent_source_vae(cfg.latent_source, vae_path or run_dir / VAE_CHECKPOINT, int(sample.shape[3]), device)
     torch.manual_seed(seed)
-    model_args = {"variant": cfg.variant, "channels": int(sample.shape[3]), "latent_size": cfg.latent_size,
-                  "width": cfg.width}
+    model_args = {"variant": cfg.variant, "channels": int(sample.shape[3]),
+                  "latent_size": cfg.latent_size if vae is None else vae.z_size, "width": cfg.width}
     model = GAN(**model_args).to(device)
     optimizer = make_optimizer(model, recipe)
     updates = GANUpdates(model, optimizer, recipe)
@@ -83,10 +92,19 @@ def train_gan(
 
     def step(frames: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
         nonlocal step_count
-        real = to_unit_range(frames.to(device, non_blocking=True))  # (n_critic * B, C, 64, 64) in [-1, 1]
-        critic = [updates.critic_update(batch) for batch in real.split(cfg.batch_size)]
-        metrics = {name: torch.stack([m[name] for m in critic]).mean() for name in critic[0]}
-        metrics.update(updates.generator_update(cfg.batch_size))
+        frames = frames.to(device, non_blocking=True)  # (n_critic * B, C, 64, 64) uint8
+        real = to_unit_range(frames)  # in [-1, 1]
+        if vae is None:
+            critic = [updates.critic_update(batch) for batch in real.split(cfg.batch_size)]
+            metrics = {name: torch.stack([m[name] for m in critic]).mean() for name in critic[0]}
+            metrics.update(updates.generator_update(cfg.batch_size))
+        else:
+            with torch.no_grad():
+                latent = ConvVAE.sample_latent(*vae.encode(frames.float() / 255))  # (n_critic * B, Z)
+            pairs = list(zip(real.split(cfg.batch_size), latent.split(cfg.batch_size)))
+            critic = [updates.critic_update(batch, z) for batch, z in pairs]
+            metrics = {name: torch.stack([m[name] for m in critic]).mean() for name in critic[0]}
+            metrics.update(updates.generator_update(cfg.batch_size, latent=pairs[-1][1], target=pairs[-1][0]))
         step_count += 1
         if step_count % cfg.sample_every == 0:
             save_sample_grid(model, sample_grid_path(run_dir, step_count), seed)
@@ -108,6 +126,42 @@ def train_gan(
     if not summary.already_finished and summary.step % cfg.sample_every:
         save_sample_grid(model, sample_grid_path(run_dir, summary.step), seed)
     return summary
+
+
+def _latent_source_vae(source: str, path: Path, channels: int, device: torch.device) -> ConvVAE | None:
+    """V (eval mode, on ``device``) for latent_source "vae"; None for "noise".
+
+    :raises FileNotFoundError: there is no V at ``path``.
+    :raises ValueError: V reads frames of another channel count than the data's.
+    """
+    if source == "noise":
+        return None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"gan.latent_source 'vae' needs V's checkpoint, and {path} does not exist: pass "
+                                "--vae RUN/vae.pt (from `worldmodels train-vae`), or set gan.latent_source=noise")
+    vae = load_vae(path, device).eval()
+    if vae.in_channels != channels:
+        raise ValueError(f"V at {path} reads {vae.in_channels}-channel frames but the data's frames have {channels}")
+    return vae
+
+
+def load_dream_renderer(path: str | Path, z_size: int, device: torch.device | str = "cpu"
+                        ) -> Callable[[np.ndarray], np.ndarray]:
+    """A GAN generator trained on V's latents (latent_source "vae") as a renderer: z (T, Z) -> frames
+    (T, 64, 64, C) uint8, drawn in V's decoder's place.
+
+    :raises CheckpointError: ``path`` is not a readable GAN checkpoint.
+    :raises ValueError: the GAN was trained on noise, or on latents of another size than ``z_size``.
+    """
+    checkpoint = read_checkpoint(path, kind="gan")
+    if checkpoint.config.get("latent_source", "noise") != "vae":
+        raise ValueError(f"{path} is a GAN trained on noise, so its frames do not follow a dream's z: train one "
+                         "on V's latents with `worldmodels train-gan --set gan.latent_source=vae --vae RUN/vae.pt`")
+    if checkpoint.model_args["latent_size"] != z_size:
+        raise ValueError(f"{path} draws from latents of size {checkpoint.model_args['latent_size']}, but this M "
+                         f"dreams z of size {z_size}: the GAN was trained on another run's V")
+    model = load_gan(path, device)
+    return lambda z: model.draw(torch.as_tensor(z))
 
 
 def sample_grid_path(run_dir: Path, step: int) -> Path:

@@ -1,0 +1,151 @@
+"""Training the music models on the shared resumable loop (:func:`worldmodels.training.run_training`).
+
+Both read the corpus ``config.music`` describes, cached in the run folder (``worldmodels.music.data``), and
+write there:
+
+    music_lstm.pt, music_lstm_log.csv   the LSTM (kind "music_lstm", vocabularies in its model_args); log columns
+                                        step, epoch, loss (note_loss + duration_loss, nats per token), note_loss,
+                                        duration_loss, note_accuracy (argmax = next note), tokens_per_s
+    musegan.pt, musegan_log.csv         MuseGAN (kind "musegan"); log columns step, epoch, critic_loss,
+                                        generator_loss, critic_gap (mean critic score of real minus fake), with
+                                        a penalty gradient_penalty and grad_norm, samples_per_s
+
+A MuseGAN step is ``n_critic`` critic updates, each on its own batch of real sections, then one generator update
+(the WGAN-GP updates of ``worldmodels.components.gan_updates``, with Adam betas 0.5, 0.9).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from worldmodels.components.gan_updates import GANRecipe, GANUpdates
+from worldmodels.config import Config
+from worldmodels.device import resolve_device
+from worldmodels.music.data import MusicDataError, load_corpus, roll_chunks, token_windows, vocabulary
+from worldmodels.music.lstm import MusicLSTM
+from worldmodels.music.musegan import MuseGAN, check_shape
+from worldmodels.training import TrainingPlan, TrainSummary, run_training
+
+LSTM_CHECKPOINT_NAME = "music_lstm.pt"
+MUSEGAN_CHECKPOINT_NAME = "musegan.pt"
+DATA_SETTINGS = ("folder", "limit", "tokens", "seed")
+"""``music`` settings stored with each model's settings in its checkpoint."""
+
+
+class EpochShuffledTensors(TensorDataset):
+    """Tensors a DataLoader shuffles with ``generator``, reseeded to ``seed + epoch`` by :meth:`set_epoch`, so a
+    resumed run reads its epochs in the same order."""
+
+    def __init__(self, *tensors: torch.Tensor, generator: torch.Generator, seed: int) -> None:
+        super().__init__(*tensors)
+        self.generator, self.seed = generator, seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + epoch)
+
+
+def _section(config: Config, name: str) -> dict:
+    music = dataclasses.asdict(config.music)
+    return {**dataclasses.asdict(getattr(config, name)), **{k: music[k] for k in DATA_SETTINGS}}
+
+
+def train_music_lstm(config: Config, run_dir: str | Path, progress: bool = True, log_every: int = 10) -> TrainSummary:
+    """Train the LSTM on the corpus's token windows for ``config.music_lstm.steps`` RMSprop steps, resuming
+    ``run_dir/music_lstm.pt``.
+
+    :raises MusicDataError: the music cannot be read (see ``worldmodels.music.data``).
+    :raises CheckpointError: the run folder's checkpoint does not fit (e.g. another corpus's vocabulary).
+    """
+    cfg = config.music_lstm
+    device = resolve_device(config.device)
+    run_dir = Path(run_dir)
+    corpus = load_corpus(config.music, run_dir)
+    notes, durations = vocabulary(corpus.notes, "notes"), vocabulary(corpus.durations, "durations")
+    arrays = token_windows(corpus, notes, durations, cfg.seq_len)  # (N, T), (N, T), (N,), (N,)
+    generator = torch.Generator()
+    dataset = EpochShuffledTensors(*map(torch.from_numpy, arrays), generator=generator, seed=config.music.seed)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator)
+    torch.manual_seed(config.music.seed)
+    model_args = {"notes": notes, "durations": durations, "seq_len": cfg.seq_len,
+                  "embedding_size": cfg.embedding_size, "hidden_size": cfg.hidden_size, "layers": cfg.layers}
+    model = MusicLSTM(**model_args).to(device)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.learning_rate)
+
+    def step(batch: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+        history_notes, history_durations, next_notes, next_durations = (t.to(device) for t in batch)
+        note_logits, duration_logits = model(history_notes, history_durations)  # (B, N), (B, D)
+        note_loss = F.cross_entropy(note_logits, next_notes)
+        duration_loss = F.cross_entropy(duration_logits, next_durations)
+        loss = note_loss + duration_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        accuracy = (note_logits.argmax(dim=-1) == next_notes).float().mean()
+        return {"loss": loss.detach(), "note_loss": note_loss.detach(), "duration_loss": duration_loss.detach(),
+                "note_accuracy": accuracy}, next_notes.shape[0]
+
+    plan = TrainingPlan(stage="music_lstm", checkpoint_path=run_dir / LSTM_CHECKPOINT_NAME,
+                        log_path=run_dir / "music_lstm_log.csv",
+                        metric_names=("loss", "note_loss", "duration_loss", "note_accuracy"),
+                        rate_name="tokens_per_s", checkpoint_every=cfg.checkpoint_every, log_every=log_every,
+                        max_steps=cfg.steps, steps_per_epoch=len(loader))
+    return run_training(plan, model, optimizer, model_args, _section(config, "music_lstm"), dataset, loader, step,
+                        progress)
+
+
+def train_musegan(config: Config, run_dir: str | Path, progress: bool = True, log_every: int = 10) -> TrainSummary:
+    """Train MuseGAN on the corpus's piano-roll sections for ``config.musegan.steps`` generator updates, resuming
+    ``run_dir/musegan.pt``.
+
+    :raises MusicDataError: the music cannot be read, spans more pitches than ``musegan.pitches``, or holds
+        fewer sections than one step takes.
+    """
+    cfg = config.musegan
+    check_shape(cfg.bars, cfg.pitches)
+    device = resolve_device(config.device)
+    run_dir = Path(run_dir)
+    corpus = load_corpus(config.music, run_dir)
+    lowest, highest = corpus.pitch_range()
+    if highest - lowest + 1 > cfg.pitches:
+        raise MusicDataError(f"the music spans {highest - lowest + 1} pitches (MIDI {lowest} to {highest}) but "
+                             f"musegan.pitches is {cfg.pitches}; raise musegan.pitches (a multiple of 12)")
+    chunks = roll_chunks(corpus, cfg.bars)  # (N, bars, 16, 4) int16
+    per_step = cfg.n_critic * cfg.batch_size
+    if len(chunks) < per_step:
+        raise MusicDataError(f"a MuseGAN step takes n_critic x batch_size = {cfg.n_critic} x {cfg.batch_size} = "
+                             f"{per_step} sections of {cfg.bars} bars, but the music holds {len(chunks)}; lower "
+                             "musegan.batch_size or musegan.n_critic, or read more pieces (music.limit)")
+    generator = torch.Generator()
+    dataset = EpochShuffledTensors(torch.from_numpy(chunks.astype(np.int64)), generator=generator,
+                                   seed=config.music.seed)
+    loader = DataLoader(dataset, batch_size=per_step, shuffle=True, drop_last=True, generator=generator)
+    torch.manual_seed(config.music.seed)
+    model_args = {"bars": cfg.bars, "pitches": cfg.pitches, "latent_size": cfg.latent_size, "width": cfg.width,
+                  "lowest_pitch": lowest}
+    model = MuseGAN(**model_args).to(device)
+    optimizer = torch.optim.Adam([{"params": list(model.critic.parameters())},
+                                  {"params": list(model.generator.parameters())}],
+                                 lr=cfg.learning_rate, betas=(0.5, 0.9))
+    recipe = GANRecipe("wasserstein", n_critic=cfg.n_critic, optimizer="adam", critic_lr=cfg.learning_rate,
+                       generator_lr=cfg.learning_rate, gp_weight=cfg.gp_weight)
+    updates = GANUpdates(model, optimizer, recipe)  # type: ignore[arg-type]  # MuseGAN duck-types GAN
+
+    def step(batch: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+        real = model.to_rolls(batch[0].to(device))  # (n_critic * B, bars, 16, P, 4) in {-1, 1}
+        critic = [updates.critic_update(part) for part in real.split(cfg.batch_size)]
+        metrics = {name: torch.stack([m[name] for m in critic]).mean() for name in critic[0]}
+        metrics.update(updates.generator_update(cfg.batch_size))
+        return metrics, real.shape[0]
+
+    plan = TrainingPlan(stage="musegan", checkpoint_path=run_dir / MUSEGAN_CHECKPOINT_NAME,
+                        log_path=run_dir / "musegan_log.csv", metric_names=recipe.metric_names(),
+                        rate_name="samples_per_s", checkpoint_every=cfg.checkpoint_every, log_every=log_every,
+                        max_steps=cfg.steps, steps_per_epoch=len(loader))
+    return run_training(plan, model, optimizer, model_args, _section(config, "musegan"), dataset, loader, step,
+                        progress)
