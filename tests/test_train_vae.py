@@ -73,6 +73,21 @@ def test_more_epochs_continue_a_finished_run(episode_folder, tmp_path):
     assert (summary.resumed_from, summary.step, summary.epoch) == (2, 4, 2)
 
 
+def test_max_steps_setting_caps_the_epochs_and_a_larger_cap_resumes(episode_folder, tmp_path):
+    data = episode_folder(4, 7)  # 32 frames: 4 batches of 8 per epoch
+    capped = train_vae(tiny_config("vae.batch_size=8", "vae.epochs=2", "vae.max_steps=3"), data, tmp_path,
+                       progress=False)
+    assert (capped.step, capped.epoch) == (3, 0)
+    tighter = train_vae(tiny_config("vae.batch_size=8", "vae.epochs=2", "vae.max_steps=3"), data, tmp_path,
+                        progress=False, max_steps=2)
+    assert tighter.already_finished and tighter.step == 3
+    raised = train_vae(tiny_config("vae.batch_size=8", "vae.epochs=2", "vae.max_steps=6"), data, tmp_path,
+                       progress=False)
+    assert (raised.resumed_from, raised.step, raised.epoch) == (3, 6, 1)
+    with pytest.raises(ValueError, match="max_steps"):
+        tiny_config("vae.max_steps=0")
+
+
 def test_device_auto_and_cpu():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -113,6 +113,9 @@ class VAEConfig:
     batch_size: int = positive(100)
     epochs: int = non_negative(10)
     """Passes over every stored frame (the authors' code: 10)."""
+    max_steps: int | None = positive(None)
+    """Stop after this many optimiser steps even if epochs remain (None: train every epoch). Frames are
+    drawn from all episodes in shuffled order, so a cap trains V on a random subset of the data."""
     checkpoint_every: int = positive(1000)
     """Optimiser steps between checkpoints (one is also written at the end)."""
     buffer_episodes: int = positive(8)

@@ -52,10 +52,12 @@ def train_vae(
 
     :param log_every: optimiser steps per CSV row.
     :param max_steps: stop after this many optimiser steps in total (benchmarks, smoke runs); None
-        trains every epoch. A later call with a larger limit resumes where this one stopped.
+        uses ``vae.max_steps``, and where both are set the smaller wins. A later call with a larger
+        limit resumes where this one stopped.
     :param seed: seeds the model's initialisation, the sampling noise and the data order.
     """
     cfg = config.vae
+    step_limits = [limit for limit in (max_steps, cfg.max_steps) if limit is not None]
     device = resolve_device(config.device)
     run_dir = Path(run_dir)
     files = list_episode_files(data_dir)
@@ -92,7 +94,7 @@ def train_vae(
         checkpoint_every=cfg.checkpoint_every,
         log_every=log_every,
         max_epochs=cfg.epochs,
-        max_steps=max_steps,
+        max_steps=min(step_limits) if step_limits else None,
         steps_per_epoch=math.ceil(len(dataset) / cfg.batch_size),
     )
     summary = run_training(plan, model, optimizer, model_args, dataclasses.asdict(cfg), dataset, loader, step,
