@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from agents.calibration import DEFAULT_SCALES, calibrate
+from agents.calibration import markdown_table as calibration_table
 from agents.cmaes import GenerationRecord
 from agents.dream_training import train_controller_dream
 from agents.pipeline import SUMMARY_NAME, run_pipeline
@@ -88,6 +90,16 @@ def cmd_temperature_sweep(args: argparse.Namespace) -> None:
     print(markdown_table(rows), end="")
 
 
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    """Score fixed controllers (zeros, random weights, the run's evolved ones) on the same seeds in M's dream and
+    in the real env: is the dream calibrated, where does C exploit M? Writes RUN/calibration.md, .json, .png."""
+    config = config_from_args(args)
+    init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
+    result = calibrate(config, args.run, args.data or Path(args.run) / EPISODES_DIR, args.episodes,
+                       tuple(args.scales), args.random, args.params)
+    print(calibration_table(result), end="")
+
+
 def cmd_baseline(args: argparse.Namespace) -> None:
     """Train a stable-baselines3 agent on pixels, on V and M's latents, or in M's dream; save it as
     RUN/baselines/{algo}_{obs}.zip and its real-env evaluation (mean +- std) beside it as .json."""
@@ -120,7 +132,7 @@ def add_baseline_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train-controller``, ``evaluate``, ``run`` and ``temperature-sweep`` to the ``worldmodels`` parser."""
+    """Add ``train-controller``, ``evaluate``, ``run``, ``temperature-sweep`` and ``calibrate`` to the ``worldmodels`` parser."""
     train = add_command(subparsers, "train-controller", cmd_train_controller)
     train.add_argument("--env", choices=["real", "dream"], help="where candidates are evaluated: the real "
                        "environment, or M's batched dream (default: controller.train_in)")
@@ -140,7 +152,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--temperatures", type=float, nargs="+", default=list(PUBLISHED_TEMPERATURES),
                        help="values of tau (default: the paper's 0.1 0.5 1.0 1.15 1.3)")
     sweep.add_argument("--data", type=Path, help=f"encoded episodes starting the dreams (default: RUN/{EPISODES_DIR})")
-    for parser in (train, evaluate, run, sweep):
+    calibration = add_command(subparsers, "calibrate", cmd_calibrate)
+    calibration.add_argument("--episodes", type=int, default=32, help="episodes per controller, in the dream and "
+                             "in the real env, on seeds evaluate.seed and up (default 32)")
+    calibration.add_argument("--scales", type=float, nargs="+", default=list(DEFAULT_SCALES),
+                             help="std of the random controllers' weights (default: 0.1 1.0)")
+    calibration.add_argument("--random", type=int, default=2, help="random controllers per scale (default 2)")
+    calibration.add_argument("--params", type=Path, nargs="+", help="controller .npy files to score "
+                             "(default: RUN/controller/mean.npy and best.npy where they exist)")
+    calibration.add_argument("--data", type=Path, help="encoded episodes starting the dreams "
+                             f"(default: RUN/{EPISODES_DIR}; for a round folder ROOT/iterations/k pass ROOT/{EPISODES_DIR})")
+    for parser in (train, evaluate, run, sweep, calibration):
         parser.add_argument("--run", required=True, type=Path, help="the run folder: every stage's outputs" if
                             parser is run else "run folder holding vae.pt and mdnrnn.pt")
         add_ray_address_option(parser)

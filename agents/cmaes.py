@@ -89,8 +89,9 @@ def generation_seeds(seed: int, generation: int, count: int, stream: int = 0) ->
 
 
 def make_strategy(num_params: int, settings: CMAESConfig) -> cma.CMAEvolutionStrategy:
-    """pycma's strategy from the zero vector, quiet, writing no ``outcmaes/`` files."""
-    options = {"popsize": settings.popsize, "seed": settings.seed, "verbose": -9, "verb_log": 0,
+    """pycma's strategy from the zero vector, quiet, writing no ``outcmaes/`` files, seeded with
+    ``settings.seed + 1``: pycma reads seed 0 as "seed from the clock", which would make seed 0 irreproducible."""
+    options = {"popsize": settings.popsize, "seed": settings.seed + 1, "verbose": -9, "verb_log": 0,
                "verb_disp": 0, "verb_filenameprefix": "", "CMA_diagonal": False}
     return cma.CMAEvolutionStrategy(np.zeros(num_params), settings.sigma0, options)
 

@@ -97,7 +97,7 @@ class RayEvaluator:
 
     def __init__(self, make_worker: WorkerFactory, num_workers: int | None = None, chunk_size: int | None = None,
                  max_retries: int = 3, on_chunk: Callable[[ReplacingActorPool], None] | None = None) -> None:
-        workers = num_workers or max(int(ray.available_resources().get("CPU", 1)), 1)
+        workers = num_workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)  # not what is free right now
         self.pool: ReplacingActorPool = ReplacingActorPool(lambda: _RemoteWorkerActor.remote(make_worker), workers)
         self.chunk_size = chunk_size
         self.max_retries = max_retries

@@ -208,7 +208,7 @@ def collect_episodes(
         write_manifest(out_dir, list(entries.values()))
         return report
 
-    workers = min(num_workers or int(ray.available_resources().get("CPU", 1)), len(todo))
+    workers = min(num_workers or int(ray.cluster_resources().get("CPU", 1)), len(todo))
     pool = ReplacingActorPool(lambda: RemoteEpisodeWorker.remote(env_spec, policy_spec), max(workers, 1))
     start = time.perf_counter()
     last_manifest = start

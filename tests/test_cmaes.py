@@ -82,6 +82,16 @@ def test_ray_evaluator_reproduces_plain_pycma_and_finds_the_optimum(local_ray, t
         es.tell(list(candidates), list(-score))
 
 
+def test_seed_zero_gives_the_same_candidates_in_every_run():
+    # pycma reads seed 0 as "seed from the clock"; cmaes.seed 0 must still reproduce.
+    settings = CMAESConfig(**{**vars(SETTINGS), "seed": 0})
+    first = np.asarray(make_strategy(6, settings).ask())
+    np.random.seed()  # whatever global state the process is in
+    np.testing.assert_array_equal(np.asarray(make_strategy(6, settings).ask()), first)
+    other = CMAESConfig(**{**vars(SETTINGS), "seed": 1})
+    assert not np.array_equal(np.asarray(make_strategy(6, other).ask()), first)
+
+
 def _log(path):
     return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(path.open())]
 

@@ -63,6 +63,7 @@ def test_overrides_are_typed():
         ("vae.learning_rate=0", "vae.learning_rate"),
         ("dream.temperature=-1.0", "dream.temperature"),
         ("collect.num_workers=0", "collect.num_workers"),
+        ("cmaes.seed=-1", "cmaes.seed"),
     ],
 )
 def test_bad_overrides_name_the_key(override, named):

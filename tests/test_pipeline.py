@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rollouts.storage import episode_path, read_episode_meta
@@ -23,8 +24,8 @@ OUTPUTS = ["episodes/manifest.json", "vae.pt", "mdnrnn.pt", "controller/mean.npy
 
 
 def worldmodels(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "worldmodels.cli", *args], capture_output=True, text=True,
-                            timeout=900)
+    result = subprocess.run([sys.executable, "-m", "worldmodels.cli", *args], check=False, capture_output=True,
+                            text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -112,3 +113,28 @@ def test_carracing_pipeline_trains_the_controller_in_the_real_env(tmp_path):
     assert summary["controller_trained_in"] == "real"
     assert summary["controller_env_steps"] == 4 * 2 * 30  # popsize x rollouts x 30 steps
     assert "over 2 real episodes" in stdout
+
+
+def test_calibrate_scores_fixed_controllers_in_the_dream_and_the_real_env(doom_run, tmp_path):
+    run, _ = doom_run
+    zeros = tmp_path / "zeros.npy"
+    np.save(zeros, np.zeros(np.load(run / "controller" / "mean.npy").shape, np.float32))
+    stdout = worldmodels("calibrate", "--run", str(run), "--episodes", "3", "--scales", "0.5", "--random", "1",
+                         "--params", str(zeros), str(run / "controller" / "mean.npy"))
+    table = (run / "calibration.md").read_text().splitlines()
+    assert table[:2] == ["| controller | dream score | real score | dream - real |", "|---|---|---|---|"]
+    names = [line.split("|")[1].strip() for line in table[2:6]]
+    assert names == ["zeros", "random N(0, 0.5^2) #0", str(zeros), str(run / "controller" / "mean.npy")]
+    document = json.loads((run / "calibration.json").read_text())
+    rows = {row["name"]: row for row in document["rows"]}
+    assert all(row["real"]["seeds"] == [1000000, 1000001, 1000002] for row in rows.values())
+    # The built-in zero controller and a zeros file are the same policy on the same seeds: same returns.
+    assert rows["zeros"]["real"]["returns"] == rows[str(zeros)]["real"]["returns"]
+    assert rows["zeros"]["dream"]["returns"] == rows[str(zeros)]["dream"]["returns"]
+    assert all(row["gap"] == pytest.approx(row["dream"]["mean"] - row["real"]["mean"]) for row in rows.values())
+    constant = any(len({row[side]["mean"] for row in rows.values()}) == 1 for side in ("dream", "real"))
+    rho = document["rank_correlation"]
+    assert (rho is None) if constant else (-1.0 <= rho <= 1.0)
+    assert document["temperature"] == 1.15
+    assert (run / "calibration.png").stat().st_size > 0
+    assert "Spearman rank correlation" in stdout

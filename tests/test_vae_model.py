@@ -95,3 +95,20 @@ def test_training_lowers_loss() -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_rowwise_encoding_of_a_frame_does_not_depend_on_its_batch() -> None:
+    torch.manual_seed(0)
+    vae = ConvVAE(z_size=32).eval()
+    frames = torch.rand(8, 3, 64, 64)
+    with torch.no_grad():
+        alone = [vae.encode_rowwise(frames[i : i + 1]) for i in range(8)]
+        for size in range(1, 9):
+            mu, logvar = vae.encode_rowwise(frames[:size])
+            for i in range(size):
+                assert torch.equal(mu[i], alone[i][0][0]) and torch.equal(logvar[i], alone[i][1][0]), (size, i)
+        mu, logvar = vae.encode_rowwise(frames.flip(0))  # the same frames in another order
+        assert torch.equal(mu.flip(0), torch.cat([a[0] for a in alone]))
+        plain_mu, plain_logvar = vae.encode(frames)
+    torch.testing.assert_close(mu.flip(0), plain_mu, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logvar.flip(0), plain_logvar, atol=1e-5, rtol=1e-5)

@@ -178,8 +178,8 @@ class CMAESConfig:
     """fitness = mean return - l2_coef * mean(params^2) (the authors' compute_weight_decay)."""
     generations: int = non_negative(1800)
     """Generations to run in total (a resumed run continues up to this)."""
-    seed: int = 0
-    """Seeds pycma and the episode seeds of every generation."""
+    seed: int = non_negative(0)
+    """Seeds pycma (with seed + 1, as pycma reads 0 as "from the clock") and every generation's episode seeds."""
     eval_every: int = positive(25)
     """Generations between evaluations of the mean solution."""
     eval_episodes: int = positive(1024)

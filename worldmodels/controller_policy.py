@@ -33,8 +33,9 @@ def world_model_actions(vae: ConvVAE, mdnrnn: MDNRNN, controller: Controller, fr
     :param noise: (B, Z) standard normal draws: C reads the SAMPLED z = mu + sigma * noise, as published.
     :param state: M's (h, c), (1, B, H) each, from before this step; returned unchanged when C reads z only.
     """
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0  # (B, C, 64, 64)
-    mu, logvar = vae.encode(x)  # (B, Z)
+    writable = np.require(frames, requirements="W")  # envs may hand out read-only views; torch wants writable
+    x = torch.from_numpy(writable).permute(0, 3, 1, 2).float() / 255.0  # (B, C, 64, 64)
+    mu, logvar = vae.encode_rowwise(x)  # (B, Z), each row independent of the others
     z = mu + torch.exp(0.5 * logvar) * noise  # (B, Z)
     h, c = state
     actions = controller.act_population(params, controller.features(z, h[0], c[0]))  # (B, A)

@@ -48,14 +48,29 @@ def read_csv_columns(path: str | Path, columns: list[str], where: dict[str, str]
     return {name: np.array([float(row[name]) for row in rows]) for name in columns}
 
 
-def plot_series(png_path: str | Path, title: str, xlabel: str, series: dict[str, Series]) -> None:
-    """Plot labelled lines (with optional +- std bands) into a PNG, written atomically."""
+def new_figure(width: float = 6.0, height: float = 3.5):
+    """A matplotlib (figure, axes) on the headless Agg backend, 100 dpi; save it with :func:`save_figure`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
+    return plt.subplots(figsize=(width, height), dpi=100)
+
+
+def save_figure(figure, png_path: str | Path) -> None:
+    """Write ``figure`` as a PNG atomically (tight layout) and close it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    with atomic_path(png_path) as tmp:
+        figure.savefig(tmp, format="png")
+    plt.close(figure)
+
+
+def plot_series(png_path: str | Path, title: str, xlabel: str, series: dict[str, Series]) -> None:
+    """Plot labelled lines (with optional +- std bands) into a PNG, written atomically."""
+    figure, axes = new_figure()
     for label, line in series.items():
         axes.plot(line.x, line.y, label=label, marker="." if len(line.x) < 30 else None)
         if line.std is not None:
@@ -64,7 +79,4 @@ def plot_series(png_path: str | Path, title: str, xlabel: str, series: dict[str,
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
-    figure.tight_layout()
-    with atomic_path(png_path) as tmp:
-        figure.savefig(tmp, format="png")
-    plt.close(figure)
+    save_figure(figure, png_path)

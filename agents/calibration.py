@@ -1,0 +1,171 @@
+"""Is M's dream calibrated? Fixed controllers scored on the same seeds in the dream and in the real env.
+
+CMA-ES in the dream only climbs dream returns, so it can be trusted as far as the dream ranks controllers the
+way the real environment does. A controller whose dream return is far above its real one is an exploit of M
+(Ha & Schmidhuber 2018, section 4.5). The controllers scored, each over the same ``episodes`` seeds:
+
+- ``zeros``: every weight 0, the env's middle action at every step (stay, for Doom TakeCover);
+- ``random N(0, s^2) #i``: ``random_per_scale`` controllers per weight scale s, weights drawn from ``seed``;
+- any controllers given by file (by default the run's ``controller/mean.npy`` and ``best.npy``).
+
+The table (dream and real mean +- std, and their gap) goes to ``RUN/calibration.md`` and ``.json``, with
+Spearman's rank correlation of the dream and real means; ``RUN/calibration.png`` plots real against dream.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agents.dream_training import dream_spec, real_evaluator
+from agents.evaluation import EvaluationReport, evaluation_seeds
+from agents.evaluators import SerialEvaluator
+from rollouts.atomic import atomic_write_text
+from worldmodels.config import Config
+from worldmodels.controller import CONTROLLER_DIR
+from worldmodels.pictures import new_figure, save_figure
+
+CALIBRATION_NAME = "calibration"
+DEFAULT_SCALES = (0.1, 1.0)
+RUN_CONTROLLERS = ("mean.npy", "best.npy")
+
+
+@dataclass
+class CalibrationRow:
+    """One fixed controller's returns in the dream and in the real env, on the same seeds."""
+
+    name: str
+    dream: EvaluationReport
+    real: EvaluationReport
+
+    @property
+    def gap(self) -> float:
+        """Dream mean minus real mean: > 0 where M flatters the controller."""
+        return self.dream.mean - self.real.mean
+
+
+@dataclass
+class Calibration:
+    """Every row, the dream temperature they were scored at, and the dream-real rank correlation."""
+
+    temperature: float
+    rows: list[CalibrationRow]
+
+    @property
+    def rank_correlation(self) -> float | None:
+        """Spearman's rho of the rows' dream and real means (ties share their mean rank); None where it is
+        undefined: fewer than 2 rows, or every dream mean (or every real mean) the same."""
+        dream, real = (np.array([getattr(row, side).mean for row in self.rows]) for side in ("dream", "real"))
+        if len(self.rows) < 2 or np.ptp(dream) == 0 or np.ptp(real) == 0:
+            return None
+        return float(np.corrcoef(average_ranks(dream), average_ranks(real))[0, 1])
+
+    def describe_rank_correlation(self) -> str:
+        rho = self.rank_correlation
+        return "undefined (fewer than 2 controllers, or equal means)" if rho is None else f"{rho:.2f}"
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..N of ``values`` (N,), tied values sharing the mean of their ranks (N,) float64."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    _, groups = np.unique(values, return_inverse=True)
+    return np.bincount(groups, weights=ranks)[groups] / np.bincount(groups)[groups]
+
+
+def fixed_controllers(num_params: int, scales: tuple[float, ...] = DEFAULT_SCALES, random_per_scale: int = 2,
+                      seed: int = 0, files: list[Path] | None = None) -> dict[str, np.ndarray]:
+    """Name -> parameters (num_params,) float32: zeros, the random draws, then each file (named by its path).
+
+    :raises ValueError: a file's parameter count differs from ``num_params``, or a scale is not > 0.
+    """
+    if any(scale <= 0 for scale in scales):
+        raise ValueError(f"weight scales must be > 0, got {list(scales)}")
+    rng = np.random.default_rng(seed)
+    controllers = {"zeros": np.zeros(num_params, np.float32)}
+    for scale in scales:
+        for i in range(random_per_scale):
+            controllers[f"random N(0, {scale:g}^2) #{i}"] = rng.normal(0.0, scale, num_params).astype(np.float32)
+    for file in files or []:
+        params = np.load(file, allow_pickle=False)
+        if params.shape != (num_params,):
+            raise ValueError(f"{file}: controller of shape {params.shape}, but this run's controller has "
+                             f"{num_params} parameters; pass a controller trained with this run's config")
+        controllers[str(file)] = params.astype(np.float32)
+    return controllers
+
+
+def run_controller_files(run_dir: Path) -> list[Path]:
+    """The run's evolved controllers that exist: RUN/controller/mean.npy and best.npy."""
+    return [path for name in RUN_CONTROLLERS if (path := run_dir / CONTROLLER_DIR / name).is_file()]
+
+
+def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episodes: int,
+              scales: tuple[float, ...] = DEFAULT_SCALES, random_per_scale: int = 2,
+              files: list[Path] | None = None) -> Calibration:
+    """Score the fixed controllers (see the module docstring) over seeds ``evaluate.seed ..`` in the dream at
+    ``dream.temperature`` and in the real env (Ray must be initialised); writes RUN/calibration.md, .json
+    and .png. ``files`` None means the run's own controllers.
+
+    :raises FileNotFoundError: V or M is missing from ``run_dir``.
+    """
+    run_dir = Path(run_dir)
+    dream = SerialEvaluator(dream_spec(config, run_dir, Path(data_dir)))
+    controllers = fixed_controllers(dream.worker.num_params, scales, random_per_scale, config.cmaes.seed,
+                                    run_controller_files(run_dir) if files is None else files)
+    params = np.stack(list(controllers.values()))  # (P, D)
+    seeds = evaluation_seeds(config.evaluate.seed, episodes)
+    real = real_evaluator(config, run_dir)
+    try:
+        real_returns = real(params, seeds)  # (P, E): every controller in one batch over the Ray workers
+    finally:
+        real.close()
+    dream_returns = dream(params, seeds)  # (P, E)
+    rows = [CalibrationRow(name, EvaluationReport.from_returns(dream_returns[i], seeds),
+                           EvaluationReport.from_returns(real_returns[i], seeds))
+            for i, name in enumerate(controllers)]
+    calibration = Calibration(config.dream.temperature, rows)
+    write_calibration(calibration, run_dir / CALIBRATION_NAME)
+    return calibration
+
+
+def markdown_table(calibration: Calibration) -> str:
+    """Controller, dream score, real score (mean +- std), dream - real; then the rank correlation."""
+    lines = ["| controller | dream score | real score | dream - real |", "|---|---|---|---|"]
+    lines += [f"| {row.name} | {row.dream.mean:.1f} +- {row.dream.std:.1f} | {row.real.mean:.1f} +- "
+              f"{row.real.std:.1f} | {row.gap:+.1f} |" for row in calibration.rows]
+    if calibration.rows:
+        first = calibration.rows[0].real
+        lines.append(f"\nMean +- std over {first.episodes} episodes each (seeds {first.seeds[0]} and up), dream at "
+                     f"temperature {calibration.temperature:g}. Spearman rank correlation of dream and real means: "
+                     f"{calibration.describe_rank_correlation()}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_calibration(calibration: Calibration, stem: Path) -> None:
+    """``stem``.md (the table), ``stem``.json (every return and seed) and ``stem``.png, atomically."""
+    atomic_write_text(stem.with_suffix(".md"), markdown_table(calibration))
+    document = {"temperature": calibration.temperature, "rank_correlation": calibration.rank_correlation,
+                "rows": [asdict(row) | {"gap": row.gap} for row in calibration.rows]}
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(document, indent=2) + "\n")
+    plot_calibration(calibration, stem.with_suffix(".png"))
+
+
+def plot_calibration(calibration: Calibration, png_path: Path) -> None:
+    """Real mean against dream mean (+- std bars) per controller, with the calibrated line real = dream."""
+    figure, axes = new_figure(height=4.5)
+    for row in calibration.rows:
+        axes.errorbar(row.dream.mean, row.real.mean, xerr=row.dream.std, yerr=row.real.std, fmt="o", capsize=3,
+                      label=row.name)
+    top = max([max(row.dream.mean + row.dream.std, row.real.mean + row.real.std) for row in calibration.rows] + [1])
+    axes.plot([0, top], [0, top], color="gray", linestyle="--", label="calibrated: real = dream")
+    axes.set_xlabel(f"dream return (temperature {calibration.temperature:g})")
+    axes.set_ylabel("real return")
+    axes.set_title(f"Dream vs real, rank correlation {calibration.describe_rank_correlation()}")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="x-small")
+    save_figure(figure, png_path)
