@@ -77,9 +77,11 @@ class PolicySpec:
     name: str = "random_controller"
     brownian_sigma: float = 0.1
     controller_weight_std: float = 0.01
+    max_repeat: int = 10
 
     def make(self, action_space: gym.Space) -> DataPolicy:
-        return make_data_policy(self.name, action_space, self.brownian_sigma, self.controller_weight_std)
+        return make_data_policy(self.name, action_space, self.brownian_sigma, self.controller_weight_std,
+                                self.max_repeat)
 
 
 def run_episode(env: gym.Env, policy: DataPolicy, seed: int) -> Episode:

@@ -146,10 +146,11 @@ POLICY_NAMES = ("uniform", "brownian", "random_controller", "repeated_random")
 
 
 def make_data_policy(
-    name: str, action_space: spaces.Space, brownian_sigma: float = 0.1, controller_weight_std: float = 0.01
+    name: str, action_space: spaces.Space, brownian_sigma: float = 0.1, controller_weight_std: float = 0.01,
+    max_repeat: int = 10,
 ) -> DataPolicy:
     """Build a data policy by its config name (``uniform``, ``brownian``, ``random_controller`` or
-    ``repeated_random``, which holds each action for 1 to 10 steps)."""
+    ``repeated_random``, which holds each action for 1 to ``max_repeat`` steps, published 10)."""
     if name == "uniform":
         return UniformPolicy(action_space)
     if name == "brownian":
@@ -157,5 +158,5 @@ def make_data_policy(
     if name == "random_controller":
         return RandomControllerPolicy(action_space, controller_weight_std)
     if name == "repeated_random":
-        return RepeatedRandomPolicy(action_space)
+        return RepeatedRandomPolicy(action_space, max_repeat=max_repeat)
     raise ValueError(f"unknown data policy {name!r}; choose one of {', '.join(POLICY_NAMES)}")

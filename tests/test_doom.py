@@ -23,7 +23,7 @@ from rollouts.collect import EnvSpec, PolicySpec, collect_episodes
 from rollouts.policies import POLICY_NAMES, RepeatedRandomPolicy, make_data_policy
 from rollouts.ray_cluster import init_ray
 from rollouts.storage import episode_path, read_episode
-from worldmodels.config import load_config
+from worldmodels.config import ConfigError, load_config
 
 ID = "worldmodels/TakeCover-v0"
 LEFT, STAY, RIGHT = np.array([-1.0], np.float32), np.array([0.0], np.float32), np.array([1.0], np.float32)
@@ -208,8 +208,17 @@ def test_repeated_random_is_a_function_of_the_seed():
         RepeatedRandomPolicy(space, min_repeat=0)
 
 
-def test_repeated_random_is_a_config_choice():
+def test_repeated_random_is_a_config_choice_with_a_hold_length_setting():
     assert load_config(overrides=["collect.policy=repeated_random"]).collect.policy == "repeated_random"
+    config = load_config("doom-tiny", ["collect.max_repeat=40"])
+    assert load_config("doom-tiny").collect.max_repeat == 10  # published
+    policy = PolicySpec("repeated_random", max_repeat=config.collect.max_repeat).make(
+        gym.spaces.Box(-1.0, 1.0, (1,), np.float32))
+    policy.reset(np.random.default_rng(0))
+    lengths = hold_lengths([policy(np.zeros(1)) for _ in range(4000)])[:-1]
+    assert max(lengths) == 40 and min(lengths) == 1 and 18 < np.mean(lengths) < 23
+    with pytest.raises(ConfigError, match="'collect.max_repeat'"):
+        load_config("doom-tiny", ["collect.max_repeat=0"])
 
 
 def test_collect_one_takecover_episode(tmp_path, vizdoom):

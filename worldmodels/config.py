@@ -80,6 +80,9 @@ class CollectConfig:
     """Step size of the Brownian walk, as a fraction of each action dimension's range per step."""
     controller_weight_std: float = positive(0.01)
     """Random controller: weights drawn N(0, s^2) with s ~ U(0, this) per episode (the authors' 0.01)."""
+    max_repeat: int = positive(10)
+    """repeated_random: each action is held for 1 to this many steps (published: 10). Longer holds reach
+    states a short random walk rarely does (Doom TakeCover: pressed against a wall)."""
     seed: int = 0
     """Episode i uses seed + i for the track and for the policy's noise."""
     num_workers: int | None = positive(None)

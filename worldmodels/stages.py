@@ -25,7 +25,7 @@ def collect_stage(config: Config, out_dir: Path) -> CollectReport:
     return collect_episodes(
         out_dir,
         env_spec(config),
-        PolicySpec(collect.policy, collect.brownian_sigma, collect.controller_weight_std),
+        PolicySpec(collect.policy, collect.brownian_sigma, collect.controller_weight_std, collect.max_repeat),
         episodes=collect.episodes,
         seed=collect.seed,
         num_workers=collect.num_workers,
