@@ -132,7 +132,8 @@ def add_baseline_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train-controller``, ``evaluate``, ``run``, ``temperature-sweep`` and ``calibrate`` to the ``worldmodels`` parser."""
+    """Add ``train-controller``, ``evaluate``, ``run``, ``temperature-sweep`` and ``calibrate`` to the
+    ``worldmodels`` parser."""
     train = add_command(subparsers, "train-controller", cmd_train_controller)
     train.add_argument("--env", choices=["real", "dream"], help="where candidates are evaluated: the real "
                        "environment, or M's batched dream (default: controller.train_in)")
@@ -160,8 +161,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     calibration.add_argument("--random", type=int, default=2, help="random controllers per scale (default 2)")
     calibration.add_argument("--params", type=Path, nargs="+", help="controller .npy files to score "
                              "(default: RUN/controller/mean.npy and best.npy where they exist)")
-    calibration.add_argument("--data", type=Path, help="encoded episodes starting the dreams "
-                             f"(default: RUN/{EPISODES_DIR}; for a round folder ROOT/iterations/k pass ROOT/{EPISODES_DIR})")
+    calibration.add_argument("--data", type=Path, help="encoded episodes starting the dreams (default: "
+                             f"RUN/{EPISODES_DIR}; for a round folder ROOT/iterations/k pass ROOT/{EPISODES_DIR})")
     for parser in (train, evaluate, run, sweep, calibration):
         parser.add_argument("--run", required=True, type=Path, help="the run folder: every stage's outputs" if
                             parser is run else "run folder holding vae.pt and mdnrnn.pt")
