@@ -25,7 +25,7 @@ from agents.evaluation import EvaluationReport, evaluation_seeds
 from agents.evaluators import SerialEvaluator
 from rollouts.atomic import atomic_write_text
 from worldmodels.config import Config
-from worldmodels.controller import CONTROLLER_DIR
+from worldmodels.controller import CONTROLLER_DIR, load_params
 from worldmodels.pictures import new_figure, save_figure
 
 CALIBRATION_NAME = "calibration"
@@ -91,11 +91,7 @@ def fixed_controllers(num_params: int, scales: tuple[float, ...] = DEFAULT_SCALE
         for i in range(random_per_scale):
             controllers[f"random N(0, {scale:g}^2) #{i}"] = rng.normal(0.0, scale, num_params).astype(np.float32)
     for file in files or []:
-        params = np.load(file, allow_pickle=False)
-        if params.shape != (num_params,):
-            raise ValueError(f"{file}: controller of shape {params.shape}, but this run's controller has "
-                             f"{num_params} parameters; pass a controller trained with this run's config")
-        controllers[str(file)] = params.astype(np.float32)
+        controllers[str(file)] = load_params(file, num_params)
     return controllers
 
 

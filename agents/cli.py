@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agents.calibration import DEFAULT_SCALES, calibrate
 from agents.calibration import markdown_table as calibration_table
-from agents.cmaes import GenerationRecord
+from agents.cmaes import GenerationRecord, generations_done
 from agents.dream_training import train_controller_dream
 from agents.pipeline import SUMMARY_NAME, run_pipeline
 from agents.real_env import (
@@ -23,9 +23,13 @@ from agents.real_env import (
 from agents.temperature_sweep import PUBLISHED_TEMPERATURES, markdown_table, temperature_sweep
 from rollouts.ray_cluster import init_ray
 from worldmodels.cli import (
+    MODELS_RUN_HELP,
     add_command,
     add_ray_address_option,
+    checked_config,
     config_from_args,
+    non_negative_int,
+    positive_int,
     run_config,
 )
 from worldmodels.controller import CONTROLLER_DIR
@@ -47,14 +51,14 @@ def cmd_train_controller(args: argparse.Namespace) -> None:
         records = train_controller_dream(config, args.run, data, on_generation=_print_generation)
     else:
         records = train_controller_real(config, args.run, on_generation=_print_generation)
-    done = records[-1].generation + 1 if records else config.cmaes.generations
-    print(f"train-controller: {done} generations done -> {Path(args.run) / CONTROLLER_DIR}")
+    out = Path(args.run) / CONTROLLER_DIR
+    print(f"train-controller: {len(records)} generations run, {generations_done(out)} done in all -> {out}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Run a trained controller on --episodes distinct seeds in parallel; write JSON and print mean +- std."""
     config = config_from_args(args)
-    episodes = args.episodes or config.evaluate.episodes
+    episodes = config.evaluate.episodes if args.episodes is None else args.episodes
     init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
     report = evaluate_controller_real(config, args.run, episodes, args.params, gif=args.gif)
     out = args.out or Path(args.run) / EVALUATION_NAME
@@ -72,17 +76,23 @@ def cmd_run(args: argparse.Namespace) -> None:
     init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
     summary = run_pipeline(config, args.run, say=lambda line: print(line, flush=True))
     for entry in summary["rounds"][:-1]:
-        print(f"run: round {entry['round']}: {entry['score']['mean']:.1f} +- {entry['score']['std']:.1f} over "
-              f"{entry['score']['episodes']} real episodes")
-    score = summary["score"]
-    print(f"run: {score['mean']:.1f} +- {score['std']:.1f} over {score['episodes']} real episodes, "
-          f"{summary['env_steps_total']} env steps -> {Path(args.run) / SUMMARY_NAME}")
+        print(f"run: round {entry['round']}: {_describe_score(entry['score'])}")
+    print(f"run: {_describe_score(summary['score'])}, {summary['env_steps_total']} env steps -> "
+          f"{Path(args.run) / SUMMARY_NAME}")
+
+
+def _describe_score(score: dict) -> str:
+    """A summary.json score as people read it: mean +- std, the episodes and the seeds that replay them."""
+    last_seed = score["first_seed"] + score["episodes"] - 1
+    return (f"{score['mean']:.1f} +- {score['std']:.1f} over {score['episodes']} real episodes "
+            f"(seeds {score['first_seed']}..{last_seed})")
 
 
 def cmd_temperature_sweep(args: argparse.Namespace) -> None:
     """Evolve one controller in the dream per temperature, score each in the dream and the real env, and write
-    the paper's table to RUN/temperature_sweep.md and .json."""
-    config = run_config(args)
+    the paper's table to RUN/temperature_sweep.md and .json; the sweep's config goes to RUN/sweep/config.yaml,
+    the run's own config.yaml is left as it is."""
+    config = checked_config(args)
     init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
     rows = temperature_sweep(config, args.run, args.data or Path(args.run) / EPISODES_DIR, tuple(args.temperatures),
                              on_generation=lambda tau, record: print(f"temperature-sweep: tau {tau:g}: "
@@ -118,53 +128,50 @@ def cmd_baseline(args: argparse.Namespace) -> None:
 
 def add_baseline_command(subparsers: argparse._SubParsersAction) -> None:
     """Add ``baseline`` to the ``worldmodels`` parser."""
-    baseline = add_command(subparsers, "baseline", cmd_baseline)
+    baseline = add_command(subparsers, "baseline", cmd_baseline,
+                           run_help="run folder (vae.pt and mdnrnn.pt for latent and dream); outputs in RUN/baselines")
     baseline.add_argument("--algo", help="a stable_baselines3 algorithm, any case (sets baseline.algo; default PPO)")
     baseline.add_argument("--obs", choices=["pixels", "latent", "dream"],
                           help="what the agent learns on (sets baseline.obs; default latent)")
-    baseline.add_argument("--timesteps", type=int, help="training steps (sets baseline.timesteps)")
-    baseline.add_argument("--episodes", type=int, help="real-env evaluation episodes, each on its own seed "
+    baseline.add_argument("--timesteps", type=positive_int, help="training steps (sets baseline.timesteps)")
+    baseline.add_argument("--episodes", type=positive_int, help="real-env evaluation episodes, each on its own seed "
                           "(default: evaluate.episodes, 100 as published)")
     baseline.add_argument("--data", type=Path, help="encoded episodes whose first frames start the dreams "
                           f"(default: RUN/{EPISODES_DIR})")
-    baseline.add_argument("--run", required=True, type=Path,
-                          help="run folder (vae.pt and mdnrnn.pt for latent and dream); outputs in RUN/baselines")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train-controller``, ``evaluate``, ``run``, ``temperature-sweep`` and ``calibrate`` to the
     ``worldmodels`` parser."""
-    train = add_command(subparsers, "train-controller", cmd_train_controller)
+    train = add_command(subparsers, "train-controller", cmd_train_controller, run_help=MODELS_RUN_HELP)
     train.add_argument("--env", choices=["real", "dream"], help="where candidates are evaluated: the real "
                        "environment, or M's batched dream (default: controller.train_in)")
     train.add_argument("--temperature", type=float, help="dream temperature tau (sets dream.temperature)")
     train.add_argument("--data", type=Path, help="encoded episodes whose first frames start the dreams "
                        f"(default: RUN/{EPISODES_DIR})")
-    evaluate = add_command(subparsers, "evaluate", cmd_evaluate)
-    evaluate.add_argument("--episodes", type=int, help="episodes, each on its own seed "
+    evaluate = add_command(subparsers, "evaluate", cmd_evaluate, run_help=MODELS_RUN_HELP)
+    evaluate.add_argument("--episodes", type=positive_int, help="episodes, each on its own seed "
                           "(default: evaluate.episodes, 100 as published)")
     evaluate.add_argument("--params", type=Path, help="controller parameters .npy (default: RUN/controller/mean.npy)")
     evaluate.add_argument("--out", type=Path, help="JSON report (default: RUN/evaluation.json)")
     evaluate.add_argument("--gif", type=Path, help="also record the first episode as this GIF")
-    run = add_command(subparsers, "run", cmd_run)
-    run.add_argument("--iterations", type=int, help="rounds of the paper's iterative procedure: gather episodes with "
+    run = add_command(subparsers, "run", cmd_run, run_help="the run folder: every stage's outputs")
+    run.add_argument("--iterations", type=positive_int, help="rounds of the paper's iterative procedure: gather episodes with "
                      "the current controller, train M further, evolve C further (sets iterate.iterations; default 1)")
-    sweep = add_command(subparsers, "temperature-sweep", cmd_temperature_sweep)
+    sweep = add_command(subparsers, "temperature-sweep", cmd_temperature_sweep, run_help=MODELS_RUN_HELP)
     sweep.add_argument("--temperatures", type=float, nargs="+", default=list(PUBLISHED_TEMPERATURES),
                        help="values of tau (default: the paper's 0.1 0.5 1.0 1.15 1.3)")
     sweep.add_argument("--data", type=Path, help=f"encoded episodes starting the dreams (default: RUN/{EPISODES_DIR})")
-    calibration = add_command(subparsers, "calibrate", cmd_calibrate)
-    calibration.add_argument("--episodes", type=int, default=32, help="episodes per controller, in the dream and "
+    calibration = add_command(subparsers, "calibrate", cmd_calibrate, run_help=MODELS_RUN_HELP)
+    calibration.add_argument("--episodes", type=positive_int, default=32, help="episodes per controller, in the dream and "
                              "in the real env, on seeds evaluate.seed and up (default 32)")
     calibration.add_argument("--scales", type=float, nargs="+", default=list(DEFAULT_SCALES),
                              help="std of the random controllers' weights (default: 0.1 1.0)")
-    calibration.add_argument("--random", type=int, default=2, help="random controllers per scale (default 2)")
+    calibration.add_argument("--random", type=non_negative_int, default=2, help="random controllers per scale (default 2)")
     calibration.add_argument("--params", type=Path, nargs="+", help="controller .npy files to score "
                              "(default: RUN/controller/mean.npy and best.npy where they exist)")
     calibration.add_argument("--data", type=Path, help="encoded episodes starting the dreams (default: "
                              f"RUN/{EPISODES_DIR}; for a round folder ROOT/iterations/k pass ROOT/{EPISODES_DIR})")
     for parser in (train, evaluate, run, sweep, calibration):
-        parser.add_argument("--run", required=True, type=Path, help="the run folder: every stage's outputs" if
-                            parser is run else "run folder holding vae.pt and mdnrnn.pt")
         add_ray_address_option(parser)
     add_baseline_command(subparsers)

@@ -12,23 +12,32 @@ Generation g's R episode seeds are drawn from ``SeedSequence([seed, g])`` and sh
 
 Run folder (``out_dir``), all written atomically after every generation:
 
-    cmaes_state.pkl   pycma's strategy object and numpy's global RNG state (pycma samples from it), pickled
+    cmaes_state.npz   the search as plain numbers (read with ``allow_pickle=False``): the fitness of every
+                      candidate of every generation (G, P), the popsize, sigma0, seed and parameter count it
+                      was made with, the best candidate and its fitness, pycma's mean and sigma as a check
     best.npy          the best candidate seen so far (D,) float32
     mean.npy          the distribution mean (D,) float32, the solution to deploy
     log.csv           generation, best/mean/worst fitness, sigma, seconds, retried, env_steps (real-env steps
                       of the generation's rollouts; 0 in a dream)
     eval.csv          generation, env, mean/std/min/max return of the mean solution, episodes; one row per
-                      evaluation env (``train`` by default; ``dream`` and ``real`` when training in a dream)
+                      evaluation env (``real`` when training in the real env, ``dream`` and ``real`` when
+                      training in a dream; ``train`` when :func:`evolve` is given no ``evaluations``)
 
 Restarted with the same ``out_dir`` the run resumes after the last finished generation and continues
-exactly as an uninterrupted run would (log rows past it, written before a crash, are dropped).
+exactly as an uninterrupted run would (log rows past it, written before a crash, are dropped). pycma's
+strategy is not stored but rebuilt: pycma samples from a generator of its own (:func:`make_strategy`), so
+its state is a function of the settings and the fitness values it was told, and resuming makes it afresh
+and replays ask/tell with the stored values (:func:`replay`). That costs pycma's own time per generation:
+at 867 parameters and popsize 64 about 42 ms of CPU (one BLAS thread), so resuming after 1,800 generations
+replays them in about 75 s. A run folder holding ``cmaes_state.pkl`` (older versions pickled pycma's
+strategy) is refused: unpickling a shared file can run code.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import pickle
+import logging
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -39,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from agents.evaluators import Evaluator
-from rollouts.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from rollouts.atomic import atomic_path, atomic_write_text
 from worldmodels.config import CMAESConfig
 from worldmodels.controller import MEAN_PARAMS_NAME
 
@@ -47,7 +56,12 @@ with warnings.catch_warnings():  # pycma warns on import when matplotlib (only f
     warnings.filterwarnings("ignore", message="Could not import matplotlib")
     import cma
 
-STATE_NAME = "cmaes_state.pkl"
+log = logging.getLogger(__name__)
+
+STATE_NAME = "cmaes_state.npz"
+STATE_FORMAT = 1
+LEGACY_STATE_NAME = "cmaes_state.pkl"
+"""Older versions pickled pycma's strategy here; such a run folder is refused, never unpickled."""
 LOG_COLUMNS = ("generation", "best_fitness", "mean_fitness", "worst_fitness", "sigma", "seconds", "retried",
                "env_steps")
 EVAL_COLUMNS = ("generation", "env", "mean_return", "std_return", "min_return", "max_return", "episodes")
@@ -89,33 +103,151 @@ def generation_seeds(seed: int, generation: int, count: int, stream: int = 0) ->
 
 
 def make_strategy(num_params: int, settings: CMAESConfig) -> cma.CMAEvolutionStrategy:
-    """pycma's strategy from the zero vector, quiet, writing no ``outcmaes/`` files, seeded with
-    ``settings.seed + 1``: pycma reads seed 0 as "seed from the clock", which would make seed 0 irreproducible."""
-    options = {"popsize": settings.popsize, "seed": settings.seed + 1, "verbose": -9, "verb_log": 0,
-               "verb_disp": 0, "verb_filenameprefix": "", "CMA_diagonal": False}
+    """pycma's strategy from the zero vector, quiet, writing no ``outcmaes/`` files, drawing its samples from a
+    generator of its own seeded with ``settings.seed + 1``.
+
+    The generator is ``RandomState(seed + 1)``, the stream pycma would use with option ``seed=seed + 1`` (its
+    own + 1 avoids 0, which pycma reads as "seed from the clock"), so the candidates are plain pycma's; but
+    pycma never touches numpy's global RNG, and with the options set here every random number it draws
+    (samples, and the rescaled mirrors of small populations) comes from this generator. Its state is thus
+    a function of the settings and the fitness values it was told (see :func:`replay`).
+    """
+    sampler = np.random.RandomState(settings.seed + 1)  # legacy stream: stable across numpy versions
+    options = {"popsize": settings.popsize, "seed": np.nan, "randn": sampler.randn, "verbose": -9,
+               "verb_log": 0, "verb_disp": 0, "verb_filenameprefix": "", "CMA_diagonal": False}
     return cma.CMAEvolutionStrategy(np.zeros(num_params), settings.sigma0, options)
 
 
-def save_state(path: Path, es: cma.CMAEvolutionStrategy, generation: int, best: np.ndarray | None,
-               best_fitness: float) -> None:
-    """Write the resumable state atomically (pickle: pycma's own objects are not plain tensors)."""
-    state = {"generation": generation, "es": es, "numpy_rng": np.random.get_state(), "best": best,
-             "best_fitness": best_fitness}
-    atomic_write_bytes(path, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+def step(es: cma.CMAEvolutionStrategy, score: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One generation of ask/tell: candidates (P, D) float64 from pycma, their fitness (P,) from ``score``.
+
+    pycma is told -fitness (it minimises). The search and its replay on resume both go through here, so a
+    replayed strategy is told exactly what the live one was.
+    """
+    candidates = np.asarray(es.ask(), np.float64)  # (P, D)
+    scores = np.asarray(score(candidates), np.float64)  # (P,)
+    es.tell(list(candidates), list(-scores))
+    return candidates, scores
 
 
-def load_state(path: Path) -> dict[str, Any]:
-    """Read a state file written by :func:`save_state`.
+@dataclass
+class SearchState:
+    """What a run folder keeps of the search: the settings pycma was made with and every fitness it was told.
 
-    This unpickles, which can run code: it is only ever pointed at the ``cmaes_state.pkl`` this module
-    wrote into the run folder (pycma's strategy has no tensor-only form). Torch checkpoints elsewhere
-    in the project are still read with ``weights_only=True``.
+    pycma's strategy is rebuilt from these by :func:`replay`; ``mean`` and ``sigma`` check the rebuild.
+    """
+
+    fitness: np.ndarray
+    """(G, P) float64: generation g's fitness of its P candidates, in pycma's order."""
+    popsize: int
+    sigma0: float
+    seed: int
+    num_params: int
+    best: np.ndarray
+    """(D,) float64: the best candidate seen so far."""
+    best_fitness: float
+    mean: np.ndarray
+    """(D,) float64: pycma's mean after the last generation."""
+    sigma: float
+    """pycma's step size after the last generation."""
+
+    @property
+    def generation(self) -> int:
+        """Generations done."""
+        return len(self.fitness)
+
+
+def save_state(path: Path, state: SearchState) -> None:
+    """Write ``state`` atomically as an ``.npz`` of plain numbers (format :data:`STATE_FORMAT`)."""
+    arrays = {"format": STATE_FORMAT, "generation": state.generation, "fitness": state.fitness,
+              "popsize": state.popsize, "sigma0": state.sigma0, "seed": state.seed,
+              "num_params": state.num_params, "best": state.best, "best_fitness": state.best_fitness,
+              "mean": state.mean, "sigma": state.sigma}
+    with atomic_path(path) as tmp, tmp.open("wb") as file:
+        np.savez(file, allow_pickle=False, **{key: np.asarray(value) for key, value in arrays.items()})
+
+
+def load_state(path: Path) -> SearchState:
+    """Read a state file written by :func:`save_state`; numbers only (``allow_pickle=False``), nothing runs.
+
+    :raises ValueError: naming the file when it is not such a file (corrupt, truncated, or crafted).
     """
     try:
-        return pickle.loads(path.read_bytes())
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
-        raise ValueError(f"CMA-ES state {path} is unreadable ({type(err).__name__}: {err}); move it away to "
-                         "start the search from scratch") from None
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except Exception as err:  # noqa: BLE001 (np.load raises many types for bad files: BadZipFile, OSError, ...)
+        raise _unreadable(path, f"{type(err).__name__}: {err}") from None
+    if not _is_state(arrays):
+        raise _unreadable(path, "it is not a CMA-ES state of format "
+                                f"{STATE_FORMAT}: keys {sorted(arrays)}, or values of the wrong kind or shape")
+    return SearchState(fitness=arrays["fitness"], popsize=int(arrays["popsize"]), sigma0=float(arrays["sigma0"]),
+                       seed=int(arrays["seed"]), num_params=int(arrays["num_params"]), best=arrays["best"],
+                       best_fitness=float(arrays["best_fitness"]), mean=arrays["mean"],
+                       sigma=float(arrays["sigma"]))
+
+
+def _is_state(arrays: dict[str, np.ndarray]) -> bool:
+    """Whether ``arrays`` hold every key of the format, each of the dtype kind and shape it must have."""
+    kinds = {"format": "i", "generation": "i", "popsize": "i", "seed": "i", "num_params": "i", "sigma0": "f",
+             "best_fitness": "f", "sigma": "f", "fitness": "f", "best": "f", "mean": "f"}
+    if set(arrays) != set(kinds) or not all(isinstance(array, np.ndarray) for array in arrays.values()):
+        return False  # a zip member not stored as .npy reads back as bytes
+    if any(arrays[key].dtype.kind != kind for key, kind in kinds.items()):
+        return False
+    if any(arrays[key].shape != () for key in kinds if key not in ("fitness", "best", "mean")):
+        return False
+    if int(arrays["format"]) != STATE_FORMAT or min(arrays["popsize"], arrays["num_params"]) < 1:
+        return False
+    num_params = int(arrays["num_params"])
+    return (arrays["fitness"].shape == (int(arrays["generation"]), int(arrays["popsize"]))
+            and arrays["best"].shape == arrays["mean"].shape == (num_params,))
+
+
+def _unreadable(path: Path, why: str) -> ValueError:
+    return ValueError(f"CMA-ES state {path} is unreadable ({why}); move the folder {path.parent} away to start "
+                      "the search from scratch, or use a new run folder")
+
+
+def check_settings(path: Path, state: SearchState, num_params: int, settings: CMAESConfig) -> None:
+    """Refuse a state made with other settings than the ones given: its search cannot be rebuilt with them."""
+    if state.num_params != num_params:
+        raise ValueError(f"CMA-ES state {path} searches {state.num_params} parameters, the controller has "
+                         f"{num_params}: use the settings of that run, or a new run folder")
+    for name in ("popsize", "sigma0", "seed"):
+        made, given = getattr(state, name), getattr(settings, name)
+        if made != given:
+            raise ValueError(f"CMA-ES state {path} was made with cmaes.{name} {made}, the settings have {given}: "
+                             f"use the settings of that run (cmaes.{name}={made}), or a new run folder")
+
+
+def replay(state: SearchState, settings: CMAESConfig) -> cma.CMAEvolutionStrategy:
+    """pycma's strategy after ``state.generation`` generations: made afresh and told the stored fitness values.
+
+    ``settings`` are the run's, which :func:`check_settings` found to match the state's.
+
+    On the machine and pycma version that wrote ``state`` the result is bit-equal to the strategy that wrote it;
+    elsewhere rounding may differ, which is logged, and the search goes on from the replayed (valid) strategy.
+    """
+    es = make_strategy(state.num_params, settings)
+    for scores in state.fitness:
+        step(es, lambda candidates, scores=scores: scores)
+    difference = max(float(np.max(np.abs(es.mean - state.mean))), abs(float(es.sigma) - state.sigma))
+    if difference != 0:
+        log.warning("the replayed CMA-ES mean and sigma differ from the stored ones by up to %g (another pycma "
+                    "version or CPU?); continuing from the replayed strategy", difference)
+    return es
+
+
+def generations_done(out_dir: str | Path) -> int:
+    """Generations the CMA-ES run in ``out_dir`` has finished (0 when it has not started)."""
+    path = Path(out_dir) / STATE_NAME
+    return load_state(path).generation if path.exists() else 0
+
+
+def _legacy_state_error(path: Path) -> ValueError:
+    return ValueError(f"{path} was written by an older version of this project; its CMA-ES state is a pickle, "
+                      "which can run code, so it is not loaded: move the folder "
+                      f"{path.parent} away to start the search from scratch, or use a new run folder")
 
 
 def _keep_rows(path: Path, columns: tuple[str, ...], up_to: int) -> None:
@@ -162,17 +294,8 @@ def evolve(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state_path = out / STATE_NAME
-    if state_path.exists():
-        state = load_state(state_path)
-        es, generation = state["es"], state["generation"]
-        if es.N != num_params:
-            raise ValueError(f"CMA-ES state {state_path} searches {es.N} parameters, the controller has "
-                             f"{num_params}: use the settings of that run, or a new run folder")
-        np.random.set_state(state["numpy_rng"])
-        best, best_fitness = state["best"], state["best_fitness"]
-    else:
-        es, generation, best, best_fitness = make_strategy(num_params, settings), 0, None, -np.inf
+    es, history, best, best_fitness = _start(out, num_params, settings)
+    generation = len(history)
     _keep_rows(out / "log.csv", LOG_COLUMNS, generation)
     _keep_rows(out / "eval.csv", EVAL_COLUMNS, generation)
     last = settings.generations if stop_after is None else min(stop_after, settings.generations)
@@ -180,11 +303,11 @@ def evolve(
     while generation < last:
         start = time.perf_counter()
         retried_before, steps_before = evaluator.retried, evaluator.env_steps
-        candidates = np.asarray(es.ask(), np.float64)  # (P, D)
-        returns = evaluator(candidates.astype(np.float32), generation_seeds(settings.seed, generation,
-                                                                            settings.rollouts))
-        scores = fitness(candidates, returns, settings.l2_coef)  # (P,)
-        es.tell(list(candidates), list(-scores))
+        seeds = generation_seeds(settings.seed, generation, settings.rollouts)  # (R,)
+        candidates, scores = step(  # (P, D), (P,)
+            es, lambda candidates, seeds=seeds: fitness(candidates, evaluator(candidates.astype(np.float32), seeds),
+                                                        settings.l2_coef))
+        history.append(scores)
         if scores.max() > best_fitness:
             best, best_fitness = candidates[scores.argmax()].copy(), float(scores.max())
         record = GenerationRecord(generation, float(scores.max()), float(scores.mean()), float(scores.min()),
@@ -198,11 +321,31 @@ def evolve(
         _save_npy(out / MEAN_PARAMS_NAME, es.mean)
         _save_npy(out / "best.npy", best)
         _append_row(out / "log.csv", LOG_COLUMNS, {name: getattr(record, name) for name in LOG_COLUMNS})
-        save_state(state_path, es, generation, best, best_fitness)
+        save_state(out / STATE_NAME, SearchState(np.stack(history), settings.popsize, settings.sigma0, settings.seed,
+                                                 num_params, best, best_fitness, es.mean, float(es.sigma)))
         records.append(record)
         if on_generation is not None:
             on_generation(record)
     return records
+
+
+def _start(out: Path, num_params: int, settings: CMAESConfig
+           ) -> tuple[cma.CMAEvolutionStrategy, list[np.ndarray], np.ndarray, float]:
+    """The search to continue in run folder ``out``: pycma's strategy, the fitness (P,) of each generation done,
+    the best candidate (D,) and its fitness (NaN and -inf before any finite fitness); rebuilt from the folder's
+    state file, or fresh when it has none."""
+    if (out / LEGACY_STATE_NAME).exists():
+        raise _legacy_state_error(out / LEGACY_STATE_NAME)
+    path = out / STATE_NAME
+    if not path.exists():
+        return make_strategy(num_params, settings), [], np.full(num_params, np.nan), -np.inf
+    state = load_state(path)
+    check_settings(path, state, num_params, settings)
+    began = time.perf_counter()
+    es = replay(state, settings)
+    log.info("resumed CMA-ES from %s: %d generations replayed in %.1f s", path, state.generation,
+             time.perf_counter() - began)
+    return es, list(state.fitness), state.best, state.best_fitness
 
 
 def _evaluate_mean(evaluator: Evaluator, env: str, mean: np.ndarray, settings: CMAESConfig, generation: int,

@@ -35,10 +35,29 @@ class EvaluationReport:
                    seeds=[int(s) for s in seeds])
 
     def summary(self) -> str:
-        return f"{self.mean:.1f} +- {self.std:.1f} over {self.episodes} episodes"
+        """mean +- std over the episodes, and their seeds when they are consecutive (as :func:`evaluation_seeds`)."""
+        consecutive = self.seeds == list(range(self.seeds[0], self.seeds[0] + self.episodes))
+        seeds = f" (seeds {self.seeds[0]}..{self.seeds[-1]})" if consecutive else ""
+        return f"{self.mean:.1f} +- {self.std:.1f} over {self.episodes} episodes{seeds}"
 
     def write_json(self, path: str | Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read_json(cls, path: str | Path) -> EvaluationReport:
+        """A report written by :meth:`write_json`.
+
+        :raises ValueError: the file is not such a report (the message names it).
+        """
+        try:
+            report = cls(**json.loads(Path(path).read_text()))
+            consistent = len(report.returns) == len(report.seeds) == report.episodes
+        except (OSError, ValueError, TypeError) as err:
+            raise ValueError(f"{path} is not an evaluation report ({type(err).__name__}: {err})") from None
+        if not consistent:
+            raise ValueError(f"{path} is not an evaluation report: {report.episodes} episodes, "
+                             f"{len(report.returns)} returns, {len(report.seeds)} seeds")
+        return report
 
 
 def evaluation_seeds(seed: int, episodes: int) -> np.ndarray:

@@ -23,17 +23,16 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 
+from agents.cmaes import generations_done
 from agents.real_env import EPISODES_DIR
 from rollouts.atomic import atomic_path
 from rollouts.collect import collect_episodes
 from worldmodels.checkpoint import read_checkpoint
 from worldmodels.config import Config, save_config
-from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME
+from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME, load_params
 from worldmodels.controller_policy import WorldModelPolicySpec
 from worldmodels.encode import encode_episodes
-from worldmodels.pictures import read_csv_columns
 from worldmodels.stages import env_spec
 from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
 from worldmodels.train_mdnrnn import LOG_NAME as MDNRNN_LOG
@@ -64,7 +63,7 @@ def round_config(config: Config, previous: Path) -> Config:
     """``config`` with budgets that add one round's training to what ``previous`` (a round folder) holds."""
     vae_epochs = read_checkpoint(previous / VAE_CHECKPOINT, kind="vae").epoch
     mdnrnn_steps = read_checkpoint(previous / MDNRNN_CHECKPOINT, kind="mdnrnn").step
-    generations = len(read_csv_columns(previous / CONTROLLER_DIR / "log.csv", ["generation"])["generation"])
+    generations = generations_done(previous / CONTROLLER_DIR)
     return dataclasses.replace(
         config,
         vae=dataclasses.replace(config.vae, epochs=vae_epochs + config.vae.epochs),
@@ -105,7 +104,7 @@ def run_round(config: Config, run_dir: Path, round_number: int, stage: Stage,
 
 def _collect_with_controller(config: Config, previous: Path, episodes: Path, round_number: int) -> str:
     """Gather round ``round_number``'s episodes with round k-1's mean controller (with its V and M)."""
-    params = np.load(previous / CONTROLLER_DIR / MEAN_PARAMS_NAME)
+    params = load_params(previous / CONTROLLER_DIR / MEAN_PARAMS_NAME)
     controller = config.controller
     policy = WorldModelPolicySpec(previous / VAE_CHECKPOINT, previous / MDNRNN_CHECKPOINT,
                                   tuple(float(p) for p in params), controller.inputs, controller.bias,

@@ -16,6 +16,7 @@ Interrupted anywhere, the same command continues where it stopped.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import time
@@ -24,17 +25,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import cma
 import numpy as np
 import torch
 
+from agents.cmaes import generations_done
 from agents.dream_training import train_controller_dream
-from agents.evaluation import EvaluationReport
+from agents.evaluation import EvaluationReport, evaluation_seeds
 from agents.iterations import round_dir, run_round
 from agents.real_env import EPISODES_DIR, EVALUATION_NAME, evaluate_controller_real, train_controller_real
 from rollouts.atomic import atomic_write_text
 from rollouts.storage import list_episode_files, read_episode_meta
 from worldmodels.config import Config
-from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME
+from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME, load_params
 from worldmodels.device import resolve_device
 from worldmodels.dream import settings_from_config
 from worldmodels.dream_video import dream_beside_real
@@ -47,6 +50,8 @@ from worldmodels.train_mdnrnn import train_mdnrnn
 from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
 from worldmodels.train_vae import LOG_NAME as VAE_LOG
 from worldmodels.train_vae import train_vae
+
+log = logging.getLogger(__name__)
 
 SUMMARY_NAME = "summary.json"
 EPISODE_GIF_NAME = "episode.gif"
@@ -102,17 +107,22 @@ def _train_controller(config: Config, run_dir: Path, episodes: Path, on_generati
         records = train_controller_dream(config, run_dir, episodes, on_generation)
     else:
         records = train_controller_real(config, run_dir, on_generation)
-    return (f"{len(records)} generations run, {config.cmaes.generations} in total, in the "
+    return (f"{len(records)} generations run, {generations_done(run_dir / CONTROLLER_DIR)} in total, in the "
             f"{config.controller.train_in} env")
 
 
 def _evaluate(config: Config, run_dir: Path) -> EvaluationReport:
-    """The mean solution's real-env score; reuses RUN/evaluation.json unless the controller changed since."""
+    """The mean solution's real-env score; reuses RUN/evaluation.json when it is newer than the controller and
+    ran on the seeds ``evaluate`` asks for now (``evaluate.seed``, ``evaluate.episodes``)."""
     report_path, params_path = run_dir / EVALUATION_NAME, run_dir / CONTROLLER_DIR / MEAN_PARAMS_NAME
     if report_path.is_file() and report_path.stat().st_mtime_ns > params_path.stat().st_mtime_ns:
-        report = EvaluationReport(**json.loads(report_path.read_text()))
-        if report.episodes == config.evaluate.episodes:
-            return report
+        try:
+            report = EvaluationReport.read_json(report_path)
+        except ValueError as err:
+            log.warning("%s; evaluating again", err)
+        else:
+            if report.seeds == evaluation_seeds(config.evaluate.seed, config.evaluate.episodes).tolist():
+                return report
     report = evaluate_controller_real(config, run_dir, config.evaluate.episodes, gif=run_dir / EPISODE_GIF_NAME)
     report.write_json(report_path)
     return report
@@ -144,7 +154,7 @@ def write_pictures(config: Config, run_dir: Path) -> str:
             plot_series(run_dir / "evaluation_curves.png", "C: mean solution's return", "generation", series)
             written.append("evaluation_curves.png")
     params_path = run_dir / CONTROLLER_DIR / MEAN_PARAMS_NAME
-    params = np.load(params_path) if params_path.is_file() else None
+    params = load_params(params_path) if params_path.is_file() else None
     video = dream_beside_real(RealEnvWorkerSpec.for_run(config, run_dir, num_envs=1), settings_from_config(config),
                               params, config.evaluate.seed, resolve_device(config.device))
     write_gif(run_dir / DREAM_GIF_NAME, video.frames)
@@ -170,23 +180,45 @@ def _summary(config: Config, run_dir: Path, stages: list[StageRecord], seconds: 
         "rounds": rounds,
         "stages": [asdict(record) for record in stages],
         "wall_seconds_this_call": seconds,
-        "hardware": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-            "device": (torch.cuda.get_device_name() if resolve_device(config.device).type == "cuda" else "cpu"),
-        },
+        "hardware": _hardware(config),
     }
+
+
+def _hardware(config: Config) -> dict[str, Any]:
+    """What a replay needs to match bit for bit: the CPU model, thread count, device and library versions (float
+    rounding differs between CPUs and thread counts, and training and chaotic envs amplify it)."""
+    return {
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cma": cma.__version__,
+        "device": (torch.cuda.get_device_name() if resolve_device(config.device).type == "cuda" else "cpu"),
+    }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _round_summary(run_dir: Path, round_number: int) -> dict[str, Any]:
     """One round's score and the controller env steps up to its end (each round's log holds the earlier ones)."""
     here = round_dir(run_dir, round_number)
-    evaluation = json.loads((here / EVALUATION_NAME).read_text())
-    log = read_csv_columns(here / CONTROLLER_DIR / "log.csv", ["generation", "env_steps"])
+    evaluation = EvaluationReport.read_json(here / EVALUATION_NAME)
+    generations = read_csv_columns(here / CONTROLLER_DIR / "log.csv", ["generation", "env_steps"])
     return {
         "round": round_number,
-        "score": {key: evaluation[key] for key in ("mean", "std", "min", "max", "episodes")},
-        "generations": len(log["generation"]),
-        "controller_env_steps": int(log["env_steps"].sum()),
+        "score": {"mean": evaluation.mean, "std": evaluation.std, "min": evaluation.min, "max": evaluation.max,
+                  "episodes": evaluation.episodes, "first_seed": evaluation.seeds[0]},
+        "generations": len(generations["generation"]),
+        "controller_env_steps": int(generations["env_steps"].sum()),
     }

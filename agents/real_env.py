@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from agents.cmaes import GenerationRecord, evolve
 from agents.evaluation import EvaluationReport, evaluate_params
 from agents.evaluators import RayEvaluator
 from worldmodels.checkpoint import load_mdnrnn, load_vae
 from worldmodels.config import Config
-from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME, Controller
+from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME, Controller, load_params
 from worldmodels.pictures import write_gif
 from worldmodels.real_rollouts import RealEnvWorkerSpec
 
@@ -41,7 +39,8 @@ def train_controller_real(config: Config, run_dir: str | Path,
     cfg = config.cmaes
     evaluator = RayEvaluator(spec, cfg.num_workers, max_retries=cfg.max_retries)
     try:
-        return evolve(evaluator, num_params, cfg, run_dir / CONTROLLER_DIR, on_generation)
+        return evolve(evaluator, num_params, cfg, run_dir / CONTROLLER_DIR, on_generation,
+                      evaluations={"real": evaluator})
     finally:
         evaluator.close()
 
@@ -54,17 +53,12 @@ def evaluate_controller_real(config: Config, run_dir: str | Path, episodes: int,
     """
     run_dir = Path(run_dir)
     spec = RealEnvWorkerSpec.for_run(config, run_dir)
-    params_path = Path(params_path) if params_path else run_dir / CONTROLLER_DIR / MEAN_PARAMS_NAME
-    if not params_path.is_file():
-        raise FileNotFoundError(f"controller parameters {params_path} do not exist: run "
-                                f"`worldmodels train-controller --run {run_dir}` first, or pass --params")
-    params = np.load(params_path)
-    num_params = _num_params(spec)
-    if params.shape != (num_params,):
-        raise ValueError(f"{params_path} holds parameters of shape {params.shape}, but the controller of this run "
-                         f"(controller.inputs={config.controller.inputs!r}, bias={config.controller.bias}, "
-                         f"hidden_units={config.controller.hidden_units}) "
-                         f"has {num_params}")
+    if params_path is None:
+        params_path = run_dir / CONTROLLER_DIR / MEAN_PARAMS_NAME
+        if not params_path.is_file():
+            raise FileNotFoundError(f"{params_path} does not exist: run `worldmodels train-controller --run {run_dir}` "
+                                    "first, or pass --params")
+    params = load_params(params_path, _num_params(spec))
     evaluator = RayEvaluator(spec, config.cmaes.num_workers, max_retries=config.cmaes.max_retries)
     try:
         report = evaluate_params(evaluator, params, episodes, config.evaluate.seed)

@@ -35,6 +35,7 @@ from agents.sb3_latent import LatentObservation
 from rollouts.atomic import atomic_path
 from worldmodels.checkpoint import load_mdnrnn, load_vae
 from worldmodels.config import Config
+from worldmodels.dream import dream_max_steps
 from worldmodels.real_rollouts import RealEnvWorkerSpec
 from worldmodels.stages import env_spec
 
@@ -84,8 +85,8 @@ def baseline_setup(config: Config, run_dir: Path, data_dir: Path) -> BaselineSet
     if config.baseline.obs == "latent":
         return BaselineSetup("MlpPolicy", make_latent_env, make_latent_env)
     dream = config.dream
-    make_dream_env = partial(gym.make, DREAM_ENV_ID, max_episode_steps=dream.max_steps, mdnrnn_path=spec.mdnrnn_path,
-                             latents_folder=data_dir, observation=config.controller.inputs,
+    make_dream_env = partial(gym.make, DREAM_ENV_ID, max_episode_steps=dream_max_steps(config),
+                             mdnrnn_path=spec.mdnrnn_path, latents_folder=data_dir, observation=config.controller.inputs,
                              temperature=dream.temperature, reward_mode=dream.reward_mode, done_mode=dream.done_mode,
                              device="cpu", max_start_episodes=dream.start_episodes)
     return BaselineSetup("MlpPolicy", make_dream_env, make_latent_env)

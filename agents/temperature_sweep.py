@@ -2,7 +2,8 @@
 
 For each tau the controller is evolved in the dream at that temperature (``RUN/sweep/tau_<tau>/``, resumable),
 then its mean solution is scored over ``evaluate.episodes`` episodes in the dream at the same tau and in the
-real environment, mean +- std each. The table goes to ``RUN/temperature_sweep.md`` and ``.json``.
+real environment, mean +- std each. The table goes to ``RUN/temperature_sweep.md`` and ``.json``, the sweep's
+config to ``RUN/sweep/config.yaml``.
 """
 
 from __future__ import annotations
@@ -12,18 +13,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 
 from agents.cmaes import GenerationRecord
 from agents.dream_training import dream_spec, real_evaluator, train_controller_dream
 from agents.evaluation import EvaluationReport, evaluate_params
 from agents.evaluators import SerialEvaluator
 from rollouts.atomic import atomic_write_text
-from worldmodels.config import Config
-from worldmodels.controller import MEAN_PARAMS_NAME
+from worldmodels.config import Config, save_config
+from worldmodels.controller import MEAN_PARAMS_NAME, load_params
 
 PUBLISHED_TEMPERATURES = (0.1, 0.5, 1.0, 1.15, 1.3)
 SWEEP_DIR = "sweep"
+SWEEP_CONFIG_NAME = "config.yaml"
+"""The sweep's merged config (RUN/sweep/config.yaml); the run's own config.yaml is not touched."""
 TABLE_NAME = "temperature_sweep"
 
 
@@ -43,13 +45,14 @@ def temperature_sweep(config: Config, run_dir: str | Path, data_dir: str | Path,
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     rows = []
     real = real_evaluator(config, run_dir)  # one set of Ray workers for every temperature
+    save_config(config, run_dir / SWEEP_DIR / SWEEP_CONFIG_NAME)
     try:
         for tau in temperatures:
             tau_config = replace(config, dream=replace(config.dream, temperature=tau))
             out = run_dir / SWEEP_DIR / f"tau_{tau:g}"
             train_controller_dream(tau_config, run_dir, data_dir, None if on_generation is None else
                                    (lambda record, tau=tau: on_generation(tau, record)), out_dir=out, real=real)
-            params = np.load(out / MEAN_PARAMS_NAME)
+            params = load_params(out / MEAN_PARAMS_NAME)
             episodes, seed = config.evaluate.episodes, config.evaluate.seed
             dream = SerialEvaluator(dream_spec(tau_config, run_dir, data_dir))
             rows.append(SweepRow(tau, evaluate_params(dream, params, episodes, seed),

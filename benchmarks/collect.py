@@ -34,9 +34,10 @@ def ray_fps(env_spec: EnvSpec, policy_spec: PolicySpec, episodes: int, workers: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="worldmodels/CarRacing-v0")
-    parser.add_argument("--policy", default="random_controller")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="worldmodels/CarRacing-v0", help="registered env id (default: %(default)s)")
+    parser.add_argument("--policy", default="random_controller",
+                        help="data policy, as collect.policy (default: %(default)s)")
     parser.add_argument("--episodes", type=int, default=4, help="episodes per measurement (per worker count)")
     parser.add_argument("--steps", type=int, default=200, help="steps per episode")
     parser.add_argument("--workers", type=int, default=2, help="N, the larger worker count")

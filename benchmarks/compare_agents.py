@@ -41,6 +41,7 @@ from rollouts.ray_cluster import init_ray
 from rollouts.storage import episode_lengths, list_episode_files
 from worldmodels.cli import add_config_options, add_ray_address_option, config_from_args
 from worldmodels.config import Config
+from worldmodels.dream import dream_max_steps
 from worldmodels.pictures import Series, plot_series
 from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
 from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
@@ -97,7 +98,7 @@ def cmaes_real(config: Config, run: Path, data: Path, out: Path, budget: int, ep
 def cmaes_dream(config: Config, run: Path, data: Path, out: Path, budget: int, episodes: int) -> MethodResult:
     """CMA-ES in the dream for as many generations of popsize * rollouts * dream.max_steps steps as fit the budget."""
     folder = cmaes_folder(run, out / "cmaes_dream")
-    per_generation = config.cmaes.popsize * config.cmaes.rollouts * config.dream.max_steps
+    per_generation = config.cmaes.popsize * config.cmaes.rollouts * dream_max_steps(config)
     generations = max(1, budget // per_generation)
     start = time.perf_counter()
     records = train_controller_dream(with_generations(config, generations), folder, data)
@@ -150,14 +151,15 @@ def curves(results: list[MethodResult]) -> dict[str, Series]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_options(parser)
     add_ray_address_option(parser)
     parser.add_argument("--run", required=True, type=Path, help="run folder holding vae.pt and mdnrnn.pt")
     parser.add_argument("--data", type=Path, help=f"encoded episodes starting the dreams (default: RUN/{EPISODES_DIR})")
     parser.add_argument("--budget", type=int, default=2000, help="training steps per method")
     parser.add_argument("--episodes", type=int, help="real-env evaluation episodes (default: evaluate.episodes)")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="methods to train and score (default: all)")
     parser.add_argument("--out", type=Path, help="output folder (default: RUN/comparison)")
     args = parser.parse_args()
     config = config_from_args(args)

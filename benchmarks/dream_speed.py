@@ -92,7 +92,7 @@ def _reference_loop(mdnrnn: MDNRNN, device: torch.device, dream_steps: int, step
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--steps", type=int, default=50, help="steps per dream")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024, 16384], help="values of B")

@@ -103,7 +103,7 @@ def time_rounds(envs_by_id: dict[str, gym.Env], episodes: dict[int, list[np.ndar
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=DEFAULT_ENVS, help="ids; the first is the reference")
     parser.add_argument("--seeds", type=int, default=3, help="episodes per round, seeds 0..N-1")
     parser.add_argument("--steps", type=int, default=300, help="steps per episode")

@@ -41,12 +41,13 @@ def seconds_per_generation(evaluator: Evaluator, popsize: int, rollouts: int, nu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--popsize", type=int, default=4)
-    parser.add_argument("--rollouts", type=int, default=2)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--popsize", type=int, default=4, help="CMA-ES population (default: %(default)s)")
+    parser.add_argument("--rollouts", type=int, default=2, help="episodes per candidate (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=100, help="steps per episode")
     parser.add_argument("--workers", type=int, default=2, help="N, the larger worker count")
-    parser.add_argument("--envs-per-worker", type=int, default=2)
+    parser.add_argument("--envs-per-worker", type=int, default=2,
+                        help="envs each worker steps in lock-step with one V+M (default: %(default)s)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:

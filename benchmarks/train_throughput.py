@@ -89,10 +89,12 @@ def run_measurement(stage: str, data: Path, device: str, args: argparse.Namespac
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (the CPU is measured as well)")
-    parser.add_argument("--episodes-small", type=int, default=10)
-    parser.add_argument("--episodes-large", type=int, default=100)
+    parser.add_argument("--episodes-small", type=int, default=10,
+                        help="synthetic episodes of the small data set (default: %(default)s)")
+    parser.add_argument("--episodes-large", type=int, default=100,
+                        help="synthetic episodes of the large data set (default: %(default)s)")
     parser.add_argument("--episode-steps", type=int, default=100, help="steps per synthetic episode")
     parser.add_argument("--steps", type=int, default=20, help="optimiser steps per measurement")
     parser.add_argument("--vae-batch", type=int, default=64, help="V's batch (frames)")

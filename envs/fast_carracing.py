@@ -124,9 +124,18 @@ def flip_rows(source: pygame.Surface, target: pygame.Surface, rows: int) -> None
 
 
 @functools.lru_cache(maxsize=1)
-def _reward_font() -> pygame.font.Font:
-    pygame.font.init()
+def _loaded_reward_font() -> pygame.font.Font:
     return pygame.font.Font(pygame.font.get_default_font(), 42)
+
+
+def _reward_font() -> pygame.font.Font:
+    """CarRacing's dashboard font, loaded once per life of pygame's font module: ``pygame.quit()`` (which
+    closing a ``render_mode="human"`` CarRacing calls) invalidates every loaded font, so the font is
+    loaded again after the module was quit and re-initialised."""
+    if not pygame.font.get_init():
+        pygame.font.init()
+        _loaded_reward_font.cache_clear()
+    return _loaded_reward_font()
 
 
 @functools.lru_cache(maxsize=64)

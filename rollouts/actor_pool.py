@@ -2,12 +2,15 @@
 
 Unlike ``ray.util.ActorPool`` the actors survive across calls to :meth:`ReplacingActorPool.map` (they
 hold loaded models), and a task whose actor died or raised is retried on a fresh actor, up to
-``max_retries`` times, so one lost worker does not lose the batch of work.
+``max_retries`` times, so one lost worker does not lose the batch of work. Waiting for results is
+bounded (:func:`wait_for_first`): a pool whose actors can never run, or whose Ray node died, raises
+:class:`PoolStalledError` instead of waiting forever.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -17,21 +20,95 @@ log = logging.getLogger(__name__)
 
 Task = TypeVar("Task")
 
+NODE_CHECK_S = 10.0
+"""Seconds between checks, while no result comes, that a live Ray node is left to run the actors."""
+
+_CPU_HINT = ("If the actors ask for more CPUs than the cluster has free they never start: lower num_workers, or stop "
+             "what holds the CPUs")
+
 
 class TaskFailedError(RuntimeError):
-    """A task kept failing after every retry; the message carries the last error."""
+    """The pool could not finish a task: it kept failing after every retry (the message carries the last
+    error), or, as :class:`PoolStalledError`, no result came at all."""
+
+
+class PoolStalledError(TaskFailedError):
+    """No result came from the actors for ``max_stall_s`` seconds, or no live Ray node is left to run them."""
+
+
+def live_node_count() -> int:
+    """How many nodes of the Ray cluster the GCS reports alive.
+
+    :raises PoolStalledError: the GCS could not be asked (the local Ray is gone).
+    """
+    try:
+        nodes = ray.nodes()
+    except Exception as err:  # a GCS that is gone fails in many ways (RpcError, RaySystemError, ...)
+        raise PoolStalledError(f"could not ask Ray which nodes are alive ({type(err).__name__}: {err}): the local "
+                               "Ray is gone. Run the command again (it starts a fresh Ray)") from err
+    return sum(bool(node.get("Alive")) for node in nodes)
+
+
+def wait_for_first(refs: list[ray.ObjectRef], actors: int, stall_warning_s: float = 300.0,
+                   max_stall_s: float = 1800.0) -> ray.ObjectRef:
+    """The first of ``refs`` (results owed by ``actors`` Ray actors) to finish, waiting a bounded time.
+
+    While nothing finishes it checks every :data:`NODE_CHECK_S` seconds that a Ray node is still alive, and
+    logs a warning naming the likely cause every ``stall_warning_s`` seconds.
+
+    :raises PoolStalledError: no Ray node is alive (the local raylet died), the GCS cannot be reached, or
+        nothing finished within ``max_stall_s`` seconds.
+    """
+    start = time.monotonic()
+    warnings = 0
+    while True:
+        now = time.monotonic()
+        until = min(start + (warnings + 1) * stall_warning_s, start + max_stall_s, now + NODE_CHECK_S)
+        ready, _ = ray.wait(refs, num_returns=1, timeout=max(until - now, 0.0))
+        if ready:
+            return ready[0]
+        waited = time.monotonic() - start
+        if live_node_count() == 0:
+            raise PoolStalledError(
+                f"no result from {actors} Ray actors in {waited:.0f} s, and no Ray node is alive to run them (the "
+                "local raylet died, or every node left the cluster). See raylet.out in the Ray session's logs "
+                "(/tmp/ray/session_latest/logs by default) for why, then run the command again")
+        if waited >= max_stall_s:
+            raise PoolStalledError(
+                f"no result from {actors} Ray actors in {waited:.0f} s ({_free_cpus()} CPUs free in the cluster). "
+                f"{_CPU_HINT}. If one task really takes this long, give the pool a larger max_stall_s")
+        if waited >= (warnings + 1) * stall_warning_s:
+            warnings += 1
+            log.warning("no result from %d Ray actors in %.0f s (%s CPUs free in the cluster). %s (the pool gives "
+                        "up after %.0f s)", actors, waited, _free_cpus(), _CPU_HINT, max_stall_s)
+
+
+def _free_cpus() -> str:
+    """The cluster's free CPUs, as text ("unknown" when Ray does not say)."""
+    free = ray.available_resources().get("CPU")
+    return "unknown" if free is None else f"{free:.0f}"
 
 
 class ReplacingActorPool(Generic[Task]):
     """``size`` actors made by ``make_actor()``; :meth:`map` runs tasks on them as they free up."""
 
-    def __init__(self, make_actor: Callable[[], Any], size: int, stall_warning_s: float = 300.0) -> None:
+    def __init__(self, make_actor: Callable[[], Any], size: int, stall_warning_s: float = 300.0,
+                 max_stall_s: float = 1800.0) -> None:
         """:param stall_warning_s: seconds without any result after which :meth:`map` logs a warning naming
-        the likely cause (actors waiting for CPUs the cluster does not have free)."""
+            the likely cause (actors waiting for CPUs the cluster does not have free), and again each time
+            as long again passes.
+        :param max_stall_s: seconds without any result after which :meth:`map` gives up with
+            :class:`PoolStalledError` (default 30 min, six ``stall_warning_s`` periods). It gives up sooner, within
+            :data:`NODE_CHECK_S` seconds, when no Ray node is left alive.
+        """
         if size < 1:
             raise ValueError(f"an actor pool needs at least one actor, got {size}")
+        if stall_warning_s <= 0 or max_stall_s <= 0:
+            raise ValueError(f"stall_warning_s and max_stall_s must be > 0 seconds, got {stall_warning_s} and "
+                             f"{max_stall_s}")
         self.make_actor = make_actor
         self.stall_warning_s = stall_warning_s
+        self.max_stall_s = max_stall_s
         self.actors = [make_actor() for _ in range(size)]
         self.retried = 0
         """Task attempts retried on a replaced actor, over every call to :meth:`map`."""
@@ -48,6 +125,7 @@ class ReplacingActorPool(Generic[Task]):
 
         :returns: how many task attempts failed and were retried on a replaced actor.
         :raises TaskFailedError: a task failed ``max_retries + 1`` times.
+        :raises PoolStalledError: no result came for ``max_stall_s`` seconds, or no Ray node is left alive.
         """
         queue = list(reversed(range(len(tasks))))  # positions in ``tasks``, next at the end
         attempts = [0] * len(tasks)
@@ -62,7 +140,7 @@ class ReplacingActorPool(Generic[Task]):
         for slot in range(len(self.actors)):
             submit(slot)
         while in_flight:
-            ref = self._next_ready(list(in_flight))
+            ref = wait_for_first(list(in_flight), len(self.actors), self.stall_warning_s, self.max_stall_s)
             slot, position = in_flight.pop(ref)
             task = tasks[position]
             try:
@@ -82,17 +160,6 @@ class ReplacingActorPool(Generic[Task]):
             on_result(task, value)
             submit(slot)
         return retried
-
-    def _next_ready(self, refs: list[ray.ObjectRef]) -> ray.ObjectRef:
-        """The first of ``refs`` to finish; warns (once per wait) when none has after ``stall_warning_s``."""
-        ready, _ = ray.wait(refs, num_returns=1, timeout=self.stall_warning_s)
-        if not ready:
-            free = ray.available_resources().get("CPU", 0.0)
-            log.warning("no result from %d Ray actors in %.0f s (%.0f CPUs free in the cluster). If the actors ask "
-                        "for more CPUs than the cluster has free they wait forever: lower num_workers, or stop "
-                        "what holds the CPUs", len(self.actors), self.stall_warning_s, free)
-            ready, _ = ray.wait(refs, num_returns=1)
-        return ready[0]
 
     def replace(self, slot: int) -> None:
         """Kill the actor in ``slot`` (if still alive) and put a fresh one there."""

@@ -25,11 +25,13 @@ from rollouts.actor_pool import ReplacingActorPool, TaskFailedError
 from rollouts.atomic import atomic_write_bytes
 from rollouts.policies import DataPolicy, make_data_policy
 from rollouts.storage import (
+    EPISODE_PATTERN,
     Episode,
     EpisodeFileError,
     episode_path,
     episode_to_bytes,
     manifest_entry,
+    read_episode,
     read_episode_meta,
     write_manifest,
 )
@@ -156,10 +158,38 @@ class CollectReport:
                 f"{self.frames} frames in {self.seconds:.1f} s ({self.frames_per_second:.0f} frames/s)")
 
 
+def check_same_env(out_dir: Path, env_id: str) -> None:
+    """Refuse to gather ``env_id``'s episodes into a folder that holds another environment's (read from each
+    episode file's meta; files whose meta does not read are left to :func:`scan_existing`).
+
+    :raises ValueError: naming both environment ids, the folder and what to do.
+    """
+    if not out_dir.is_dir():
+        return
+    others: dict[str, str] = {}
+    for path in sorted(p for p in out_dir.iterdir() if EPISODE_PATTERN.match(p.name)):
+        try:
+            found = str(read_episode_meta(path).get("env_id"))
+        except EpisodeFileError:
+            continue
+        if found != env_id:
+            others.setdefault(found, path.name)
+    if others:
+        held = ", ".join(f"{other!r} (e.g. {name})" for other, name in others.items())
+        raise ValueError(f"{out_dir} holds episodes of {held}, and this collect runs {env_id!r}: one folder holds "
+                         "one environment's episodes, or V and M would train on both. Collect into another --out "
+                         "folder, or move those episodes away")
+
+
 def scan_existing(out_dir: Path, episodes: int) -> tuple[dict[int, dict[str, Any]], list[int]]:
     """Episodes 0..episodes-1 already on disk (index -> meta) and the indices still to gather.
 
-    A file that cannot be read is renamed to ``*.corrupt`` (kept, not deleted) and gathered again.
+    Each file is read whole and validated (:func:`rollouts.storage.read_episode`: every array decompressed, so
+    every zip CRC checked, and every action and reward finite), so a damaged file whose meta still reads is
+    caught too. That costs about what a CRC test alone does (``ZipFile.testzip`` also decompresses
+    everything): about 30 ms for a 1000-frame episode (0.7 MB), 5 minutes for 10,000 such episodes, against
+    ~0.1 ms for the meta alone. A file that fails is renamed to ``*.corrupt`` (kept, not deleted) and gathered
+    again.
     """
     done: dict[int, dict[str, Any]] = {}
     todo: list[int] = []
@@ -169,7 +199,7 @@ def scan_existing(out_dir: Path, episodes: int) -> tuple[dict[int, dict[str, Any
             todo.append(index)
             continue
         try:
-            done[index] = manifest_entry(path, read_episode_meta(path))
+            done[index] = manifest_entry(path, read_episode(path).meta)
         except EpisodeFileError as err:
             aside = path.with_name(path.name + ".corrupt")
             log.warning("%s; moving it to %s and gathering the episode again", err, aside.name)
@@ -192,15 +222,17 @@ def collect_episodes(
 ) -> CollectReport:
     """Gather episodes ``first_index..episodes-1`` into ``out_dir`` (episode i uses seed ``seed + i``).
 
-    Ray must already be initialised (:func:`rollouts.ray_cluster.init_ray`). Episodes already stored
-    are skipped; the manifest lists every stored episode below ``episodes`` (those before ``first_index``,
-    gathered by an earlier call, perhaps with another policy, included). ``on_episode(index, actors)`` is
+    Ray must already be initialised (:func:`rollouts.ray_cluster.init_ray`). A folder holding another
+    environment's episodes is refused (:func:`check_same_env`). Episodes already stored are skipped; the
+    manifest lists every stored episode below ``episodes`` (those before ``first_index``, gathered by an
+    earlier call, perhaps with another policy, included). ``on_episode(index, actors)`` is
     called after each stored episode (tests use it to kill a worker mid-run). Raises :class:`CollectError`
     when an episode fails ``max_retries + 1`` times.
     """
     if episodes < 0 or not 0 <= first_index <= episodes:
         raise ValueError(f"need 0 <= first_index <= episodes, got first_index {first_index} and episodes {episodes}")
     out_dir = Path(out_dir)
+    check_same_env(out_dir, env_spec.id)
     out_dir.mkdir(parents=True, exist_ok=True)
     env_spec.make().close()  # a wrong id or option fails here, once, with a clear message
     entries, todo = scan_existing(out_dir, episodes)

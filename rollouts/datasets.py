@@ -4,7 +4,8 @@ Both read a few episodes at a time (``buffer_episodes``), shuffle within that bu
 them before reading the next, so memory is bounded by the buffer, never by the number of episodes.
 Each epoch visits every frame (or step) exactly once; the order depends on ``seed`` and the epoch
 (:meth:`set_epoch`). Under a ``DataLoader`` with several workers, each worker streams its own share
-of the episodes.
+of the episodes. Every episode must hold frames (or latents) of the first episode's size; one that does not
+is refused, as it streams, with :class:`rollouts.storage.EpisodeFileError` naming the file and both sizes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from rollouts.storage import episode_lengths, read_arrays, read_latents
+from rollouts.storage import EpisodeFileError, episode_lengths, read_arrays, read_latents
+
+_SAME_FRAMES = "gather every episode of a data set with the same env settings, or move this one out of the folder"
+_SAME_LATENTS = "encode every episode of the folder with one V (`worldmodels encode`)"
 
 
 class _EpisodeStream(IterableDataset):
@@ -51,6 +55,18 @@ class _EpisodeStream(IterableDataset):
         for start in range(0, len(order), self.buffer_episodes):
             yield [int(i) for i in order[start : start + self.buffer_episodes]]
 
+    def _checked(self, file: Path, name: str, array: np.ndarray, expected: tuple[int, ...], hint: str) -> np.ndarray:
+        """``array`` (T+1, ...) of ``file``, once its per-step shape is ``expected`` (the first episode's)."""
+        if array.shape[1:] != expected:
+            raise EpisodeFileError(f"{file}: {name} of shape {array.shape[1:]} per step, but the data set's first "
+                                   f"episode {self.files[0].name} has {expected}; {hint}")
+        return array
+
+    def _frames(self, file: Path) -> np.ndarray:
+        """The observations (T+1, H, W, C) uint8 of ``file``, checked against the first episode's frame shape."""
+        frames = read_arrays(file, ("observations",))["observations"]
+        return self._checked(file, "frames", frames, self.frame_shape, _SAME_FRAMES)
+
 
 class FrameDataset(_EpisodeStream):
     """Every stored frame, as a (C, H, W) uint8 tensor (divide by 255 on the device)."""
@@ -59,6 +75,7 @@ class FrameDataset(_EpisodeStream):
         self, files: Sequence[str | Path], shuffle: bool = True, buffer_episodes: int = 8, seed: int = 0
     ):
         super().__init__(files, shuffle, buffer_episodes, seed)
+        self.frame_shape = read_arrays(self.files[0], ("observations",))["observations"].shape[1:]  # (H, W, C)
 
     def __len__(self) -> int:
         return sum(length + 1 for length in self.lengths)
@@ -66,7 +83,7 @@ class FrameDataset(_EpisodeStream):
     def __iter__(self) -> Iterator[torch.Tensor]:
         rng = self._rng()
         for group in self._episode_groups(rng):
-            frames = np.concatenate([read_arrays(self.files[i], ("observations",))["observations"] for i in group])
+            frames = np.concatenate([self._frames(self.files[i]) for i in group])
             order = rng.permutation(len(frames)) if self.shuffle else range(len(frames))
             for index in order:
                 yield torch.from_numpy(frames[index]).permute(2, 0, 1)  # (C, H, W)
@@ -104,6 +121,10 @@ class SequenceDataset(_EpisodeStream):
         super().__init__(files, shuffle, buffer_episodes, seed)
         self.seq_len = seq_len
         self.source = source
+        if source == "latents":
+            self.latent_shape = read_latents(self.files[0])[0].shape[1:]  # (Z,)
+        else:
+            self.frame_shape = read_arrays(self.files[0], ("observations",))["observations"].shape[1:]  # (H, W, C)
 
     def _windows(self, steps: int, rng: np.random.Generator) -> list[tuple[int, int]]:
         """[start, end) step ranges covering 0..steps once, none longer than seq_len."""
@@ -118,9 +139,11 @@ class SequenceDataset(_EpisodeStream):
     def _load(self, file: Path) -> dict[str, np.ndarray]:
         arrays = read_arrays(file, ("actions", "rewards", "terminated"))
         if self.source == "latents":
-            arrays["mu"], arrays["logvar"] = read_latents(file)
+            mu, logvar = read_latents(file)
+            arrays["mu"] = self._checked(file, "latents", mu, self.latent_shape, _SAME_LATENTS)
+            arrays["logvar"] = logvar
         else:
-            arrays.update(read_arrays(file, ("observations",)))
+            arrays["observations"] = self._frames(file)
         return arrays
 
     def _window(self, arrays: dict[str, np.ndarray], start: int, end: int) -> dict[str, torch.Tensor]:

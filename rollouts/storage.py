@@ -10,8 +10,14 @@ An episode of T steps is stored as ``episode_{index:06d}.npz`` holding
     meta          JSON text: index, seed, env_id, policy
 
 The encode stage writes ``episode_{index:06d}.latents.npz`` beside it with ``mu`` and ``logvar``
-(T+1, Z) float32, V's posterior for every frame. ``manifest.json`` lists every episode with its seed,
-length and return; it is derived data, rebuilt from the files whenever needed.
+(T+1, Z) float32, V's posterior for every frame, and ``vae_identity``, the text naming the V that encoded
+them (``worldmodels.checkpoint.vae_identity``; absent from latents written before it was recorded).
+``manifest.json`` lists every episode with its seed, length and return; it is derived data, rebuilt from
+the files whenever needed.
+
+Readers refuse, with :class:`EpisodeFileError` naming the file, anything but finite numbers of the shapes
+above: a file that does not decode (bad zip, CRC or compressed stream, object arrays), or non-finite
+actions, rewards or latents.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,11 @@ from rollouts.atomic import atomic_write_bytes, atomic_write_text
 
 EPISODE_PATTERN = re.compile(r"^episode_(\d{6,})\.npz$")
 MANIFEST_NAME = "manifest.json"
+LATENTS_IDENTITY = "vae_identity"
+"""The latents file's array naming the V that encoded it."""
 _ARRAYS = ("observations", "actions", "rewards", "terminated", "truncated")
+_GATHER_AGAIN = "delete it and re-run `worldmodels collect` with the same --out to gather it again"
+_ENCODE_AGAIN = "delete it and run `worldmodels encode` to encode the episode again"
 
 
 class EpisodeFileError(ValueError):
@@ -58,7 +67,8 @@ class Episode:
         return float(np.sum(self.rewards, dtype=np.float64))
 
     def validate(self, source: str = "episode") -> None:
-        """Raise :class:`EpisodeFileError` if the arrays' lengths or dtypes disagree."""
+        """Raise :class:`EpisodeFileError` if the arrays' lengths or dtypes disagree, or an action or reward is
+        not finite (NaN or infinite)."""
         steps = len(self.actions)
         if self.observations.dtype != np.uint8 or self.observations.ndim != 4:
             raise EpisodeFileError(f"{source}: observations must be (T+1, H, W, C) uint8, "
@@ -66,9 +76,26 @@ class Episode:
         if len(self.observations) != steps + 1:
             raise EpisodeFileError(f"{source}: {len(self.observations)} observations for {steps} actions "
                                    "(expected one more observation than actions)")
-        for name in ("rewards", "terminated", "truncated"):
-            if len(getattr(self, name)) != steps:
-                raise EpisodeFileError(f"{source}: {name} has {len(getattr(self, name))} entries for {steps} steps")
+        for name in ("actions", "rewards", "terminated", "truncated"):
+            array = getattr(self, name)
+            if array.dtype.kind not in "biuf":
+                raise EpisodeFileError(f"{source}: {name} must hold numbers, got dtype {array.dtype}")
+            if name != "actions" and (array.ndim != 1 or len(array) != steps):
+                raise EpisodeFileError(f"{source}: {name} has shape {array.shape} for {steps} steps "
+                                       f"(expected ({steps},))")
+        for name in ("actions", "rewards"):
+            problem = non_finite(getattr(self, name), name)
+            if problem:
+                raise EpisodeFileError(f"{source}: {problem}; every stage needs finite numbers")
+
+
+def non_finite(array: np.ndarray, name: str) -> str | None:
+    """What is wrong when ``array`` (named ``name``) holds NaN or infinite values; None when it does not."""
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return None
+    first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), array.shape))
+    return f"{name} holds {int(bad.sum())} non-finite values (NaN or infinite; the first at index {first})"
 
 
 def episode_path(folder: str | Path, index: int) -> Path:
@@ -95,8 +122,11 @@ def list_episode_files(folder: str | Path) -> list[Path]:
 
 
 def episode_to_bytes(episode: Episode) -> bytes:
-    """Serialise ``episode`` as a compressed npz (what :func:`write_episode` stores)."""
-    episode.validate()
+    """Serialise ``episode`` as a compressed npz, after :meth:`Episode.validate` (an environment that returned a
+    NaN reward is refused here, in the worker, before anything is stored)."""
+    meta = episode.meta
+    episode.validate(f"episode {meta['index']} (seed {meta.get('seed')}, {meta.get('env_id')})"
+                     if "index" in meta else "episode")
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer,
@@ -106,67 +136,111 @@ def episode_to_bytes(episode: Episode) -> bytes:
     return buffer.getvalue()
 
 
-def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise EpisodeFileError(f"{path}: file does not exist") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise EpisodeFileError(f"{path}: not a readable .npz file ({err}); delete it and re-run "
-                               "`worldmodels collect` with the same --out to gather it again") from None
+def _what_to_do(path: Path) -> str:
+    """How to replace a damaged file: encode latents again, gather an episode again."""
+    return _ENCODE_AGAIN if path.name.endswith(".latents.npz") else _GATHER_AGAIN
 
 
-def read_arrays(path: str | Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Only the named arrays of an npz file (others are never decompressed)."""
+def read_arrays(path: str | Path, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Only the named arrays of an npz file (others are never decompressed), plus those of ``optional`` the file
+    holds; every floating-point one checked finite.
+
+    :raises EpisodeFileError: the file is missing, lacks a named array, does not decode, or holds NaN or
+        infinite numbers. numpy and zipfile raise many types on damaged bytes (BadZipFile for a bad CRC,
+        zlib.error, NotImplementedError, tokenize.TokenError, ValueError for object arrays, ...), so every
+        failure of the decoding calls counts.
+    """
     path = Path(path)
-    with _open_npz(path) as data:
-        missing = [n for n in names if n not in data.files]
-        if missing:
-            raise EpisodeFileError(f"{path}: missing arrays {missing}; found {data.files}")
-        try:
-            return {n: data[n] for n in names}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-            raise EpisodeFileError(f"{path}: corrupt data ({err}); delete it and re-run "
-                                   "`worldmodels collect` with the same --out to gather it again") from None
+    if not path.is_file():
+        raise EpisodeFileError(f"{path}: file does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [n for n in names if n not in data.files]
+            if missing:
+                raise EpisodeFileError(f"{path}: missing arrays {missing}; found {data.files}; {_what_to_do(path)}")
+            arrays = {n: data[n] for n in (*names, *optional) if n in data.files}
+    except EpisodeFileError:
+        raise
+    except Exception as err:  # any failure to decode the file (see the docstring)
+        raise EpisodeFileError(f"{path}: not a readable .npz file ({type(err).__name__}: {err}); "
+                               f"{_what_to_do(path)}") from None
+    for name, array in arrays.items():
+        problem = non_finite(array, name) if array.dtype.kind == "f" else None
+        if problem:
+            raise EpisodeFileError(f"{path}: {problem}; {_what_to_do(path)}")
+    return arrays
+
+
+def _parse_meta(path: Path, text: np.ndarray) -> dict[str, Any]:
+    """The JSON object stored as ``meta``."""
+    try:
+        meta = json.loads(str(text))
+    except ValueError as err:
+        raise EpisodeFileError(f"{path}: meta is not JSON ({err}); {_GATHER_AGAIN}") from None
+    if not isinstance(meta, dict):
+        raise EpisodeFileError(f"{path}: meta is not a JSON object; {_GATHER_AGAIN}")
+    return meta
 
 
 def read_episode_meta(path: str | Path) -> dict[str, Any]:
     """The ``meta`` record of an episode file, reading nothing else."""
     path = Path(path)
-    meta = json.loads(str(read_arrays(path, ("meta",))["meta"]))
-    if not isinstance(meta, dict):
-        raise EpisodeFileError(f"{path}: meta is not a JSON object")
-    return meta
+    return _parse_meta(path, read_arrays(path, ("meta",))["meta"])
 
 
 def read_episode(path: str | Path) -> Episode:
-    """Load and validate a whole episode file."""
+    """Load and validate a whole episode file (every array decompressed, so every CRC checked)."""
     path = Path(path)
     arrays = read_arrays(path, (*_ARRAYS, "meta"))
-    meta = json.loads(str(arrays.pop("meta")))
-    episode = Episode(**arrays, meta=meta)
-    episode.validate(str(path))
+    episode = Episode(**{n: arrays[n] for n in _ARRAYS}, meta=_parse_meta(path, arrays["meta"]))
+    try:
+        episode.validate(str(path))
+    except EpisodeFileError as err:
+        raise EpisodeFileError(f"{err}; {_GATHER_AGAIN}") from None
     return episode
 
 
-def write_latents(episode_file: str | Path, mu: np.ndarray, logvar: np.ndarray) -> Path:
-    """Store V's posterior (T+1, Z) for ``episode_file`` beside it, atomically."""
+def write_latents(episode_file: str | Path, mu: np.ndarray, logvar: np.ndarray,
+                  vae_identity: str | None = None) -> Path:
+    """Store V's posterior (T+1, Z) for ``episode_file`` beside it, atomically.
+
+    :param vae_identity: the V that encoded them (``worldmodels.checkpoint.vae_identity``); None (stand-in
+        latents of tests) records none.
+    """
     if mu.shape != logvar.shape or mu.ndim != 2:
         raise ValueError(f"mu and logvar must both be (T+1, Z), got {mu.shape} and {logvar.shape}")
+    identity = {} if vae_identity is None else {LATENTS_IDENTITY: np.array(vae_identity)}
     buffer = io.BytesIO()
-    np.savez(buffer, mu=mu.astype(np.float32), logvar=logvar.astype(np.float32))
+    np.savez(buffer, mu=mu.astype(np.float32), logvar=logvar.astype(np.float32), **identity)
     target = latent_path(episode_file)
     atomic_write_bytes(target, buffer.getvalue())
     return target
 
 
-def read_latents(episode_file: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, logvar), each (T+1, Z) float32, stored for ``episode_file`` by the encode stage."""
+def _existing_latents(episode_file: str | Path) -> Path:
     path = latent_path(episode_file)
     if not path.exists():
         raise EpisodeFileError(f"{path}: no latents for {Path(episode_file).name}; run `worldmodels encode` first")
+    return path
+
+
+def read_latents(episode_file: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, logvar), each (T+1, Z) float32 and finite, stored for ``episode_file`` by the encode stage."""
+    path = _existing_latents(episode_file)
     arrays = read_arrays(path, ("mu", "logvar"))
-    return arrays["mu"], arrays["logvar"]
+    mu, logvar = arrays["mu"], arrays["logvar"]
+    if mu.shape != logvar.shape or mu.ndim != 2 or mu.dtype.kind != "f" or logvar.dtype.kind != "f":
+        raise EpisodeFileError(f"{path}: mu and logvar must both be (T+1, Z) floats, got {mu.shape} {mu.dtype} "
+                               f"and {logvar.shape} {logvar.dtype}; {_ENCODE_AGAIN}")
+    return mu, logvar
+
+
+def read_latents_identity(episode_file: str | Path) -> str | None:
+    """The identity of the V that encoded ``episode_file``'s latents (see :func:`write_latents`); None for
+    latents that record none."""
+    path = _existing_latents(episode_file)
+    identity = read_arrays(path, (), optional=(LATENTS_IDENTITY,)).get(LATENTS_IDENTITY)
+    return None if identity is None else str(identity)
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any] | None:

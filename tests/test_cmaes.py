@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import csv
+import logging
+import pickle
 import sys
+import zipfile
+from pathlib import Path
 
+import cma
 import numpy as np
 import pytest
 import ray
 from ray import cloudpickle
 
-from agents.cmaes import evolve, generation_seeds, make_strategy
+from agents.cmaes import LEGACY_STATE_NAME, STATE_NAME, evolve, generation_seeds, load_state, make_strategy, save_state
 from agents.evaluation import evaluate_params
 from agents.evaluators import RayEvaluator, SerialEvaluator
 from rollouts.ray_cluster import init_ray
@@ -19,13 +24,22 @@ from worldmodels.config import CMAESConfig
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
 
 TARGET = np.linspace(-0.5, 0.5, 6)
+CARRACING_PARAMS = 867  # the CarRacing controller: (32 + 256) x 3 weights + 3 biases
 
 
 class QuadraticWorker:
-    """Synthetic rollouts: return -||w - TARGET||^2 plus a small seed-dependent offset."""
+    """Synthetic rollouts: return -||w - target||^2 plus a small seed-dependent offset."""
+
+    target = TARGET
 
     def run(self, params: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        return -np.sum((params - TARGET) ** 2, axis=1) + 1e-3 * (seeds % 5)
+        return -np.sum((params - self.target) ** 2, axis=1) + 1e-3 * (seeds % 5)
+
+
+class WideQuadraticWorker(QuadraticWorker):
+    """The same synthetic rollouts at the CarRacing controller's size."""
+
+    target = np.linspace(-0.5, 0.5, CARRACING_PARAMS)
 
 
 class Recording:
@@ -92,6 +106,20 @@ def test_seed_zero_gives_the_same_candidates_in_every_run():
     assert not np.array_equal(np.asarray(make_strategy(6, other).ask()), first)
 
 
+def test_pycma_samples_from_its_own_generator_not_numpys_global_one():
+    es = make_strategy(6, SETTINGS)
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
+    for _ in range(3):
+        candidates = np.asarray(es.ask())
+        es.tell(list(candidates), list(np.sum(candidates**2, axis=1)))
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+    # the stream of plain pycma seeded with seed + 1: the candidates of runs made before this generator
+    plain = cma.CMAEvolutionStrategy(np.zeros(6), SETTINGS.sigma0, {"popsize": SETTINGS.popsize,
+                                                                    "seed": SETTINGS.seed + 1, "verbose": -9})
+    np.testing.assert_array_equal(np.asarray(plain.ask()), np.asarray(make_strategy(6, SETTINGS).ask()))
+
+
 def _log(path):
     return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(path.open())]
 
@@ -108,6 +136,25 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     assert _log(tmp_path / "whole" / "log.csv") == _log(tmp_path / "parts" / "log.csv")
     assert (tmp_path / "whole" / "eval.csv").read_text() == (tmp_path / "parts" / "eval.csv").read_text()
     assert len(_log(tmp_path / "parts" / "eval.csv")) == 3
+
+
+def test_resume_at_the_carracing_controller_size_is_bit_exact(tmp_path):
+    # At 867 parameters pycma's sampler updates its eigendecomposition lazily, so a resume that restores
+    # anything but the exact state drifts from the uninterrupted run within a few generations.
+    settings = CMAESConfig(**{**vars(SETTINGS), "popsize": 16, "rollouts": 2, "generations": 10, "eval_every": 4})
+    whole = Recording(SerialEvaluator(WideQuadraticWorker))
+    evolve(whole, CARRACING_PARAMS, settings, tmp_path / "whole")
+    before = Recording(SerialEvaluator(WideQuadraticWorker))
+    evolve(before, CARRACING_PARAMS, settings, tmp_path / "parts", stop_after=5)
+    np.random.seed(12345)  # whatever else used numpy's global RNG meanwhile must not matter
+    after = Recording(SerialEvaluator(WideQuadraticWorker))
+    evolve(after, CARRACING_PARAMS, settings, tmp_path / "parts")
+    assert len(before.seen) + len(after.seen) == len(whole.seen) == 10 + 2  # generations, mean evaluations
+    for call, (expected, seen) in enumerate(zip(whole.seen, before.seen + after.seen)):
+        np.testing.assert_array_equal(seen, expected, err_msg=f"evaluator call {call}")
+    for name in ("mean.npy", "best.npy"):
+        np.testing.assert_array_equal(np.load(tmp_path / "parts" / name), np.load(tmp_path / "whole" / name))
+    assert _log(tmp_path / "parts" / "log.csv") == _log(tmp_path / "whole" / "log.csv")
 
 
 def test_a_killed_worker_does_not_lose_the_generation(local_ray):
@@ -138,7 +185,7 @@ def test_evaluation_statistics_match_hand_computed_ones(tmp_path):
     assert report.mean == pytest.approx(returns.mean())
     assert report.std == pytest.approx(returns.std())
     assert (report.min, report.max) == (pytest.approx(returns.min()), pytest.approx(returns.max()))
-    assert report.summary() == f"{returns.mean():.1f} +- {returns.std():.1f} over 7 episodes"
+    assert report.summary() == f"{returns.mean():.1f} +- {returns.std():.1f} over 7 episodes (seeds 100..106)"
     report.write_json(tmp_path / "e.json")
     assert "returns" in (tmp_path / "e.json").read_text()
 
@@ -148,3 +195,81 @@ def test_a_state_file_of_another_size_is_refused(tmp_path):
     evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path)
     with pytest.raises(ValueError, match="searches 6 parameters, the controller has 7"):
         evolve(SerialEvaluator(QuadraticWorker), 7, settings, tmp_path)
+
+
+@pytest.mark.parametrize(("setting", "value"), [("popsize", 9), ("sigma0", 0.2), ("seed", 4)])
+def test_a_state_made_with_other_settings_is_refused(tmp_path, setting, value):
+    evolve(SerialEvaluator(QuadraticWorker), len(TARGET), CMAESConfig(**{**vars(SETTINGS), "generations": 1}),
+           tmp_path)
+    changed = CMAESConfig(**{**vars(SETTINGS), setting: value})
+    made = getattr(SETTINGS, setting)
+    with pytest.raises(ValueError, match=rf"made with cmaes.{setting} {made}, the settings have {value}: use the "
+                                         rf"settings of that run \(cmaes.{setting}={made}\), or a new run folder"):
+        evolve(SerialEvaluator(QuadraticWorker), len(TARGET), changed, tmp_path)
+    assert len(_log(tmp_path / "log.csv")) == 1
+
+
+class _TouchOnUnpickle:
+    """Unpickling this creates ``path``: what a crafted state file could do if it were unpickled."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return Path.touch, (self.path,)
+
+
+def _write_crafted(kind: str, path: Path, marker: Path) -> None:
+    if kind in ("pickle", "legacy pickle"):
+        path.write_bytes(pickle.dumps(_TouchOnUnpickle(marker)))
+    elif kind == "pickle inside npz":
+        with path.open("wb") as file:
+            np.savez(file, fitness=np.array([_TouchOnUnpickle(marker)], dtype=object))
+    elif kind == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "zip of other files":  # the right names, but not .npy members
+        with np.load(path) as data:
+            keys = data.files
+        with zipfile.ZipFile(path, "w") as archive:
+            for key in keys:
+                archive.writestr(key, "1")
+    elif kind == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif kind == "wrong shapes":
+        state = load_state(path)
+        state.mean = state.mean[:-1]
+        save_state(path, state)
+
+
+@pytest.mark.parametrize("kind", ["pickle", "legacy pickle", "pickle inside npz", "random bytes", "zip of other files",
+                                  "truncated", "wrong shapes"])
+def test_a_crafted_or_corrupt_state_file_is_one_clear_error_and_runs_nothing(tmp_path, kind):
+    marker = tmp_path / "unpickled"
+    pickle.loads(pickle.dumps(_TouchOnUnpickle(marker)))
+    assert marker.exists()  # the payload works when unpickled
+    marker.unlink()
+    out = tmp_path / "controller"
+    settings = CMAESConfig(**{**vars(SETTINGS), "generations": 1})
+    evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, out)
+    path = out / (LEGACY_STATE_NAME if kind == "legacy pickle" else STATE_NAME)
+    _write_crafted(kind, path, marker)
+    expected = "older version of this project" if kind == "legacy pickle" else "is unreadable"
+    with pytest.raises(ValueError, match=rf"{expected}.*move the folder .*controller away .*or use a new run folder"):
+        evolve(SerialEvaluator(QuadraticWorker), len(TARGET), CMAESConfig(**{**vars(SETTINGS), "generations": 2}),
+               out)
+    assert not marker.exists()
+    assert len(_log(out / "log.csv")) == 1
+
+
+def test_a_replay_that_differs_from_the_stored_mean_warns_and_continues(tmp_path, caplog):
+    # what another pycma version or CPU may do; simulated by altering the stored mean
+    settings = CMAESConfig(**{**vars(SETTINGS), "generations": 3})
+    evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path / "whole")
+    evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path / "parts", stop_after=2)
+    state = load_state(tmp_path / "parts" / STATE_NAME)
+    state.mean = state.mean + 0.25
+    save_state(tmp_path / "parts" / STATE_NAME, state)
+    with caplog.at_level(logging.WARNING, logger="agents.cmaes"):
+        evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path / "parts")
+    assert "differ from the stored ones by up to 0.25" in caplog.text
+    np.testing.assert_array_equal(np.load(tmp_path / "parts" / "mean.npy"), np.load(tmp_path / "whole" / "mean.npy"))

@@ -136,17 +136,20 @@ def test_reward_sign_is_learned_on_held_out_episodes(tmp_path):
     # Synthetic reward = 1 when the square moves right: readable from (o_t, o_t+1), not from either alone.
     data = tmp_path / "episodes"
     write_synthetic_episodes(data, 16, 30)
-    config = tiny_config("cnn.encoder=resnet", "cnn.task=reward", "cnn.epochs=3", "cnn.batch_size=16",
+    config = tiny_config("cnn.encoder=resnet", "cnn.task=reward", "cnn.epochs=5", "cnn.batch_size=16",
                          "cnn.features_dim=64")
     report = train_cnn(config, data, tmp_path / "run", progress=False)
 
-    assert (report.train_episodes, report.heldout_episodes, report.summary.step) == (13, 3, 3 * 25)
+    assert (report.train_episodes, report.heldout_episodes, report.summary.step) == (13, 3, 5 * 25)
     rows = read_log(tmp_path / "run" / "cnn_eval.csv")
     assert list(rows[0]) == ["step", "epoch", "cross_entropy", "accuracy", "majority_accuracy"]
-    assert [(int(r["step"]), int(r["epoch"])) for r in rows] == [(25, 1), (50, 2), (75, 3)]
-    assert report.scores["accuracy"] > report.scores["majority_accuracy"] + 0.2
-    assert report.scores["cross_entropy"] < 0.5 < float(rows[0]["cross_entropy"])
-    assert report.scores["accuracy"] == pytest.approx(float(rows[-1]["accuracy"]))
+    assert [(int(r["step"]), int(r["epoch"])) for r in rows] == [(25 * e, e) for e in range(1, 6)]
+    # Held-out scores of the last two epochs (seeds 0-7: accuracy 0.86-0.95, cross-entropy 0.13-0.35; some seeds
+    # only start to learn in epoch 3).
+    accuracy, cross_entropy = ([float(r[name]) for r in rows] for name in ("accuracy", "cross_entropy"))
+    assert np.mean(accuracy[-2:]) > report.scores["majority_accuracy"] + 0.2, accuracy
+    assert np.mean(cross_entropy[-2:]) < 0.5 < cross_entropy[0], cross_entropy
+    assert report.scores["accuracy"] == pytest.approx(accuracy[-1])
     assert "held-out episodes" in report.describe()
     checkpoint = read_checkpoint(tmp_path / "run" / "cnn.pt", kind="cnn")
     assert checkpoint.model_args == {"encoder": "resnet", "in_channels": 6, "image_size": (64, 64),
@@ -165,6 +168,8 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path):
 
     expected, got = read_checkpoint(tmp_path / "whole" / "cnn.pt"), read_checkpoint(tmp_path / "split" / "cnn.pt")
     torch.testing.assert_close(got.model, expected.model, rtol=0, atol=0)
+    train_rows = read_log(tmp_path / "split" / "cnn_log.csv")
+    assert list(train_rows[0]) == ["step", "epoch", "loss", "frames_per_s"]  # each step is a batch of 8 frames
     eval_rows = read_log(tmp_path / "split" / "cnn_eval.csv")
     assert list(eval_rows[0]) == ["step", "epoch", "mse", "r2"]
     assert eval_rows == read_log(tmp_path / "whole" / "cnn_eval.csv") and len(eval_rows) == 2

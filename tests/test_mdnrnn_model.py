@@ -183,7 +183,7 @@ def test_training_lowers_loss_on_predictable_sequences() -> None:
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert losses[-1] < losses[0] - 1.0, losses
+    assert np.mean(losses[-10:]) < losses[0] - 1.0, losses
 
 
 def test_sample_step_draws_next_z_and_heads_at_temperature() -> None:

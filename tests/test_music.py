@@ -12,21 +12,22 @@ from gymnasium.utils.env_checker import check_env
 from music21 import converter
 
 from envs.music_notation import note_name, pitch_of, quarter_length, token_pitches
-from worldmodels.checkpoint import CheckpointError, load_musegan, load_music_lstm
+from worldmodels.checkpoint import CheckpointError, load_musegan, load_music_lstm, read_checkpoint
 from worldmodels.cli import main
 from worldmodels.components.gan_updates import GANRecipe, GANUpdates
 from worldmodels.config import load_config
 from worldmodels.music.composition import make_composition_env
 from worldmodels.music.data import CACHE_NAME, MusicDataError, load_corpus, roll_chunks, score_tokens, token_windows
+from worldmodels.music.lstm import MusicLSTM
 from worldmodels.music.midi import write_rolls_midi, write_tokens_midi
 from worldmodels.music.musegan import MuseGAN
-from worldmodels.music.train import train_musegan, train_music_lstm
+from worldmodels.music.train import scheduled_learning_rate, train_musegan, train_music_lstm
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY_LSTM = ["device=cpu", "music.limit=1", "music_lstm.seq_len=16", "music_lstm.embedding_size=16",
              "music_lstm.hidden_size=64", "music_lstm.batch_size=64", "music_lstm.learning_rate=1e-2",
-             "music_lstm.steps=200", "music_lstm.checkpoint_every=100"]
+             "music_lstm.steps=300", "music_lstm.checkpoint_every=100"]
 TINY_MUSEGAN = ["device=cpu", "music.limit=3", "musegan.width=8", "musegan.latent_size=8", "musegan.batch_size=2",
                 "musegan.n_critic=2", "musegan.steps=2"]
 
@@ -93,10 +94,12 @@ def test_bad_music_folders_give_clear_errors(tmp_path):
         load_corpus(config(f"music.folder={tmp_path / 'bad'}").music, tmp_path / "run")
 
 
-def test_lstm_loss_falls_and_it_overfits_one_chorale(lstm_run):
+def test_lstm_loss_falls_without_spikes_and_it_overfits_one_chorale(lstm_run):
     with (lstm_run / "music_lstm_log.csv").open(newline="") as file:
-        losses = [float(row["loss"]) for row in csv.DictReader(file)]
-    assert losses[-1] < 0.3 * losses[0]
+        losses = [float(row["loss"]) for row in csv.DictReader(file)]  # means over 20 steps each
+    assert len(losses) == 15 and np.mean(losses[-3:]) < 0.2 * losses[0], losses  # ~2.8 nats to ~0.1-0.25
+    # No row rises far above the lowest before it (RMSprop at a constant rate: x2.6 at step 200; now <= x1.07).
+    assert max(loss / min(losses[:i]) for i, loss in enumerate(losses[1:], 1)) < 1.5, losses
     model = load_music_lstm(lstm_run / "music_lstm.pt")
     corpus = load_corpus(config(*TINY_LSTM).music, lstm_run)
     notes, durations, next_notes, next_durations = map(torch.from_numpy,
@@ -111,6 +114,32 @@ def test_lstm_loss_falls_and_it_overfits_one_chorale(lstm_run):
         model.compose(4, temperature=0)
 
 
+class Crash(Exception):
+    """Stands for the process dying in the middle of training."""
+
+
+def test_the_learning_rate_schedule_goes_on_exactly_after_a_crash(lstm_run, tmp_path, monkeypatch):
+    cfg = config(*TINY_LSTM).music_lstm
+    assert [scheduled_learning_rate(cfg, step) for step in (0, 150, 300, 400)] == pytest.approx([1e-2, 5e-3, 0, 0])
+    assert scheduled_learning_rate(config(*TINY_LSTM, "music_lstm.lr_schedule=constant").music_lstm, 299) == 1e-2
+    forward, calls = MusicLSTM.forward, []
+
+    def crashing_forward(self, *args):
+        calls.append(1)
+        if len(calls) == 151:  # step 151; the last checkpoint holds step 100
+            raise Crash
+        return forward(self, *args)
+
+    monkeypatch.setattr(MusicLSTM, "forward", crashing_forward)
+    with pytest.raises(Crash):
+        train_music_lstm(config(*TINY_LSTM), tmp_path, progress=False)
+    monkeypatch.undo()
+    resumed = train_music_lstm(config(*TINY_LSTM), tmp_path, progress=False)
+    assert (resumed.resumed_from, resumed.step) == (100, 300)
+    expected, got = (read_checkpoint(run / "music_lstm.pt") for run in (lstm_run, tmp_path))
+    torch.testing.assert_close(got.model, expected.model, rtol=0, atol=0)
+
+
 def test_cli_generates_midi_and_refuses_a_checkpoint_of_another_shape(lstm_run, tmp_path, capsys):
     out = tmp_path / "x.mid"
     assert main(["music", "generate", "--run", str(lstm_run), "--out", str(out), "--bars", "4", "--set",
@@ -120,7 +149,7 @@ def test_cli_generates_midi_and_refuses_a_checkpoint_of_another_shape(lstm_run, 
     assert len(written) > 4 and sum(quarter_length(d) for d in lengths) >= 15
 
     with pytest.raises(CheckpointError, match=r"does not fit the MusicLSTM .*lstm.weight_hh_l0 is \(256, 64\) in the file but \(192, 48\)"):
-        train_music_lstm(config(*TINY_LSTM, "music_lstm.hidden_size=48", "music_lstm.steps=300"), lstm_run,
+        train_music_lstm(config(*TINY_LSTM, "music_lstm.hidden_size=48", "music_lstm.steps=400"), lstm_run,
                          progress=False)
 
 
@@ -183,7 +212,7 @@ def test_musegan_critic_learns_to_separate_real_from_fake(tmp_path):
                                   {"params": list(gan.generator.parameters())}], lr=1e-3, betas=(0.5, 0.9))
     updates = GANUpdates(gan, optimizer, recipe)
     gaps = [float(updates.critic_update(real[:8])["critic_gap"]) for _ in range(15)]
-    assert gaps[-1] > gaps[0] and gaps[-1] > 0
+    assert np.mean(gaps[-3:]) > np.mean(gaps[:3]) and min(gaps[-3:]) > 0, gaps
 
 
 def test_musegan_trains_resumes_and_generates_through_the_cli(tmp_path, capsys):

@@ -1,18 +1,22 @@
 """`worldmodels run` end to end on tiny presets (Doom: controller trained in the dream; CarRacing: in the real
-env), a re-run that skips finished stages and resumes a raised budget, and the temperature sweep's table."""
+env), a re-run that skips finished stages and resumes a raised budget, the temperature sweep's table and the
+calibration; the iterative procedure's second round is marked slow."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from rollouts.storage import episode_path, read_episode_meta
+from worldmodels.config import load_config
 
 DOOM_TINIER = ["--preset", "doom-tiny", "--set", "collect.episodes=4", "--set", "env.max_episode_steps=80",
                "--set", "vae.epochs=1", "--set", "mdnrnn.steps=40", "--set", "cmaes.popsize=4",
@@ -21,6 +25,21 @@ DOOM_TINIER = ["--preset", "doom-tiny", "--set", "collect.episodes=4", "--set", 
 OUTPUTS = ["episodes/manifest.json", "vae.pt", "mdnrnn.pt", "controller/mean.npy", "evaluation.json", "episode.gif",
            "vae_curves.png", "mdnrnn_curves.png", "controller_curves.png", "evaluation_curves.png", "dream.gif",
            "summary.json", "config.yaml"]
+
+
+GIF_FRAME_MS = 40  # worldmodels.pictures.write_gif at 25 frames/s
+CURVES_SIZE = (600, 350)  # worldmodels.pictures.new_figure: 6 x 3.5 inches at 100 dpi
+
+
+def gif_size_and_frames(path: Path) -> tuple[tuple[int, int], int]:
+    """A GIF's size and how many frames were written to it (PIL merges a repeated frame into the one before it,
+    adding up their durations, so the count is the total duration over one frame's)."""
+    with Image.open(path) as gif:
+        duration = 0
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            duration += gif.info["duration"]
+        return gif.size, duration // GIF_FRAME_MS
 
 
 def worldmodels(*args: str) -> str:
@@ -49,6 +68,14 @@ def test_doom_pipeline_runs_every_stage_and_reports_the_real_score(doom_run):
     assert f"{summary['score']['mean']:.1f} +- {summary['score']['std']:.1f} over 2 real episodes" in stdout
     envs = {row["env"] for row in csv.DictReader((run / "controller" / "eval.csv").open())}
     assert envs == {"dream", "real"}
+    # One real episode of at most 80 steps (81 frames, 64x64 shown at 2x), and the dream beside its real start.
+    size, frames = gif_size_and_frames(run / "episode.gif")
+    assert size == (128, 128) and 2 <= frames <= 81, (size, frames)
+    size, frames = gif_size_and_frames(run / "dream.gif")
+    assert size == (2 * 2 * 64 + 2 * 2, 2 * 64) and 2 <= frames <= 81, (size, frames)
+    for name in ("vae_curves.png", "mdnrnn_curves.png", "controller_curves.png", "evaluation_curves.png"):
+        with Image.open(run / name) as image:
+            assert image.size == CURVES_SIZE, name
 
 
 def test_a_rerun_skips_finished_stages_and_continues_a_raised_budget(doom_run):
@@ -62,8 +89,10 @@ def test_a_rerun_skips_finished_stages_and_continues_a_raised_budget(doom_run):
     assert [row["generation"] for row in log] == ["0", "1"]
 
 
+@pytest.mark.slow
 def test_iterations_gather_with_the_controller_and_train_m_and_c_further(doom_run):
     run, _ = doom_run
+    worldmodels("run", "--run", str(run), "--set", "cmaes.generations=2")  # what the re-run test leaves, if it ran
     stdout = worldmodels("run", "--run", str(run), "--iterations", "2", "--set", "iterate.episodes=2")
     assert "train-mdnrnn: already finished" in stdout  # round 1 is done
     assert "collect (round 2): 2 episodes gathered, 0 already on disk" in stdout
@@ -89,8 +118,11 @@ def test_iterations_gather_with_the_controller_and_train_m_and_c_further(doom_ru
 
 def test_temperature_sweep_writes_the_papers_table(doom_run):
     run, _ = doom_run
+    run_config = (run / "config.yaml").read_text()
     stdout = worldmodels("temperature-sweep", "--run", str(run), "--temperatures", "0.5", "1.15",
-                         "--set", "cmaes.generations=1")
+                         "--set", "cmaes.generations=1", "--set", "cmaes.popsize=2")
+    assert (run / "config.yaml").read_text() == run_config  # an analysis: the run's own config is left alone
+    assert load_config(file=run / "sweep" / "config.yaml").cmaes.popsize == 2
     table = (run / "temperature_sweep.md").read_text().splitlines()
     assert table[:2] == ["| temperature | dream score | real score |", "|---|---|---|"]
     assert [line.split("|")[1].strip() for line in table[2:4]] == ["0.5", "1.15"]
@@ -99,6 +131,17 @@ def test_temperature_sweep_writes_the_papers_table(doom_run):
     assert [row["temperature"] for row in rows] == [0.5, 1.15]
     assert all(len(row["real"]["returns"]) == 2 and len(row["dream"]["returns"]) == 2 for row in rows)
     assert table[2] in stdout
+
+
+def test_a_rerun_with_other_evaluation_seeds_evaluates_again(doom_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(doom_run[0], run)
+    before = json.loads((run / "evaluation.json").read_text())
+    stdout = worldmodels("run", "--run", str(run), "--set", "evaluate.seed=7")
+    after = json.loads((run / "evaluation.json").read_text())
+    assert before["seeds"] == [1000000, 1000001] and after["seeds"] == [7, 8]
+    assert "over 2 real episodes (seeds 7..8)" in stdout
+    assert json.loads((run / "summary.json").read_text())["score"]["first_seed"] == 7
 
 
 def test_carracing_pipeline_trains_the_controller_in_the_real_env(tmp_path):
@@ -111,6 +154,8 @@ def test_carracing_pipeline_trains_the_controller_in_the_real_env(tmp_path):
             assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["controller_trained_in"] == "real"
+    size, frames = gif_size_and_frames(run / "episode.gif")
+    assert size == (128, 128) and 2 <= frames <= 31, (size, frames)  # one episode of at most 30 steps
     assert summary["controller_env_steps"] == 4 * 2 * 30  # popsize x rollouts x 30 steps
     assert "over 2 real episodes" in stdout
 
@@ -126,15 +171,25 @@ def test_calibrate_scores_fixed_controllers_in_the_dream_and_the_real_env(doom_r
     names = [line.split("|")[1].strip() for line in table[2:6]]
     assert names == ["zeros", "random N(0, 0.5^2) #0", str(zeros), str(run / "controller" / "mean.npy")]
     document = json.loads((run / "calibration.json").read_text())
+    assert [row["name"] for row in document["rows"]] == names
     rows = {row["name"]: row for row in document["rows"]}
     assert all(row["real"]["seeds"] == [1000000, 1000001, 1000002] for row in rows.values())
     # The built-in zero controller and a zeros file are the same policy on the same seeds: same returns.
     assert rows["zeros"]["real"]["returns"] == rows[str(zeros)]["real"]["returns"]
     assert rows["zeros"]["dream"]["returns"] == rows[str(zeros)]["dream"]["returns"]
     assert all(row["gap"] == pytest.approx(row["dream"]["mean"] - row["real"]["mean"]) for row in rows.values())
-    constant = any(len({row[side]["mean"] for row in rows.values()}) == 1 for side in ("dream", "real"))
+    # The rank correlation is Spearman's rho of the mean returns written beside it (ties share their mean rank).
+    means = {side: [float(np.mean(row[side]["returns"])) for row in document["rows"]] for side in ("dream", "real")}
+    if any(len(set(values)) == 1 for values in means.values()):
+        expected = None
+    else:
+        ranks = [[np.mean([j + 1 for j, w in enumerate(sorted(values)) if w == v]) for v in values]
+                 for values in means.values()]
+        expected = float(np.corrcoef(*ranks)[0, 1])
     rho = document["rank_correlation"]
-    assert (rho is None) if constant else (-1.0 <= rho <= 1.0)
+    assert rho == (None if expected is None else pytest.approx(expected)), (rho, means)
+    described = "undefined (fewer than 2 controllers, or equal means)" if rho is None else f"{rho:.2f}"
+    assert f"Spearman rank correlation of dream and real means: {described}." in stdout
     assert document["temperature"] == 1.15
-    assert (run / "calibration.png").stat().st_size > 0
-    assert "Spearman rank correlation" in stdout
+    with Image.open(run / "calibration.png") as image:
+        assert image.size == (600, 450)  # 6 x 4.5 inches at 100 dpi

@@ -65,10 +65,12 @@ def test_missing_checkpoint_and_wrong_parameter_length_are_clear_errors(tmp_path
     with pytest.raises(FileNotFoundError, match="vae.pt does not exist: run `worldmodels train-vae"):
         RealEnvWorkerSpec.for_run(config, tmp_path)
     write_untrained_models(tmp_path)
-    with pytest.raises(FileNotFoundError, match="mean.npy do not exist"):
+    with pytest.raises(FileNotFoundError, match="mean.npy does not exist: run `worldmodels train-controller"):
         evaluate_controller_real(config, tmp_path, 2)
+    with pytest.raises(FileNotFoundError, match=r"^controller parameters \S*nope.npy do not exist$"):
+        evaluate_controller_real(config, tmp_path, 2, tmp_path / "nope.npy")  # a file named by --params
     np.save(tmp_path / "short.npy", np.zeros(99, np.float32))
-    with pytest.raises(ValueError, match=r"shape \(99,\), but the controller of this run .* has 867"):
+    with pytest.raises(ValueError, match=r"short.npy hold 99 values, but this run's controller has 867"):
         evaluate_controller_real(config, tmp_path, 2, tmp_path / "short.npy")
 
 
@@ -76,12 +78,15 @@ def test_cli_train_controller_then_evaluate(tmp_path):
     write_untrained_models(tmp_path)
     common = ["--preset", "carracing-tiny", "--run", str(tmp_path), "--set", "env.max_episode_steps=20"]
     train = subprocess.run([sys.executable, "-m", "worldmodels.cli", "train-controller", "--env", "real", *common,
-                            "--set", "cmaes.generations=1"], capture_output=True, text=True, timeout=300)
+                            "--set", "cmaes.generations=1", "--set", "cmaes.eval_every=1", "--set",
+                            "cmaes.eval_episodes=2"], capture_output=True, text=True, timeout=300)
     assert train.returncode == 0, train.stderr[-2000:]
-    assert "generation 0: fitness best" in train.stdout
-    for name in ("mean.npy", "best.npy", "log.csv", "eval.csv", "cmaes_state.pkl"):
+    assert "generation 0: fitness best" in train.stdout and "1 generations run, 1 done in all" in train.stdout
+    for name in ("mean.npy", "best.npy", "log.csv", "eval.csv", "cmaes_state.npz"):
         assert (tmp_path / "controller" / name).is_file()
     (row,) = csv.DictReader((tmp_path / "controller" / "log.csv").open())
+    (evaluation,) = csv.DictReader((tmp_path / "controller" / "eval.csv").open())
+    assert evaluation["env"] == "real" and evaluation["episodes"] == "2"  # the mean solution, in the real env
     assert int(row["env_steps"]) == 4 * 2 * 20  # popsize x rollouts x 20-step episodes, counted by the workers
     # No --preset: evaluate reads the run's saved config.yaml (episodes of 20 steps, the tiny sizes).
     evaluate = subprocess.run([sys.executable, "-m", "worldmodels.cli", "evaluate", "--run", str(tmp_path),

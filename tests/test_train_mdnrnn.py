@@ -1,14 +1,13 @@
 """Encoding episodes and training M: latents, falling loss, exact resume after a crash, the CLI pipeline."""
 
 import csv
-import os
 
 import numpy as np
 import pytest
 import torch
 
 import worldmodels.train_mdnrnn as train_mdnrnn_module
-from rollouts.storage import latent_path, list_episode_files, read_arrays, read_latents
+from rollouts.storage import list_episode_files, read_arrays, read_latents
 from worldmodels.checkpoint import Checkpoint, capture_rng_state, read_checkpoint, save_checkpoint
 from worldmodels.cli import main
 from worldmodels.config import load_config
@@ -41,17 +40,23 @@ def test_loss_falls_with_reward_and_done_heads(episode_folder, tmp_path):
     rows = read_log(tmp_path / "mdnrnn_log.csv")
     assert list(rows[0]) == ["step", "epoch", "loss", "z_nll", "reward", "done", "seq_steps_per_s"]
     assert [int(r["step"]) for r in rows] == [10, 20, 30, 40, 50, 60]
-    for name in ("loss", "z_nll", "reward", "done"):
-        assert float(rows[-1][name]) < float(rows[0][name]), name
+    for name in ("loss", "z_nll", "reward", "done"):  # the last rows at 0.25-0.45x the first (seeds 0-5)
+        values = [float(r[name]) for r in rows]
+        assert np.mean(values[-2:]) < 0.7 * values[0], (name, values)
     checkpoint = read_checkpoint(tmp_path / "mdnrnn.pt", kind="mdnrnn")
     assert checkpoint.model_args == {"z_size": Z, "action_size": 3, "hidden_size": 32, "num_mixtures": 5,
                                      "reward_head": True, "done_head": True}
 
 
-def test_heads_off_log_zero(episode_folder, tmp_path):
-    summary = train_mdnrnn(tiny_config("mdnrnn.steps=3"), episode_folder(2, 12, latents_z=Z), tmp_path,
-                           progress=False)
-    assert summary.metrics["reward"] == 0 and summary.metrics["done"] == 0 and summary.metrics["z_nll"] > 0
+def test_heads_off_log_zero_and_z_nll_alone_falls(episode_folder, tmp_path):
+    summary = train_mdnrnn(tiny_config("mdnrnn.steps=20", "mdnrnn.learning_rate=1e-2"),
+                           episode_folder(2, 12, latents_z=Z), tmp_path, progress=False, log_every=1)
+    assert summary.metrics["reward"] == 0 and summary.metrics["done"] == 0
+    rows = read_log(tmp_path / "mdnrnn_log.csv")
+    assert all(float(r["loss"]) == float(r["z_nll"]) for r in rows)  # no head: the loss is z's NLL alone
+    # Row 1 is the untrained M's NLL (about 1.4-1.5 nats per dimension); 20 steps reach about 0.5-0.6.
+    z_nll = [float(r["z_nll"]) for r in rows]
+    assert np.mean(z_nll[-5:]) < 0.7 * np.mean(z_nll[:2]), z_nll
 
 
 def test_a_zero_step_budget_leaves_the_untrained_model(episode_folder, tmp_path):
@@ -132,8 +137,7 @@ def test_encode_writes_latents_for_every_episode_and_skips_fresh_ones(episode_fo
 
     assert encode_episodes(checkpoint, data, device="cpu", progress=False) == 0
     assert encode_episodes(checkpoint, data, device="cpu", progress=False, overwrite=True) == 3
-    newer = max(latent_path(f).stat().st_mtime_ns for f in list_episode_files(data)) + 1_000_000
-    os.utime(checkpoint, ns=(newer, newer))  # V retrained after the latents were written
+    save_untrained_vae(checkpoint)  # another V (new weights): every latent is stale
     assert encode_episodes(checkpoint, data, device="cpu", progress=False) == 3
 
 
@@ -151,7 +155,8 @@ def test_cli_pipeline_end_to_end(episode_folder, tmp_path, capsys):
     assert {p.name for p in run.iterdir()} >= {"config.yaml", "vae.pt", "vae_log.csv", "vae_reconstructions.png",
                                                "mdnrnn.pt", "mdnrnn_log.csv"}
     assert load_config(file=run / "config.yaml").mdnrnn.hidden_size == 16
-    assert all(latent_path(f).exists() for f in list_episode_files(data))
+    for file in list_episode_files(data):  # 16 frames each, as many latents
+        assert [array.shape for array in read_latents(file)] == [(16, Z), (16, Z)], file
 
     saved = ["--config", str(run / "config.yaml"), "--data", str(data), "--run", str(run)]
     assert main(["train-vae", *saved]) == 0

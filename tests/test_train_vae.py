@@ -2,6 +2,7 @@
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -31,7 +32,8 @@ def test_loss_falls_and_log_image_checkpoint_are_written(episode_folder, tmp_pat
     rows = read_log(run / "vae_log.csv")
     assert list(rows[0]) == ["step", "epoch", "loss", "reconstruction", "kl", "kl_raw", "frames_per_s"]
     assert [int(r["step"]) for r in rows] == [4, 8, 12, 16]
-    assert float(rows[-1]["loss"]) < 0.5 * float(rows[0]["loss"])
+    losses = [float(r["loss"]) for r in rows]  # means over 4 steps each
+    assert np.mean(losses[-2:]) < 0.5 * losses[0], losses
     assert all(float(r["kl"]) >= 0.5 * 32 - 1e-3 and float(r["frames_per_s"]) > 0 for r in rows)
     with Image.open(run / "vae_reconstructions.png") as image:
         assert image.size == (8 * 64, 2 * 64) and image.mode == "RGB"
@@ -108,7 +110,8 @@ def test_trains_on_cuda_with_bfloat16_autocast(episode_folder, tmp_path):
     config = tiny_config("device=cuda", "vae.batch_size=16", "vae.epochs=4", "vae.learning_rate=1e-3")
     summary = train_vae(config, episode_folder(4, 15), tmp_path, progress=False, log_every=4)
     rows = read_log(tmp_path / "vae_log.csv")
-    assert summary.step == 16 and float(rows[-1]["loss"]) < 0.5 * float(rows[0]["loss"])
+    losses = [float(r["loss"]) for r in rows]
+    assert summary.step == 16 and np.mean(losses[-2:]) < 0.5 * losses[0], losses
     assert all(t.dtype == torch.float32 for t in read_checkpoint(tmp_path / "vae.pt").model.values())
 
 
@@ -116,7 +119,7 @@ def test_vae_encoder_trunk_is_a_setting(episode_folder, tmp_path):
     data = episode_folder(2, 10)
     config = load_config("carracing-tiny", ["device=cpu", "vae.encoder=nature", "vae.batch_size=8", "vae.epochs=1"])
     summary = train_vae(config, data, tmp_path, progress=False)
-    assert summary.step > 0
+    assert (summary.step, summary.epoch) == (3, 1)  # 22 frames in batches of 8: one epoch of 3 steps
     model = load_vae(tmp_path / "vae.pt")
     assert read_checkpoint(tmp_path / "vae.pt", kind="vae").model_args["encoder"] == "nature"
     assert model.encode(torch.rand(2, 3, 64, 64))[0].shape == (2, 32)

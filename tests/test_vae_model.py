@@ -1,5 +1,6 @@
 """Tests of V, the ConvVAE: parameter count, shapes, loss terms, and that training lowers it."""
 
+import numpy as np
 import torch
 
 from worldmodels.vae import ConvVAE, VAELoss, VAEOutput, vae_loss
@@ -94,7 +95,7 @@ def test_training_lowers_loss() -> None:
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0], losses
+    assert np.mean(losses[-5:]) < 0.5 * losses[0], losses
 
 
 def test_rowwise_encoding_of_a_frame_does_not_depend_on_its_batch() -> None:

@@ -13,16 +13,21 @@ A checkpoint (``torch.save`` of plain dicts and tensors, read back with ``weight
     epoch           int     the epoch the next batch belongs to (0-based)
     epoch_batches   int     batches of that epoch already consumed
     rng             dict    torch's global CPU generator state, and the CUDA ones when there were any
+    vae_identity    str     optional: the V whose latents the model trained on (:func:`vae_identity`), e.g. a
+                            GAN drawing V's z; absent or None otherwise
 
-Loading never runs pickled code, never modifies the file, and checks every tensor's shape against the
-model before copying, so a checkpoint of another configuration fails with the parameter's name.
+Loading never runs pickled code, never modifies the file, checks the zip's CRCs and every field's type, and
+checks every tensor's shape against the model (and that it is finite) before copying, so a damaged file or a
+checkpoint of another configuration fails with one :class:`CheckpointError` naming the file (and the parameter).
 """
 
 from __future__ import annotations
 
-import pickle
+import hashlib
+import types
+import typing
 import zipfile
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +68,7 @@ class Checkpoint:
     epoch: int
     epoch_batches: int
     rng: dict[str, Any]
+    vae_identity: str | None = None
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -93,30 +99,56 @@ def read_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
 
     :param kind: the ``kind`` the caller needs (a key of :data:`MODEL_CLASSES`); None accepts any.
     :raises FileNotFoundError: there is no such file.
-    :raises CheckpointError: the file is not a readable checkpoint of this format, or of another kind.
+    :raises CheckpointError: the file is not a readable checkpoint of this format (text, random bytes, empty,
+        truncated, a bad CRC, other objects, fields of the wrong type), or of another kind.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    unreadable = ("it is truncated, corrupt, or holds objects other than tensors and plain containers: move it "
+                  "away to train from scratch")
     try:
+        damaged = None
+        if zipfile.is_zipfile(path):  # torch does not check the CRCs of the zip it writes
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
         record = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        raise CheckpointError(
-            f"checkpoint {path} is not a readable torch checkpoint ({_failure_reason(err)}); it is truncated, "
-            "corrupt, or holds objects other than tensors and plain containers: move it away to train from scratch"
-        ) from None
-    names = [f.name for f in fields(Checkpoint)]
-    if not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT or any(n not in record for n in names):
-        found = sorted(record) if isinstance(record, dict) else type(record).__name__
+    except Exception as err:  # torch.load raises many types on damaged bytes (KeyError, IndexError, ...)
+        raise CheckpointError(f"checkpoint {path} is not a readable torch checkpoint ({_failure_reason(err)}); "
+                              f"{unreadable}") from None
+    if damaged:
+        raise CheckpointError(f"checkpoint {path} is damaged (bad CRC in {damaged}); {unreadable}")
+    required = [f.name for f in fields(Checkpoint) if f.default is MISSING]
+    if (not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT
+            or any(n not in record for n in required)):
+        found = sorted(map(str, record)) if isinstance(record, dict) else type(record).__name__
         raise CheckpointError(
             f"checkpoint {path} is not a worldmodels training checkpoint of format {CHECKPOINT_FORMAT} "
-            f"(found {found}; expected format, {', '.join(names)})"
+            f"(found {found}; expected format, {', '.join(required)})"
         )
-    checkpoint = Checkpoint(**{n: record[n] for n in names})
+    _check_field_types(record, path)
+    checkpoint = Checkpoint(**{f.name: record[f.name] for f in fields(Checkpoint) if f.name in record})
     if checkpoint.kind not in MODEL_CLASSES or (kind is not None and checkpoint.kind != kind):
         wanted = kind or " or ".join(MODEL_CLASSES)
         raise CheckpointError(f"checkpoint {path} holds a {checkpoint.kind!r} model, expected {wanted!r}")
     return checkpoint
+
+
+def _check_field_types(record: dict[str, Any], path: Path) -> None:
+    """Raise :class:`CheckpointError` unless each field of ``record`` has the type :class:`Checkpoint` declares
+    (its outer type: dict, str, int) and ``model`` maps names to tensors."""
+    hints = typing.get_type_hints(Checkpoint)
+    for name, hint in hints.items():
+        origin = typing.get_origin(hint)
+        allowed = typing.get_args(hint) if origin is types.UnionType else (origin or hint,)
+        if name in record and not isinstance(record[name], allowed):
+            raise CheckpointError(f"checkpoint {path}: field {name!r} is a {type(record[name]).__name__}, expected "
+                                  f"{' or '.join(t.__name__ for t in allowed)}; the file is not a worldmodels "
+                                  "checkpoint: move it away to train from scratch")
+    wrong = [str(k) for k, v in record["model"].items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if wrong:
+        raise CheckpointError(f"checkpoint {path}: the model's state holds entries that are not named tensors "
+                              f"({', '.join(wrong[:3])}); move it away to train from scratch")
 
 
 def _failure_reason(err: Exception) -> str:
@@ -127,6 +159,22 @@ def _failure_reason(err: Exception) -> str:
         text = text.split(marker, 1)[1].strip()
     sentence = (text.splitlines() or ["empty or truncated file"])[0].split(". ")[0]
     return f"{type(err).__name__}: {sentence[:200]}"
+
+
+def vae_identity(path: str | Path) -> str:
+    """The identity of the V stored in ``path`` (a ``train-vae`` checkpoint): its step and a hash of its weights,
+    e.g. ``"step 1200, weights 3f2a9c0d1e2b4a5c"``. Latents files and GANs drawing V's z record it, so data of
+    another V is told apart whatever the files' names, copies or times.
+
+    :raises FileNotFoundError: there is no such file.
+    :raises CheckpointError: it is not a readable V checkpoint.
+    """
+    checkpoint = read_checkpoint(path, kind="vae")
+    digest = hashlib.sha256()
+    for name, tensor in sorted(checkpoint.model.items()):
+        digest.update(f"{name} {tuple(tensor.shape)} {tensor.dtype};".encode())
+        digest.update(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"step {checkpoint.step}, weights {digest.hexdigest()[:16]}"
 
 
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
@@ -153,6 +201,12 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: str
             f"{'; '.join(mismatched)}. Use the configuration the checkpoint was trained with (saved in its "
             "run folder), or a new run folder to train from scratch"
         )
+    non_finite = [name for name, tensor in state.items()
+                  if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if non_finite:
+        raise CheckpointError(f"checkpoint {path} holds non-finite (NaN or infinite) weights in "
+                              f"{', '.join(non_finite[:3])}{' and more' if len(non_finite) > 3 else ''}: the file "
+                              "is damaged or its training diverged; move it away to train from scratch")
     model.load_state_dict(state)
 
 
@@ -161,7 +215,7 @@ def build_model(checkpoint: Checkpoint, path: str | Path) -> nn.Module:
     cls = MODEL_CLASSES[checkpoint.kind]
     try:
         model = cls(**checkpoint.model_args)
-    except TypeError as err:
+    except (TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"checkpoint {path}: model_args {checkpoint.model_args} do not build a "
                               f"{cls.__name__} ({err})") from None
     load_model_state(model, checkpoint.model, path)

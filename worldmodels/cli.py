@@ -15,11 +15,13 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import yaml
 
+from rollouts.atomic import atomic_write_text
 from worldmodels.config import (
     Config,
     ConfigError,
@@ -31,6 +33,8 @@ from worldmodels.config import (
 
 DEFAULT_PRESET = "carracing"
 RUN_CONFIG_NAME = "config.yaml"
+RUN_FOLDER_HELP = "folder for this run's config, checkpoints and logs"
+MODELS_RUN_HELP = "run folder holding vae.pt and mdnrnn.pt"
 COMMAND_GROUP = "worldmodels.commands"
 """Entry-point group of functions ``add_commands(subparsers)`` adding commands from other packages."""
 
@@ -92,8 +96,8 @@ def _setting(config: Config, key: str) -> object:
     return getattr(getattr(config, section), name)
 
 
-def run_config(args: argparse.Namespace) -> Config:
-    """The merged config for a stage writing into --run, saved there as config.yaml.
+def checked_config(args: argparse.Namespace) -> Config:
+    """The merged config for a command reading or writing --run (see :func:`config_from_args`); nothing is written.
 
     Refused when it changes a setting that shapes a model the run folder already holds.
     """
@@ -124,8 +128,59 @@ def run_config(args: argparse.Namespace) -> Config:
                 raise ConfigError(
                     f"run folder {run} holds {checkpoint}, built with {', '.join(changed)}: it would not fit. "
                     f"Pass --config {saved} (plus --set for other settings), or use a new --run folder")
+    return config
+
+
+@dataclass
+class ConfigWrite:
+    """RUN/config.yaml as a command found it, to put back should the command fail on its input."""
+
+    path: Path
+    previous: str | None
+    """The file's text before the command wrote it (None: there was none)."""
+    created_run: bool
+    """The command created the run folder itself."""
+    outputs: dict[Path, int]
+    """mtime (ns) of the run folder's other files before the command (:func:`_run_outputs`)."""
+
+
+def _run_outputs(run: Path) -> dict[Path, int]:
+    """mtime (ns) of every file at the top of ``run`` and in ``run/controller``, config.yaml excluded: where the
+    stages write their models and logs."""
+    from worldmodels.controller import CONTROLLER_DIR
+
+    folders = (run, run / CONTROLLER_DIR)
+    return {file: file.stat().st_mtime_ns for folder in folders if folder.is_dir() for file in folder.iterdir()
+            if file.is_file() and file.name != RUN_CONFIG_NAME}
+
+
+def run_config(args: argparse.Namespace) -> Config:
+    """The merged config for a stage writing into --run (:func:`checked_config`), saved there as config.yaml.
+
+    Should the command then fail on its input (the one-line errors of :func:`main`) before writing anything else
+    into the run folder, :func:`undo_config_write` puts config.yaml back as it was.
+    """
+    config = checked_config(args)
+    run = Path(args.run)
+    saved = run / RUN_CONFIG_NAME
+    args.config_write = ConfigWrite(saved, saved.read_text() if saved.is_file() else None, not run.exists(),
+                                    _run_outputs(run))
     save_config(config, saved)
     return config
+
+
+def undo_config_write(args: argparse.Namespace) -> None:
+    """Put back the config.yaml :func:`run_config` replaced (remove it, and the run folder it created, when there
+    was none), unless the command has written other files into the run folder since: they follow the new one."""
+    write: ConfigWrite | None = getattr(args, "config_write", None)
+    if write is None or _run_outputs(write.path.parent) != write.outputs:
+        return
+    if write.previous is not None:
+        atomic_write_text(write.path, write.previous)
+        return
+    write.path.unlink(missing_ok=True)
+    if write.created_run and not any(write.path.parent.iterdir()):
+        write.path.parent.rmdir()
 
 
 def cmd_train_vae(args: argparse.Namespace) -> None:
@@ -209,9 +264,7 @@ def cmd_train_cyclegan(args: argparse.Namespace) -> None:
 
 def cmd_dream(args: argparse.Namespace) -> None:
     """Write a GIF of a dreamed episode (V's decoding of M's dream) beside the real one, same controller and start."""
-    import numpy as np
-
-    from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME
+    from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME, load_params
     from worldmodels.device import resolve_device
     from worldmodels.dream import settings_from_config
     from worldmodels.dream_video import dream_beside_real
@@ -223,9 +276,7 @@ def cmd_dream(args: argparse.Namespace) -> None:
     config = config_from_args(args)
     spec = RealEnvWorkerSpec.for_run(config, Path(args.run), num_envs=1)
     params_path = args.params or Path(args.run) / CONTROLLER_DIR / MEAN_PARAMS_NAME
-    if args.params is not None and not params_path.is_file():
-        raise FileNotFoundError(f"controller parameters {params_path} do not exist")
-    params = np.load(params_path) if params_path.is_file() else None
+    params = load_params(params_path) if args.params is not None or params_path.is_file() else None
     seed = config.evaluate.seed if args.seed is None else args.seed
     device = resolve_device(config.device)
     renderer = None
@@ -235,18 +286,20 @@ def cmd_dream(args: argparse.Namespace) -> None:
         from worldmodels.components.train_gan import load_dream_renderer
 
         z_size = load_mdnrnn(spec.mdnrnn_path).z_size
-        renderer = load_dream_renderer(args.gan or Path(args.run) / GAN_CHECKPOINT, z_size, device)
+        renderer = load_dream_renderer(args.gan or Path(args.run) / GAN_CHECKPOINT, z_size, device,
+                                       vae_path=spec.vae_path)
     video = dream_beside_real(spec, settings_from_config(config), params, seed, device, renderer)
     write_gif(args.gif, video.frames)
     print(f"dream: controller {params_path if params is not None else 'all zeros (no controller yet)'}; real "
-          f"episode {video.real_steps} steps, return {video.real_return:.1f}; dream {video.dream_steps} steps, "
-          f"return {video.dream_return:.1f} at tau {config.dream.temperature} -> {args.gif}")
+          f"episode {video.real_steps} steps, return {video.real_return:.1f}; dream at tau {config.dream.temperature}: "
+          f"{video.describe_dream()} -> {args.gif}")
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """--preset, --config and --set, the options every configured command takes."""
-    parser.add_argument("--preset", help=f"one of: {', '.join(available_presets())} (default: RUN/config.yaml "
-                        f"when --run holds one, else {DEFAULT_PRESET})")
+def add_config_options(parser: argparse.ArgumentParser, with_run: bool = False) -> None:
+    """--preset, --config and --set, the options every configured command takes (``with_run``: the command has
+    --run, whose saved config.yaml is the default)."""
+    default = f"RUN/config.yaml when --run holds one, else {DEFAULT_PRESET}" if with_run else DEFAULT_PRESET
+    parser.add_argument("--preset", help=f"one of: {', '.join(available_presets())} (default: {default})")
     parser.add_argument("--config", type=Path, help="a saved config YAML (replaces --preset)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting, e.g. --set vae.z_size=16 (repeatable)")
@@ -257,13 +310,36 @@ def add_ray_address_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local one)")
 
 
+def _int_at_least(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
 def add_command(subparsers: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], None],
-                configured: bool = True) -> argparse.ArgumentParser:
-    """Add command ``name`` running ``func(args)`` (help from its docstring), with the config options."""
+                configured: bool = True, run_help: str | None = None) -> argparse.ArgumentParser:
+    """Add command ``name`` running ``func(args)`` (help from its docstring), with the config options, and a
+    required --run described by ``run_help`` when given."""
     parser = subparsers.add_parser(name, help=func.__doc__, description=func.__doc__)
     parser.set_defaults(func=func)
     if configured:
-        add_config_options(parser)
+        add_config_options(parser, with_run=run_help is not None)
+    if run_help is not None:
+        parser.add_argument("--run", required=True, type=Path, help=run_help)
     return parser
 
 
@@ -278,35 +354,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_ray_address_option(collect)
     for name, func in (("train-vae", cmd_train_vae), ("encode", cmd_encode), ("train-mdnrnn", cmd_train_mdnrnn),
                        ("train-cnn", cmd_train_cnn), ("train-gan", cmd_train_gan)):
-        stage = add_command(sub, name, func)
+        stage = add_command(sub, name, func, run_help=RUN_FOLDER_HELP)
         stage.add_argument("--data", required=True, type=Path, help="folder of episode files")
-        stage.add_argument("--run", required=True, type=Path, help="folder for this run's config, checkpoints and logs")
         if name == "train-gan":
             stage.add_argument("--vae", type=Path, help="V whose latents the generator reads with "
                                "gan.latent_source=vae (default: RUN/vae.pt)")
         if name == "encode":
-            stage.add_argument("--batch-size", type=int, default=256, help="frames per encoder pass")
+            stage.add_argument("--batch-size", type=positive_int, default=256, help="frames per encoder pass")
             stage.add_argument("--overwrite", action="store_true",
                                help="encode every episode, even those with up-to-date latents")
-    train_text = add_command(sub, "train-text", cmd_train_text)
+    train_text = add_command(sub, "train-text", cmd_train_text, run_help=RUN_FOLDER_HELP)
     train_text.add_argument("--text", required=True, type=Path, help="a UTF-8 text file to learn from")
-    train_text.add_argument("--run", required=True, type=Path,
-                            help="folder for this run's config, checkpoint and logs")
-    generate_text = add_command(sub, "generate-text", cmd_generate_text, configured=False)
-    generate_text.add_argument("--run", required=True, type=Path, help="run folder holding char_lstm.pt")
+    generate_text = add_command(sub, "generate-text", cmd_generate_text, configured=False,
+                                run_help="run folder holding char_lstm.pt")
     generate_text.add_argument("--temperature", type=float, nargs="+", default=[0.2, 0.5, 1.0, 1.2],
                                help="sampling temperatures > 0, one text each (default: Chollet's 0.2 0.5 1.0 1.2)")
-    generate_text.add_argument("--length", type=int, default=400, help="characters to generate (default 400)")
+    generate_text.add_argument("--length", type=positive_int, default=400, help="characters to generate (default 400)")
     generate_text.add_argument("--seed-text", help="text to continue (default: the training text's first window)")
     generate_text.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
-    cyclegan = add_command(sub, "train-cyclegan", cmd_train_cyclegan)
+    cyclegan = add_command(sub, "train-cyclegan", cmd_train_cyclegan, run_help=RUN_FOLDER_HELP)
     cyclegan.add_argument("--data-a", required=True, type=Path, help="folder of episode files of domain A "
                           "(e.g. normal colours)")
     cyclegan.add_argument("--data-b", required=True, type=Path, help="folder of episode files of domain B "
                           "(e.g. domain_randomize=True)")
-    cyclegan.add_argument("--run", required=True, type=Path, help="folder for this run's config, checkpoint and logs")
-    dream = add_command(sub, "dream", cmd_dream)
-    dream.add_argument("--run", required=True, type=Path, help="run folder holding vae.pt and mdnrnn.pt")
+    dream = add_command(sub, "dream", cmd_dream, run_help=MODELS_RUN_HELP)
     dream.add_argument("--gif", required=True, type=Path, help="the GIF to write: real episode left, dream right")
     dream.add_argument("--params", type=Path, help="controller .npy (default: RUN/controller/mean.npy, else zeros)")
     dream.add_argument("--seed", type=int, help="episode seed (default: evaluate.seed)")
@@ -329,9 +400,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"worldmodels {args.command}: error: {err}", file=sys.stderr)
+        undo_config_write(args)
+        print(f"worldmodels {args.command}: error: {error_text(err, args.verbose)}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        from rollouts.actor_pool import TaskFailedError  # here: only commands that ran Ray workers can raise it
+        from rollouts.collect import CollectError
+
+        if not isinstance(err, (TaskFailedError, CollectError)):
+            raise
+        print(f"worldmodels {args.command}: error: {error_text(err, args.verbose)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def error_text(err: BaseException, verbose: bool = False) -> str:
+    """What the user reads of an error: its message, on one line unless ``verbose``. An error raised again from
+    another process (a Ray worker, a DataLoader worker) carries that process's traceback: its first line and the
+    error the traceback ends with are kept."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if verbose or len(lines) <= 1:
+        return str(err) or type(err).__name__
+    return f"{lines[0]} ... {lines[-1]}"
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ FrameInputName = Literal["frame", "transition"]
 GANVariantName = Literal["dcgan", "wgan", "wgan_gp"]
 GANLatentSourceName = Literal["noise", "vae"]
 MusicTokensName = Literal["melody", "chords"]
+LRScheduleName = Literal["constant", "cosine"]
 CycleGANGeneratorName = Literal["unet", "resnet"]
 
 
@@ -201,8 +202,9 @@ class DreamConfig:
 
     temperature: float = positive(1.0)
     """tau: M's mixture logits / tau, its Gaussian noise * sqrt(tau) (Doom: 1.15 in the paper, 1.25 in its code)."""
-    max_steps: int = positive(1000)
-    """Steps after which a dream is cut (CarRacing 1000, Doom TakeCover 2100)."""
+    max_steps: int | None = positive(None)
+    """Steps after which a dream is cut; null: the real env's episode cap (``env.max_episode_steps``, else the env
+    id's own: CarRacing 1000, Doom TakeCover 2100)."""
     reward_mode: DreamRewardName = "head"
     """"head": M's reward head; "survival": +1 per step alive (Doom TakeCover; needs M's done head)."""
     done_mode: DreamDoneName = "logit"
@@ -442,7 +444,15 @@ class MusicLSTMConfig:
     layers: int = positive(2)
     """Stacked LSTMs."""
     learning_rate: float = positive(1e-3)
-    """RMSprop's learning rate."""
+    """RMSprop's learning rate at step 0 (RMSprop with Keras's rho 0.9 and epsilon 1e-7, as the book trains; torch's
+    own rho 0.99 lets the step grow tenfold when the gradient jumps after a quiet stretch)."""
+    lr_schedule: LRScheduleName = "cosine"
+    """How the learning rate moves over the ``steps`` of the run: "cosine", from learning_rate down half a cosine
+    to 0 at the last step, so that training settles instead of bouncing out of the minimum it reached (RMSprop's
+    steps do not shrink with the gradient); "constant", the book's. Raising ``steps`` to go on with a run
+    stretches the cosine over the new total, so the rate rises again (a warm restart)."""
+    grad_clip: float | None = positive(1.0)
+    """Gradients are rescaled to at most this global L2 norm before each step; null: not clipped (the book's)."""
     batch_size: int = positive(32)
     """Windows per optimiser step."""
     steps: int = non_negative(5000)

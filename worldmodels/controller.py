@@ -14,6 +14,7 @@ Flat layout, layer by layer from the input: W row-major (out, in), then b (out,)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -25,6 +26,33 @@ CONTROLLER_DIR = "controller"
 """Where a run folder keeps its evolved controller (mean.npy, best.npy and the CMA-ES logs)."""
 MEAN_PARAMS_NAME = "mean.npy"
 """The CMA-ES distribution mean, the controller to deploy."""
+
+
+def load_params(path: str | Path, num_params: int | None = None) -> np.ndarray:
+    """A controller's flat parameter vector (D,) float32 from a ``.npy`` file (``mean.npy``, ``best.npy``).
+
+    :param num_params: the controller size the caller needs (None: any).
+    :raises FileNotFoundError: there is no such file.
+    :raises ValueError: not a readable ``.npy`` of one float vector (pickled objects are refused, never run),
+        non-finite values, or another size than ``num_params``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"controller parameters {path} do not exist")
+    try:
+        params = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"controller parameters {path} are not a readable .npy file ({err})") from None
+    if not isinstance(params, np.ndarray) or params.ndim != 1 or params.dtype.kind != "f":
+        raise ValueError(f"controller parameters {path} must be one float vector (D,), got "
+                         f"{getattr(params, 'shape', type(params).__name__)} {getattr(params, 'dtype', '')}")
+    if not np.isfinite(params).all():
+        raise ValueError(f"controller parameters {path} hold {int((~np.isfinite(params)).sum())} non-finite values")
+    if num_params is not None and len(params) != num_params:
+        raise ValueError(f"controller parameters {path} hold {len(params)} values, but this run's controller has "
+                         f"{num_params} (controller.inputs, bias and hidden_units and V's and M's sizes decide it): "
+                         "pass a controller trained with this run's config")
+    return params.astype(np.float32)
 
 
 class ControllerRows:

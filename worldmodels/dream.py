@@ -41,6 +41,7 @@ from worldmodels.checkpoint import load_mdnrnn, load_vae
 from worldmodels.config import Config
 from worldmodels.controller import Controller, ControllerInputs, ControllerRows
 from worldmodels.device import resolve_device
+from worldmodels.encode import check_latents_identity
 from worldmodels.mdnrnn import MDNRNN, sample_next_z_with_noise
 from worldmodels.vae import ConvVAE
 
@@ -86,10 +87,30 @@ class DreamSettings:
             raise ValueError(f"done_mode must be one of {DONE_MODES}, got {self.done_mode!r}")
 
 
+def dream_max_steps(config: Config) -> int:
+    """Steps after which a dream is cut: ``dream.max_steps``, or when null the real env's episode cap
+    (``env.max_episode_steps``, else the env id's own: CarRacing 1000, TakeCover 2100)."""
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the worldmodels/ ids)
+
+    if config.dream.max_steps is not None:
+        return config.dream.max_steps
+    try:
+        cap = config.env.max_episode_steps or gym.spec(config.env.id).max_episode_steps
+    except gym.error.Error as err:
+        raise ValueError(f"dream.max_steps is null and env.id {config.env.id!r} gives no episode cap ({err}): "
+                         "set dream.max_steps") from None
+    if cap is None:
+        raise ValueError(f"dream.max_steps is null and {config.env.id} has no episode cap: set dream.max_steps "
+                         "or env.max_episode_steps")
+    return int(cap)
+
+
 def settings_from_config(config: Config) -> DreamSettings:
     """The dream settings of a run's config: its ``dream`` section and its controller's shape."""
     dream = config.dream
-    return DreamSettings(temperature=dream.temperature, max_steps=dream.max_steps, reward_mode=dream.reward_mode,
+    return DreamSettings(temperature=dream.temperature, max_steps=dream_max_steps(config), reward_mode=dream.reward_mode,
                          done_mode=dream.done_mode, inputs=config.controller.inputs, bias=config.controller.bias,
                          hidden_units=config.controller.hidden_units)
 
@@ -101,14 +122,20 @@ class StartLatents(NamedTuple):
     logvar: np.ndarray
 
 
-def load_start_latents(folder: str | Path, max_episodes: int | None = None) -> StartLatents:
+def load_start_latents(folder: str | Path, max_episodes: int | None = None,
+                       vae_path: str | Path | None = None) -> StartLatents:
     """The first frame's (mu, logvar) of every episode in ``folder`` (of its first ``max_episodes``), from
     the latents files the encode stage stored beside the episodes.
 
+    :param vae_path: the dream's V: latents encoded by another V are refused
+        (:func:`worldmodels.encode.check_latents_identity`); None checks nothing.
     :raises FileNotFoundError: the folder has no episode files.
-    :raises rollouts.storage.EpisodeFileError: an episode has no latents file (run `worldmodels encode`).
+    :raises rollouts.storage.EpisodeFileError: an episode has no latents file, or another V's (run
+        `worldmodels encode`).
     """
     files = list_episode_files(folder)[:max_episodes]
+    if vae_path is not None:
+        check_latents_identity(files, vae_path)
     firsts = [read_latents(file) for file in files]
     mu = np.stack([m[0] for m, _ in firsts])  # (E, Z)
     logvar = np.stack([v[0] for _, v in firsts])  # (E, Z)
@@ -413,6 +440,7 @@ class DreamSimulatorSpec:
     mdnrnn_path: Path
     latents_folder: Path
     vae_path: Path | None = None
+    """V: draws the dreams, and the start latents must be its (refused otherwise); None: neither."""
     settings: DreamSettings = field(default_factory=DreamSettings)
     device: str = "auto"
     """"auto" (CUDA when present), "cpu" or "cuda"."""
@@ -423,5 +451,5 @@ class DreamSimulatorSpec:
         device = resolve_device(self.device)
         mdnrnn = load_mdnrnn(self.mdnrnn_path, device)
         vae = None if self.vae_path is None else load_vae(self.vae_path, device)
-        starts = load_start_latents(self.latents_folder, self.max_start_episodes)
+        starts = load_start_latents(self.latents_folder, self.max_start_episodes, self.vae_path)
         return DreamSimulator(mdnrnn, starts, self.settings, vae, device)

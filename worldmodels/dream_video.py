@@ -31,6 +31,18 @@ class SideBySide:
     dream_return: float
     real_steps: int
     dream_steps: int
+    dream_reward: str
+    """How the dream's return was counted: "head" (M's reward head) or "survival" (+1 per step alive)."""
+    dream_can_end: bool
+    """M has a done head; without one a dream only ends at ``max_steps``."""
+
+    def describe_dream(self) -> str:
+        """The dream's length and return, saying what the return counts."""
+        if self.dream_reward == "head":
+            text = f"{self.dream_steps} steps, return {self.dream_return:.1f} (M's reward head)"
+        else:
+            text = f"{self.dream_steps} steps, return {self.dream_return:.0f} (survival: +1 per step alive)"
+        return text + ("" if self.dream_can_end else ", cut at dream.max_steps (M has no done head)")
 
 
 def dream_beside_real(spec: RealEnvWorkerSpec, settings: DreamSettings, params: np.ndarray | None, seed: int,
@@ -57,7 +69,8 @@ def dream_beside_real(spec: RealEnvWorkerSpec, settings: DreamSettings, params: 
     result = simulator.record(np.asarray(params, np.float32)[None], np.array([seed]))
     steps = int(result.lengths[0])
     dream = (renderer or simulator.decode)(result.z[0, : steps + 1])  # (T_dream + 1, 64, 64, 3)
-    return SideBySide(_beside(real, dream), real_return, float(result.returns[0]), len(real) - 1, steps)
+    return SideBySide(_beside(real, dream), real_return, float(result.returns[0]), len(real) - 1, steps,
+                      settings.reward_mode, mdnrnn.done_head is not None)
 
 
 def _beside(left: np.ndarray, right: np.ndarray) -> np.ndarray:

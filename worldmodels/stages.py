@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rollouts.collect import CollectReport, EnvSpec, PolicySpec, collect_episodes
+from rollouts.collect import CollectReport, EnvSpec, PolicySpec, check_same_env, collect_episodes
 from worldmodels.config import Config, save_config
 
 COLLECT_CONFIG_NAME = "collect_config.yaml"
@@ -19,7 +19,9 @@ def env_spec(config: Config) -> EnvSpec:
 
 def collect_stage(config: Config, out_dir: Path) -> CollectReport:
     """Gather ``collect.episodes`` episodes into ``out_dir`` with Ray workers (Ray must be initialised);
-    episodes already stored are skipped. The config is saved beside them."""
+    episodes already stored are skipped. The config is saved beside them, once the folder is known to hold no
+    other environment's episodes (:func:`rollouts.collect.check_same_env`)."""
+    check_same_env(out_dir, config.env.id)
     save_config(config, out_dir / COLLECT_CONFIG_NAME)
     collect = config.collect
     return collect_episodes(

@@ -21,7 +21,9 @@ from rollouts.datasets import SequenceDataset
 from rollouts.storage import latent_path, list_episode_files, read_arrays, read_latents
 from worldmodels.config import Config
 from worldmodels.device import resolve_device
+from worldmodels.encode import check_latents_identity
 from worldmodels.mdnrnn import MDNRNN, mdnrnn_loss
+from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
 from worldmodels.training import TrainingPlan, TrainSummary, run_training
 from worldmodels.vae import ConvVAE
 
@@ -63,6 +65,9 @@ def train_mdnrnn(
     [z_t, a_t] and is scored on z_{t+1}; the reward and done heads, when enabled, on the step's reward
     and termination (``reward_weight``, ``done_pos_weight``). Gradients are clipped to norm ``grad_clip``.
 
+    When ``run_dir`` holds V (``vae.pt``), latents encoded by another V are refused
+    (:func:`worldmodels.encode.check_latents_identity`).
+
     :param log_every: optimiser steps per CSV row.
     :param seed: seeds the model's initialisation, the latent sampling and the data order.
     """
@@ -71,6 +76,8 @@ def train_mdnrnn(
     run_dir = Path(run_dir)
     files = list_episode_files(data_dir)
     z_size, action_size = _data_sizes(files, config.vae.z_size)
+    if (run_dir / VAE_CHECKPOINT).is_file():
+        check_latents_identity(files, run_dir / VAE_CHECKPOINT)
     torch.manual_seed(seed)
     model_args = {"z_size": z_size, "action_size": action_size, "hidden_size": cfg.hidden_size,
                   "num_mixtures": cfg.num_mixtures, "reward_head": cfg.reward_head, "done_head": cfg.done_head}

@@ -12,6 +12,10 @@ A stage supplies a model, its optimiser, a streaming dataset (with ``set_epoch``
   throughput, are appended to a CSV file (rows past the resumed step, written before a crash, are
   dropped on resume) and shown on a tqdm bar.
 - checkpoints: every ``checkpoint_every`` steps and at the end, to a single file, written atomically.
+- divergence: a metric that is NaN or infinite stops the run with :class:`TrainingDivergedError` (naming the
+  stage, the step and the metric) and leaves the last good checkpoint as it was. The metric sums stay on the
+  device between CSV rows, so they are checked where they are read anyway (each CSV row) and before each
+  checkpoint is written (one sync per save, which also checks the weights): no sync per step.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,6 +37,7 @@ from tqdm import tqdm
 from rollouts.atomic import atomic_write_text
 from worldmodels.checkpoint import (
     Checkpoint,
+    CheckpointError,
     capture_rng_state,
     load_model_state,
     read_checkpoint,
@@ -47,6 +53,10 @@ NEUTRAL_SETTINGS = frozenset({"epochs", "steps", "checkpoint_every"})
 StepFunction = Callable[[Any], tuple[dict[str, torch.Tensor], torch.Tensor | int]]
 """One optimiser step on one batch: returns detached scalar metrics (named as in the plan) and the
 number of items the batch held (frames, sequence steps) for the throughput column."""
+
+
+class TrainingDivergedError(ValueError):
+    """A training metric (or the weights) became NaN or infinite; the message names the stage, step and metric."""
 
 
 class EpochDataset(Protocol):
@@ -75,6 +85,8 @@ class TrainingPlan:
     """Stop after this many optimiser steps (None: no step limit)."""
     steps_per_epoch: int | None = None
     """Estimate for the progress bar's total when only ``max_epochs`` bounds the run."""
+    vae_identity: str | None = None
+    """The V whose latents the model trains on (``worldmodels.checkpoint.vae_identity``), stored in the checkpoint."""
 
     def __post_init__(self) -> None:
         if self.max_epochs is None and self.max_steps is None:
@@ -160,13 +172,20 @@ class MetricsLog:
 
 def _restore(checkpoint: Checkpoint, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
              config_section: dict[str, Any]) -> None:
-    """Load the checkpoint's model, optimiser and RNG state; the optimiser keeps this run's hyperparameters."""
+    """Load the checkpoint's model, optimiser and RNG state; the optimiser keeps this run's hyperparameters.
+
+    :raises CheckpointError: the model, optimiser or RNG state does not fit.
+    """
     load_model_state(model, checkpoint.model, path)
     hyperparameters = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
-    optimizer.load_state_dict(checkpoint.optimizer)
+    try:
+        optimizer.load_state_dict(checkpoint.optimizer)
+        restore_rng_state(checkpoint.rng)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {path}: its optimiser or RNG state does not fit this run "
+                              f"({type(err).__name__}: {err}); move it away to train from scratch") from None
     for group, values in zip(optimizer.param_groups, hyperparameters):
         group.update(values)
-    restore_rng_state(checkpoint.rng)
     changed = sorted(k for k in config_section
                      if k not in NEUTRAL_SETTINGS and checkpoint.config.get(k) != config_section[k])
     if changed:
@@ -191,6 +210,8 @@ def run_training(
     :param config_section: the stage's config section as plain values, stored in the checkpoint.
     :param dataset: the dataset ``loader`` iterates; ``set_epoch`` is called before each epoch.
     :raises CheckpointError: an existing checkpoint is unreadable or does not fit ``model``.
+    :raises TrainingDivergedError: a metric or the weights became NaN or infinite (the checkpoint is left as it
+        was at the last good save).
     """
     started = time.perf_counter()
     path = plan.checkpoint_path
@@ -206,10 +227,33 @@ def run_training(
         return TrainSummary(plan.stage, step_count, epoch, resumed_from, seconds=time.perf_counter() - started,
                             checkpoint=path, **extra)
 
-    def save(epoch_batches: int) -> None:
-        save_checkpoint(path, Checkpoint(plan.stage, model_args, model.state_dict(), optimizer.state_dict(),
-                                         config_section, step_count, epoch, epoch_batches, capture_rng_state()))
+    def diverged(what: str) -> TrainingDivergedError:
+        kept = (f"{path} still holds step {saved_at}, the last good one" if path.exists()
+                else f"no checkpoint was written to {path}")
+        return TrainingDivergedError(
+            f"{plan.stage}: {what} at step {step_count}; training stopped and {kept}. Lower the learning rate "
+            "or check the data, then run the command again to resume from that checkpoint (or use a new --run folder)")
 
+    def check_row(row: dict[str, float]) -> None:
+        bad = [name for name in plan.metric_names if not math.isfinite(row[name])]
+        if bad:
+            raise diverged(f"{bad[0]} is {row[bad[0]]} (the mean of the steps since the last log row)")
+
+    def save(epoch_batches: int) -> None:
+        bad = interval.non_finite()
+        if bad:
+            raise diverged(f"{bad} is not finite in the steps since the last log row")
+        state = model.state_dict()
+        floats = {name: tensor for name, tensor in state.items() if tensor.is_floating_point()}
+        finite = torch.stack([torch.isfinite(t).all() for t in floats.values()]).tolist() if floats else []  # one sync
+        bad_weights = [name for name, ok in zip(floats, finite) if not ok]
+        if bad_weights:
+            raise diverged(f"the weights {', '.join(bad_weights[:3])} are not finite")
+        save_checkpoint(path, Checkpoint(plan.stage, model_args, state, optimizer.state_dict(), config_section,
+                                         step_count, epoch, epoch_batches, capture_rng_state(), plan.vae_identity))
+
+    interval = _Interval(plan.metric_names)
+    saved_at = step_count
     if plan.finished(step_count, epoch):
         if not path.exists():  # a budget of zero steps: the initialised model is the result (untrained-M ablation)
             save(0)
@@ -219,9 +263,8 @@ def run_training(
     metrics_log = MetricsLog(plan.log_path, ("step", "epoch", *plan.metric_names, plan.rate_name),
                              resume_step=step_count if resumed_from else None)
     bar = tqdm(total=plan.total_steps(), initial=step_count, desc=plan.stage, unit="step", disable=not progress)
-    interval = _Interval(plan.metric_names)
     last_row: dict[str, float] = {}
-    consumed, saved_at, step_epoch = skip, step_count, epoch
+    consumed, step_epoch = skip, epoch
     model.train()
     try:
         while not plan.finished(step_count, epoch):
@@ -238,6 +281,7 @@ def run_training(
                 if step_count % plan.log_every == 0 or last_step:
                     last_row = interval.flush(step_count, step_epoch, plan.rate_name)
                     metrics_log.write(last_row)
+                    check_row(last_row)
                     bar.set_postfix({plan.metric_names[0]: f"{last_row[plan.metric_names[0]]:.4g}"})
                 if step_count % plan.checkpoint_every == 0:
                     save(consumed)
@@ -253,6 +297,7 @@ def run_training(
         if interval.steps:
             last_row = interval.flush(step_count, step_epoch, plan.rate_name)
             metrics_log.write(last_row)
+            check_row(last_row)
         if saved_at != step_count or consumed == 0:
             save(consumed)
     finally:
@@ -280,6 +325,13 @@ class _Interval:
             self.sums[name] = self.sums.get(name, 0) + metrics[name].float()
         self.items = self.items + items
         self.steps += 1
+
+    def non_finite(self) -> str | None:
+        """The first metric whose sum since the last flush is NaN or infinite (one device sync), else None."""
+        if not self.sums:
+            return None
+        finite = torch.isfinite(torch.stack([self.sums[n] for n in self.names])).tolist()
+        return next((name for name, ok in zip(self.names, finite) if not ok), None)
 
     def flush(self, step: int, epoch: int, rate_name: str) -> dict[str, float]:
         """The CSV row for the steps since the last flush, the last of them being ``step`` of ``epoch``:

@@ -5,7 +5,7 @@ both sides. Training runs through the shared loop (:func:`worldmodels.training.r
 resume); each time an epoch completes, the held-out episodes are scored. Writes into the run folder:
 
     cnn.pt        the latest checkpoint (kind "cnn", a ``FramePredictor``), resumed when present
-    cnn_log.csv   step, epoch, loss, steps_per_s: training loss means over ``log_every`` steps
+    cnn_log.csv   step, epoch, loss, frames_per_s: training loss means over ``log_every`` steps
     cnn_eval.csv  step, epoch and the held-out scores after each epoch: mse, r2 (task "action") or
                   cross_entropy, accuracy, majority_accuracy (task "reward")
 """
@@ -165,7 +165,7 @@ def train_cnn(
         checkpoint_path=checkpoint_path,
         log_path=run_dir / LOG_NAME,
         metric_names=("loss",),
-        rate_name="steps_per_s",
+        rate_name="frames_per_s",
         checkpoint_every=cfg.checkpoint_every,
         log_every=log_every,
         max_epochs=cfg.epochs,

@@ -17,6 +17,7 @@ folder:
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from torch.utils.data import DataLoader
 from rollouts.atomic import atomic_path
 from rollouts.datasets import FrameDataset
 from rollouts.storage import list_episode_files, read_arrays
-from worldmodels.checkpoint import load_gan, load_vae, read_checkpoint
+from worldmodels.checkpoint import load_gan, load_vae, read_checkpoint, vae_identity
 from worldmodels.components.gan import FRAME_SIZE, GAN, to_unit_range
 from worldmodels.components.gan_updates import GANUpdates, make_optimizer, recipe_for
 from worldmodels.config import Config
@@ -41,6 +42,8 @@ CHECKPOINT_NAME = "gan.pt"
 LOG_NAME = "gan_log.csv"
 SAMPLES_DIR = "gan_samples"
 GRID_SIDE = 8
+
+log = logging.getLogger(__name__)
 
 
 def train_gan(
@@ -59,8 +62,10 @@ def train_gan(
     :param seed: seeds the initialisation, the noise, the data order and the sample grids' fixed noise.
     :param vae_path: V whose latents the generator reads with ``gan.latent_source`` "vae" (default
         ``run_dir/vae.pt``); its z of each real frame (sampled from the posterior) replaces the noise, and the
-        generator is also scored on redrawing that frame.
-    :raises ValueError: the frames are not 64x64, or the data set holds fewer frames than one step takes.
+        generator is also scored on redrawing that frame. V's identity (:func:`worldmodels.checkpoint.vae_identity`)
+        is stored in the checkpoint, so a dream drawn by this GAN checks it is V's.
+    :raises ValueError: the frames are not 64x64, the data set holds fewer frames than one step takes, or
+        ``run_dir/gan.pt`` was trained on another V's latents.
     """
     cfg = config.gan
     device = resolve_device(config.device)
@@ -79,7 +84,9 @@ def train_gan(
                          "gan.n_critic, or gather more episodes")
     loader = DataLoader(dataset, batch_size=frames_per_step, drop_last=True, num_workers=cfg.loader_workers,
                         pin_memory=device.type == "cuda", generator=torch.Generator())
-    vae = _latent_source_vae(cfg.latent_source, vae_path or run_dir / VAE_CHECKPOINT, int(sample.shape[3]), device)
+    vae_path = vae_path or run_dir / VAE_CHECKPOINT
+    vae = _latent_source_vae(cfg.latent_source, vae_path, int(sample.shape[3]), device)
+    identity = None if vae is None else vae_identity(vae_path)
     torch.manual_seed(seed)
     model_args = {"variant": cfg.variant, "channels": int(sample.shape[3]),
                   "latent_size": cfg.latent_size if vae is None else vae.z_size, "width": cfg.width}
@@ -88,7 +95,11 @@ def train_gan(
     updates = GANUpdates(model, optimizer, recipe)
     checkpoint_path = run_dir / CHECKPOINT_NAME
     # The step count decides when grids are due; run_training restores everything else from the same file.
-    step_count = read_checkpoint(checkpoint_path, kind="gan").step if checkpoint_path.exists() else 0
+    earlier = read_checkpoint(checkpoint_path, kind="gan") if checkpoint_path.exists() else None
+    step_count = 0 if earlier is None else earlier.step
+    if earlier is not None and identity is not None and earlier.vae_identity not in (None, identity):
+        raise ValueError(f"{checkpoint_path} was trained on the latents of V {earlier.vae_identity}, but {vae_path} is "
+                         f"V {identity}: resume it with that V (--vae), or train this one into a new --run folder")
 
     def step(frames: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
         nonlocal step_count
@@ -120,6 +131,7 @@ def train_gan(
         log_every=log_every,
         max_steps=cfg.steps,
         steps_per_epoch=len(dataset) // frames_per_step,
+        vae_identity=identity,
     )
     summary = run_training(plan, model, optimizer, model_args, dataclasses.asdict(cfg), dataset, loader, step,
                            progress)
@@ -145,13 +157,15 @@ def _latent_source_vae(source: str, path: Path, channels: int, device: torch.dev
     return vae
 
 
-def load_dream_renderer(path: str | Path, z_size: int, device: torch.device | str = "cpu"
-                        ) -> Callable[[np.ndarray], np.ndarray]:
+def load_dream_renderer(path: str | Path, z_size: int, device: torch.device | str = "cpu",
+                        vae_path: str | Path | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A GAN generator trained on V's latents (latent_source "vae") as a renderer: z (T, Z) -> frames
     (T, 64, 64, C) uint8, drawn in V's decoder's place.
 
+    :param vae_path: the dream's V; a GAN trained on another V's latents is refused (one trained before V's
+        identity was recorded is accepted with a warning). None checks only the size.
     :raises CheckpointError: ``path`` is not a readable GAN checkpoint.
-    :raises ValueError: the GAN was trained on noise, or on latents of another size than ``z_size``.
+    :raises ValueError: the GAN was trained on noise, on latents of another size than ``z_size``, or of another V.
     """
     checkpoint = read_checkpoint(path, kind="gan")
     if checkpoint.config.get("latent_source", "noise") != "vae":
@@ -160,6 +174,16 @@ def load_dream_renderer(path: str | Path, z_size: int, device: torch.device | st
     if checkpoint.model_args["latent_size"] != z_size:
         raise ValueError(f"{path} draws from latents of size {checkpoint.model_args['latent_size']}, but this M "
                          f"dreams z of size {z_size}: the GAN was trained on another run's V")
+    if vae_path is not None:
+        identity = vae_identity(vae_path)
+        if checkpoint.vae_identity is None:
+            log.warning("%s does not record which V it was trained on (trained before that was recorded); assuming "
+                        "%s", path, vae_path)
+        elif checkpoint.vae_identity != identity:
+            raise ValueError(f"{path} was trained on the latents of V {checkpoint.vae_identity}, but this dream's V "
+                             f"{vae_path} is V {identity}, so its frames would not follow this V's z: train a GAN on "
+                             f"this V (`worldmodels train-gan --set gan.latent_source=vae --vae {vae_path}` into "
+                             "another --run) and pass it with --gan")
     model = load_gan(path, device)
     return lambda z: model.draw(torch.as_tensor(z))
 

@@ -17,6 +17,7 @@ A MuseGAN step is ``n_critic`` critic updates, each on its own batch of real sec
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from worldmodels.components.gan_updates import GANRecipe, GANUpdates
-from worldmodels.config import Config
+from worldmodels.components.train_text import RMSPROP_EPS, RMSPROP_RHO
+from worldmodels.config import Config, MusicLSTMConfig
 from worldmodels.device import resolve_device
 from worldmodels.music.data import MusicDataError, load_corpus, roll_chunks, token_windows, vocabulary
 from worldmodels.music.lstm import MusicLSTM
@@ -50,14 +52,29 @@ class EpochShuffledTensors(TensorDataset):
         self.generator.manual_seed(self.seed + epoch)
 
 
+def scheduled_learning_rate(cfg: MusicLSTMConfig, step: int) -> float:
+    """The LSTM's learning rate for optimiser step ``step`` (0 for the first) under ``cfg.lr_schedule``."""
+    if cfg.lr_schedule == "constant" or cfg.steps == 0:
+        return cfg.learning_rate
+    return cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+
+
+def steps_taken(optimizer: torch.optim.Optimizer) -> int:
+    """Optimiser steps taken so far, read from the optimiser's state (a resumed run restores it with the
+    checkpoint, so a schedule computed from it goes on where it stopped)."""
+    state = optimizer.state.get(optimizer.param_groups[0]["params"][0])
+    return int(state["step"]) if state else 0
+
+
 def _section(config: Config, name: str) -> dict:
     music = dataclasses.asdict(config.music)
     return {**dataclasses.asdict(getattr(config, name)), **{k: music[k] for k in DATA_SETTINGS}}
 
 
 def train_music_lstm(config: Config, run_dir: str | Path, progress: bool = True, log_every: int = 10) -> TrainSummary:
-    """Train the LSTM on the corpus's token windows for ``config.music_lstm.steps`` RMSprop steps, resuming
-    ``run_dir/music_lstm.pt``.
+    """Train the LSTM on the corpus's token windows for ``config.music_lstm.steps`` RMSprop steps (Keras's rho and
+    epsilon, the book's), gradients clipped to ``grad_clip``, the learning rate following ``lr_schedule``;
+    resuming ``run_dir/music_lstm.pt``.
 
     :raises MusicDataError: the music cannot be read (see ``worldmodels.music.data``).
     :raises CheckpointError: the run folder's checkpoint does not fit (e.g. another corpus's vocabulary).
@@ -75,7 +92,7 @@ def train_music_lstm(config: Config, run_dir: str | Path, progress: bool = True,
     model_args = {"notes": notes, "durations": durations, "seq_len": cfg.seq_len,
                   "embedding_size": cfg.embedding_size, "hidden_size": cfg.hidden_size, "layers": cfg.layers}
     model = MusicLSTM(**model_args).to(device)
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.learning_rate)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.learning_rate, alpha=RMSPROP_RHO, eps=RMSPROP_EPS)
 
     def step(batch: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
         history_notes, history_durations, next_notes, next_durations = (t.to(device) for t in batch)
@@ -85,6 +102,11 @@ def train_music_lstm(config: Config, run_dir: str | Path, progress: bool = True,
         loss = note_loss + duration_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        learning_rate = scheduled_learning_rate(cfg, steps_taken(optimizer))
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate
         optimizer.step()
         accuracy = (note_logits.argmax(dim=-1) == next_notes).float().mean()
         return {"loss": loss.detach(), "note_loss": note_loss.detach(), "duration_loss": duration_loss.detach(),

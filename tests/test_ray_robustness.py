@@ -1,0 +1,168 @@
+"""Ray robustness: a pool that can get no result fails with a clear error instead of hanging, and a local Ray
+listens on 127.0.0.1 only.
+
+Tests that need their own Ray run it in a subprocess, so they hold whether or not this pytest process already
+has Ray initialised (other modules' fixtures leave it up).
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import ray
+
+from rollouts import actor_pool
+from rollouts.actor_pool import PoolStalledError, ReplacingActorPool, TaskFailedError, live_node_count, wait_for_first
+from rollouts.ray_cluster import init_ray
+
+LOOPBACK_IPS = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
+
+
+@pytest.fixture
+def local_ray():
+    """Ray for this test: the one already running in this process, else a local one shut down afterwards."""
+    started = not ray.is_initialized()
+    init_ray(num_cpus=2)
+    yield
+    if started:
+        ray.shutdown()
+
+
+@ray.remote
+class Idle:
+    def ready(self) -> bool:
+        return True
+
+
+def test_a_pool_whose_actors_can_never_start_raises_a_clear_error_within_seconds(local_ray):
+    too_many = int(ray.cluster_resources()["CPU"]) + 1
+    pool = ReplacingActorPool(Idle.options(num_cpus=too_many).remote, 1, stall_warning_s=0.2, max_stall_s=1.0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(PoolStalledError, match=r"no result from 1 Ray actors in 1 s .*CPUs free.*lower num_workers"):
+            pool.map(["only task"], lambda actor, task: actor.ready.remote(), lambda task, value: None)
+    finally:
+        pool.shutdown()
+    assert time.monotonic() - start < 15
+
+
+def test_a_stalled_pool_is_reported_as_a_task_failure_so_callers_wrapping_those_report_it():
+    assert issubclass(PoolStalledError, TaskFailedError) and issubclass(PoolStalledError, RuntimeError)
+
+
+def test_the_pool_refuses_a_stall_time_that_is_not_positive():
+    with pytest.raises(ValueError, match="must be > 0 seconds"):
+        ReplacingActorPool(lambda: None, 1, stall_warning_s=0.0)
+
+
+def test_waiting_stops_with_a_clear_error_when_no_ray_node_is_alive(monkeypatch):
+    monkeypatch.setattr(actor_pool, "NODE_CHECK_S", 0.01)
+    monkeypatch.setattr(ray, "wait", lambda refs, num_returns, timeout: ([], refs))
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": False, "NodeManagerAddress": "127.0.0.1"}])
+    with pytest.raises(PoolStalledError, match="no result from 3 Ray actors .* no Ray node is alive"):
+        wait_for_first(["ref"], 3, stall_warning_s=300.0, max_stall_s=1800.0)
+
+
+def test_waiting_stops_with_a_clear_error_when_the_gcs_cannot_be_asked(monkeypatch):
+    def gone() -> list:
+        raise ray.exceptions.RaySystemError("GCS unavailable")
+
+    monkeypatch.setattr(ray, "nodes", gone)
+    with pytest.raises(PoolStalledError, match="could not ask Ray which nodes are alive .*GCS unavailable"):
+        live_node_count()
+
+
+def test_live_nodes_are_counted(monkeypatch):
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": False}, {"Alive": True}])
+    assert live_node_count() == 2
+
+
+def run_python(code: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh Python process (its own Ray); fails the test if it does not finish in time."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+LISTENING_SOCKETS = """
+    import json, os
+    import ray
+    try:
+        import psutil  # Ray bundles it, on sys.path once ray is imported
+    except ImportError:
+        print(json.dumps({"skip": "psutil is not importable"}))
+        raise SystemExit
+    from rollouts.ray_cluster import init_ray
+
+    init_ray(num_cpus=1)
+
+    @ray.remote(num_cpus=1)
+    class Probe:
+        def pid(self):
+            return os.getpid()
+
+    ray.get(Probe.remote().pid.remote())  # an actor and its worker process are up
+    listening = []
+    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            listening += [(proc.name(), conn.laddr.ip) for conn in proc.net_connections("inet")
+                          if conn.status == psutil.CONN_LISTEN]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    print(json.dumps({"node_ip": ray.util.get_node_ip_address(), "listening": listening}))
+"""
+
+
+def test_a_local_ray_listens_on_loopback_only():
+    result = run_python(LISTENING_SOCKETS, timeout=120)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    if "skip" in found:
+        pytest.skip(found["skip"])
+    if not found["listening"]:
+        pytest.skip("could not see the listening sockets of Ray's processes")
+    assert found["node_ip"] == "127.0.0.1"
+    names = {name for name, _ in found["listening"]}
+    assert {"gcs_server", "raylet"} <= names, found
+    assert [(name, ip) for name, ip in found["listening"] if ip not in LOOPBACK_IPS] == []
+
+
+RAYLET_KILLED_MID_MAP = """
+    import threading, time
+    import ray
+    import psutil  # Ray bundles it, on sys.path once ray is imported
+    from rollouts.actor_pool import PoolStalledError, ReplacingActorPool
+    from rollouts.ray_cluster import init_ray
+
+    init_ray(num_cpus=1)
+
+    @ray.remote(num_cpus=1, max_restarts=0)
+    class Sleeper:
+        def ready(self):
+            return True
+
+        def work(self, seconds):
+            time.sleep(seconds)
+            return seconds
+
+    pool = ReplacingActorPool(Sleeper.remote, 1)  # the default stall times: 300 s to warn, 1800 s to give up
+    ray.get(pool.actors[0].ready.remote())
+    raylet, = [proc for proc in psutil.Process().children() if proc.name() == "raylet"]
+    threading.Timer(1.0, raylet.kill).start()
+    start = time.monotonic()
+    try:
+        pool.map([600.0], lambda actor, seconds: actor.work.remote(seconds), lambda task, value: None)
+    except PoolStalledError as err:
+        print(f"PoolStalledError after {time.monotonic() - start:.0f} s: {err}")
+"""
+
+
+@pytest.mark.slow
+def test_a_pool_whose_raylet_is_killed_raises_a_clear_error_instead_of_hanging():
+    result = run_python(RAYLET_KILLED_MID_MAP, timeout=240)
+    assert "PoolStalledError after" in result.stdout, result.stdout + result.stderr
+    assert "no Ray node is alive" in result.stdout
+    seconds = int(result.stdout.split("PoolStalledError after ")[1].split(" s:")[0])
+    assert seconds < 120  # the GCS notices the dead raylet in ~15 s, the pool checks every NODE_CHECK_S
