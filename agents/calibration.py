@@ -24,12 +24,12 @@ from agents.dream_training import dream_spec, real_evaluator
 from agents.evaluation import EvaluationReport, evaluation_seeds
 from agents.evaluators import SerialEvaluator
 from rollouts.atomic import atomic_write_text
-from worldmodels.config import Config
-from worldmodels.controller import CONTROLLER_DIR, load_params
+from worldmodels.config import CALIBRATION_SCALES, Config
+from worldmodels.controller import load_params
 from worldmodels.pictures import new_figure, save_figure
+from worldmodels.run_layout import CONTROLLER_DIR
 
 CALIBRATION_NAME = "calibration"
-DEFAULT_SCALES = (0.1, 1.0)
 RUN_CONTROLLERS = ("mean.npy", "best.npy")
 
 
@@ -77,7 +77,7 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     return np.bincount(groups, weights=ranks)[groups] / np.bincount(groups)[groups]
 
 
-def fixed_controllers(num_params: int, scales: tuple[float, ...] = DEFAULT_SCALES, random_per_scale: int = 2,
+def fixed_controllers(num_params: int, scales: tuple[float, ...] = CALIBRATION_SCALES, random_per_scale: int = 2,
                       seed: int = 0, files: list[Path] | None = None) -> dict[str, np.ndarray]:
     """Name -> parameters (num_params,) float32: zeros, the random draws, then each file (named by its path).
 
@@ -101,7 +101,7 @@ def run_controller_files(run_dir: Path) -> list[Path]:
 
 
 def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episodes: int,
-              scales: tuple[float, ...] = DEFAULT_SCALES, random_per_scale: int = 2,
+              scales: tuple[float, ...] = CALIBRATION_SCALES, random_per_scale: int = 2,
               files: list[Path] | None = None) -> Calibration:
     """Score the fixed controllers (see the module docstring) over seeds ``evaluate.seed ..`` in the dream at
     ``dream.temperature`` and in the real env (Ray must be initialised); writes RUN/calibration.md, .json

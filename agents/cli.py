@@ -1,4 +1,5 @@
-"""The ``worldmodels`` commands that live in ``agents``: ``train-controller`` and ``evaluate``.
+"""The ``worldmodels`` commands that live in ``agents``: ``train-controller``, ``evaluate``, ``run``,
+``temperature-sweep``, ``calibrate`` and ``baseline``.
 
 Registered through the ``worldmodels.commands`` entry point (pyproject.toml), so ``worldmodels.cli`` never
 imports this package.
@@ -8,21 +9,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from agents.calibration import DEFAULT_SCALES, calibrate
-from agents.calibration import markdown_table as calibration_table
-from agents.cmaes import GenerationRecord, generations_done
-from agents.dream_training import train_controller_dream
-from agents.pipeline import SUMMARY_NAME, run_pipeline
-from agents.real_env import (
-    EPISODES_DIR,
-    EVALUATION_NAME,
-    evaluate_controller_real,
-    train_controller_real,
-)
-from agents.temperature_sweep import PUBLISHED_TEMPERATURES, markdown_table, temperature_sweep
-from rollouts.ray_cluster import init_ray
-from worldmodels.cli import (
+from worldmodels.commands import (
     MODELS_RUN_HELP,
     add_command,
     add_ray_address_option,
@@ -32,16 +21,25 @@ from worldmodels.cli import (
     positive_int,
     run_config,
 )
-from worldmodels.controller import CONTROLLER_DIR
+from worldmodels.config import CALIBRATION_SCALES, PUBLISHED_TEMPERATURES
+from worldmodels.run_layout import CONTROLLER_DIR, EPISODES_DIR, EVALUATION_NAME, SUMMARY_NAME
+
+# Each command imports what it runs (torch, Ray, pycma: seconds), so building the parser and --help stay fast.
 
 
-def _print_generation(record: GenerationRecord) -> None:
+def _print_generation(record: Any) -> None:
+    """Print an ``agents.cmaes.GenerationRecord``."""
     print(f"train-controller: {record.describe()}", flush=True)
 
 
 def cmd_train_controller(args: argparse.Namespace) -> None:
     """Evolve C with CMA-ES from RUN/vae.pt and RUN/mdnrnn.pt, in the real env or in M's dream; outputs in
     RUN/controller/ (resumes)."""
+    from agents.cmaes import generations_done
+    from agents.dream_training import train_controller_dream
+    from agents.real_env import train_controller_real
+    from rollouts.ray_cluster import init_ray
+
     if args.temperature is not None:
         args.set.append(f"dream.temperature={args.temperature}")
     config = run_config(args)
@@ -57,6 +55,9 @@ def cmd_train_controller(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Run a trained controller on --episodes distinct seeds in parallel; write JSON and print mean +- std."""
+    from agents.real_env import evaluate_controller_real
+    from rollouts.ray_cluster import init_ray
+
     config = config_from_args(args)
     episodes = config.evaluate.episodes if args.episodes is None else args.episodes
     init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
@@ -70,6 +71,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     """Run every stage of the preset into --run (collect, V, encode, M, C, evaluate, pictures), skipping what is
     done and resuming what was interrupted; ends with the real-env score and RUN/summary.json. With
     --iterations N, rounds 2..N of the iterative procedure follow in RUN/iterations/k/."""
+    from agents.pipeline import run_pipeline
+    from rollouts.ray_cluster import init_ray
+
     if args.iterations is not None:
         args.set.append(f"iterate.iterations={args.iterations}")
     config = run_config(args)
@@ -92,6 +96,9 @@ def cmd_temperature_sweep(args: argparse.Namespace) -> None:
     """Evolve one controller in the dream per temperature, score each in the dream and the real env, and write
     the paper's table to RUN/temperature_sweep.md and .json; the sweep's config goes to RUN/sweep/config.yaml,
     the run's own config.yaml is left as it is."""
+    from agents.temperature_sweep import markdown_table, temperature_sweep
+    from rollouts.ray_cluster import init_ray
+
     config = checked_config(args)
     init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
     rows = temperature_sweep(config, args.run, args.data or Path(args.run) / EPISODES_DIR, tuple(args.temperatures),
@@ -103,17 +110,20 @@ def cmd_temperature_sweep(args: argparse.Namespace) -> None:
 def cmd_calibrate(args: argparse.Namespace) -> None:
     """Score fixed controllers (zeros, random weights, the run's evolved ones) on the same seeds in M's dream and
     in the real env: is the dream calibrated, where does C exploit M? Writes RUN/calibration.md, .json, .png."""
+    from agents.calibration import calibrate, markdown_table
+    from rollouts.ray_cluster import init_ray
+
     config = config_from_args(args)
     init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
     result = calibrate(config, args.run, args.data or Path(args.run) / EPISODES_DIR, args.episodes,
                        tuple(args.scales), args.random, args.params)
-    print(calibration_table(result), end="")
+    print(markdown_table(result), end="")
 
 
 def cmd_baseline(args: argparse.Namespace) -> None:
     """Train a stable-baselines3 agent on pixels, on V and M's latents, or in M's dream; save it as
     RUN/baselines/{algo}_{obs}.zip and its real-env evaluation (mean +- std) beside it as .json."""
-    from agents.sb3 import run_baseline  # imports stable_baselines3 (~2 s), so only this command does
+    from agents.sb3 import run_baseline
 
     for key in ("algo", "obs", "timesteps"):
         if getattr(args, key) is not None:
@@ -165,7 +175,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     calibration = add_command(subparsers, "calibrate", cmd_calibrate, run_help=MODELS_RUN_HELP)
     calibration.add_argument("--episodes", type=positive_int, default=32, help="episodes per controller, in the dream and "
                              "in the real env, on seeds evaluate.seed and up (default 32)")
-    calibration.add_argument("--scales", type=float, nargs="+", default=list(DEFAULT_SCALES),
+    calibration.add_argument("--scales", type=float, nargs="+", default=list(CALIBRATION_SCALES),
                              help="std of the random controllers' weights (default: 0.1 1.0)")
     calibration.add_argument("--random", type=non_negative_int, default=2, help="random controllers per scale (default 2)")
     calibration.add_argument("--params", type=Path, nargs="+", help="controller .npy files to score "

@@ -50,7 +50,7 @@ import numpy as np
 from agents.evaluators import Evaluator
 from rollouts.atomic import atomic_path, atomic_write_text
 from worldmodels.config import CMAESConfig
-from worldmodels.controller import MEAN_PARAMS_NAME
+from worldmodels.run_layout import MEAN_PARAMS_NAME
 
 with warnings.catch_warnings():  # pycma warns on import when matplotlib (only for its plots) is absent
     warnings.filterwarnings("ignore", message="Could not import matplotlib")

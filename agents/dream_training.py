@@ -14,9 +14,9 @@ from pathlib import Path
 from agents.cmaes import GenerationRecord, evolve
 from agents.evaluators import Evaluator, RayEvaluator, SerialEvaluator
 from worldmodels.config import Config
-from worldmodels.controller import CONTROLLER_DIR
 from worldmodels.dream import DreamSimulatorSpec, settings_from_config
 from worldmodels.real_rollouts import RealEnvWorkerSpec
+from worldmodels.run_layout import CONTROLLER_DIR
 
 
 def dream_spec(config: Config, run_dir: Path, data_dir: Path) -> DreamSimulatorSpec:

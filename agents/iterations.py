@@ -23,16 +23,15 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-
 from agents.cmaes import generations_done
-from agents.real_env import EPISODES_DIR
 from rollouts.atomic import atomic_path
 from rollouts.collect import collect_episodes
 from worldmodels.checkpoint import read_checkpoint
 from worldmodels.config import Config, save_config
-from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME, load_params
+from worldmodels.controller import load_params
 from worldmodels.controller_policy import WorldModelPolicySpec
 from worldmodels.encode import encode_episodes
+from worldmodels.run_layout import CONFIG_NAME, CONTROLLER_DIR, EPISODES_DIR, MEAN_PARAMS_NAME
 from worldmodels.stages import env_spec
 from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
 from worldmodels.train_mdnrnn import LOG_NAME as MDNRNN_LOG
@@ -42,7 +41,6 @@ from worldmodels.train_vae import LOG_NAME as VAE_LOG
 from worldmodels.train_vae import train_vae
 
 ITERATIONS_DIR = "iterations"
-ROUND_CONFIG_NAME = "config.yaml"
 
 Stage = Callable[[str, Callable[[], str]], None]
 """Runs one named stage (the pipeline's timer and printer): ``stage(name, work)``; ``work`` returns a line."""
@@ -90,7 +88,7 @@ def run_round(config: Config, run_dir: Path, round_number: int, stage: Stage,
         _copy_once(previous / name, here / name)
     _copy_once(previous / CONTROLLER_DIR, here / CONTROLLER_DIR)
     cfg = round_config(config, previous)
-    save_config(cfg, here / ROUND_CONFIG_NAME)
+    save_config(cfg, here / CONFIG_NAME)
     if config.iterate.retrain_vae:
         stage("train-vae" + tag, lambda: train_vae(cfg, episodes, here).describe())
     stage("encode" + tag, lambda: f"{encode_episodes(here / VAE_CHECKPOINT, episodes, device=cfg.device)} "
@@ -113,7 +111,8 @@ def _collect_with_controller(config: Config, previous: Path, episodes: Path, rou
     report = collect_episodes(episodes, env_spec(config), policy, episodes_after(config, round_number),
                               seed=config.collect.seed, num_workers=config.collect.num_workers,
                               max_retries=config.collect.max_retries,
-                              first_index=episodes_after(config, round_number - 1))
+                              first_index=episodes_after(config, round_number - 1),
+                              envs_per_worker=config.iterate.envs_per_worker)
     return report.describe()
 
 

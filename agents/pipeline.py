@@ -5,7 +5,7 @@
     RUN/controller/          CMA-ES in the real env or the dream (``controller.train_in``; resumes)
     RUN/evaluation.json      the mean solution over ``evaluate.episodes`` real episodes (redone only when
                              the controller is newer), RUN/episode.gif its first episode
-    RUN/*.png, dream.gif     learning curves of V, M and C, and a dream beside the real episode
+    RUN/*.png, dream.gif     learning curves of V, M and C, and a dream beside the real episode (agents/run_pictures.py)
     RUN/summary.json         per-stage wall time, frames and env steps used, the score (of the last round), each
                              round's score, the hardware
     RUN/iterations/k/        round k >= 2 of the iterative procedure (``iterate.iterations``; agents/iterations.py)
@@ -33,29 +33,29 @@ from agents.cmaes import generations_done
 from agents.dream_training import train_controller_dream
 from agents.evaluation import EvaluationReport, evaluation_seeds
 from agents.iterations import round_dir, run_round
-from agents.real_env import EPISODES_DIR, EVALUATION_NAME, evaluate_controller_real, train_controller_real
+from agents.real_env import evaluate_controller_real, train_controller_real
+from agents.run_pictures import write_pictures
 from rollouts.atomic import atomic_write_text
 from rollouts.storage import list_episode_files, read_episode_meta
 from worldmodels.config import Config
-from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME, load_params
 from worldmodels.device import resolve_device
-from worldmodels.dream import settings_from_config
-from worldmodels.dream_video import dream_beside_real
 from worldmodels.encode import encode_episodes
-from worldmodels.pictures import Series, plot_series, read_csv_columns, write_gif
-from worldmodels.real_rollouts import RealEnvWorkerSpec
+from worldmodels.pictures import read_csv_columns
+from worldmodels.run_layout import (
+    CONTROLLER_DIR,
+    EPISODE_GIF_NAME,
+    EPISODES_DIR,
+    EVALUATION_NAME,
+    MEAN_PARAMS_NAME,
+    SUMMARY_NAME,
+)
 from worldmodels.stages import collect_stage
-from worldmodels.train_mdnrnn import LOG_NAME as MDNRNN_LOG
 from worldmodels.train_mdnrnn import train_mdnrnn
 from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
-from worldmodels.train_vae import LOG_NAME as VAE_LOG
 from worldmodels.train_vae import train_vae
 
 log = logging.getLogger(__name__)
 
-SUMMARY_NAME = "summary.json"
-EPISODE_GIF_NAME = "episode.gif"
-DREAM_GIF_NAME = "dream.gif"
 
 
 @dataclass
@@ -126,40 +126,6 @@ def _evaluate(config: Config, run_dir: Path) -> EvaluationReport:
     report = evaluate_controller_real(config, run_dir, config.evaluate.episodes, gif=run_dir / EPISODE_GIF_NAME)
     report.write_json(report_path)
     return report
-
-
-def write_pictures(config: Config, run_dir: Path) -> str:
-    """Learning curves of V, M and C as PNG, and a dream beside a real episode as GIF; returns what was written."""
-    written = []
-    curves = (
-        (VAE_LOG, "step", ["loss", "reconstruction", "kl"], "V: loss per frame (nats)", "vae_curves.png"),
-        (MDNRNN_LOG, "step", ["loss", "z_nll"], "M: loss per step", "mdnrnn_curves.png"),
-        (f"{CONTROLLER_DIR}/log.csv", "generation", ["best_fitness", "mean_fitness", "worst_fitness"],
-         "C: CMA-ES fitness", "controller_curves.png"),
-    )
-    for log_name, x, columns, title, png in curves:
-        if (run_dir / log_name).is_file():
-            values = read_csv_columns(run_dir / log_name, [x, *columns])
-            plot_series(run_dir / png, title, x, {name: Series(values[x], values[name]) for name in columns})
-            written.append(png)
-    eval_log = run_dir / CONTROLLER_DIR / "eval.csv"
-    if eval_log.is_file():
-        series: dict[str, Series] = {}
-        for env in ("train", "dream", "real"):
-            values = read_csv_columns(eval_log, ["generation", "mean_return", "std_return"], where={"env": env})
-            if len(values["generation"]):
-                series[f"{env} (mean +- std)"] = Series(values["generation"], values["mean_return"],
-                                                        values["std_return"])
-        if series:
-            plot_series(run_dir / "evaluation_curves.png", "C: mean solution's return", "generation", series)
-            written.append("evaluation_curves.png")
-    params_path = run_dir / CONTROLLER_DIR / MEAN_PARAMS_NAME
-    params = load_params(params_path) if params_path.is_file() else None
-    video = dream_beside_real(RealEnvWorkerSpec.for_run(config, run_dir, num_envs=1), settings_from_config(config),
-                              params, config.evaluate.seed, resolve_device(config.device))
-    write_gif(run_dir / DREAM_GIF_NAME, video.frames)
-    written.append(DREAM_GIF_NAME)
-    return ", ".join(written)
 
 
 def _summary(config: Config, run_dir: Path, stages: list[StageRecord], seconds: float) -> dict[str, Any]:

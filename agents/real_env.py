@@ -14,13 +14,10 @@ from agents.evaluation import EvaluationReport, evaluate_params
 from agents.evaluators import RayEvaluator
 from worldmodels.checkpoint import load_mdnrnn, load_vae
 from worldmodels.config import Config
-from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME, Controller, load_params
+from worldmodels.controller import Controller, load_params
 from worldmodels.pictures import write_gif
 from worldmodels.real_rollouts import RealEnvWorkerSpec
-
-EPISODES_DIR = "episodes"
-"""Where a run keeps its own episodes (the ``run`` pipeline collects into RUN/episodes)."""
-EVALUATION_NAME = "evaluation.json"
+from worldmodels.run_layout import CONTROLLER_DIR, MEAN_PARAMS_NAME
 
 
 def _num_params(spec: RealEnvWorkerSpec) -> int:

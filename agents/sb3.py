@@ -4,14 +4,16 @@ evaluated in the real env with the controllers' protocol.
 ``baseline.obs`` picks what the agent sees:
 
     pixels   CnnPolicy (SB3's NatureCNN) on the real env's (64, 64, 3) uint8 frames (SB3 transposes them to CHW)
-    latent   MlpPolicy on ``LatentObservation(real env)``: [z, h] (``controller.inputs``) from RUN/vae.pt, RUN/mdnrnn.pt
+    latent   MlpPolicy on [z, h] (``controller.inputs``) of the real env from RUN/vae.pt, RUN/mdnrnn.pt: trained in
+             ``LatentVecEnv`` (one V call and one M step per step for all ``baseline.n_envs`` envs), evaluated on
+             ``LatentObservation(real env)``, which gives the same observations
     dream    MlpPolicy trained in ``worldmodels/Dream-v0`` (M from RUN/mdnrnn.pt, dreams started from the encoded
              episodes), evaluated on ``LatentObservation(real env)``, whose observation is the dream's
 
 Evaluation (:func:`evaluate_agent`) runs deterministic actions for N episodes on seeds ``evaluate.seed + i``
 and reports mean +- std as :class:`agents.evaluation.EvaluationReport`. :func:`run_baseline` writes
 ``OUT/{algo}_{obs}.zip`` (SB3's format, atomically) and ``OUT/{algo}_{obs}.json`` (the report), OUT being
-RUN/baselines by default. V and M inside the envs run on the CPU: they step one frame at a time.
+RUN/baselines by default. V and M inside the envs run on the CPU.
 """
 
 from __future__ import annotations
@@ -28,15 +30,16 @@ import stable_baselines3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecEnv
 
 from agents.evaluation import EvaluationReport, evaluation_seeds
-from agents.real_env import EPISODES_DIR
-from agents.sb3_latent import LatentObservation
+from agents.sb3_latent import LatentObservation, LatentVecEnv
 from rollouts.atomic import atomic_path
 from worldmodels.checkpoint import load_mdnrnn, load_vae
 from worldmodels.config import Config
 from worldmodels.dream import dream_max_steps
 from worldmodels.real_rollouts import RealEnvWorkerSpec
+from worldmodels.run_layout import EPISODES_DIR
 from worldmodels.stages import env_spec
 
 BASELINES_DIR = "baselines"
@@ -66,6 +69,8 @@ class BaselineSetup:
     """"CnnPolicy" or "MlpPolicy"."""
     make_train_env: Callable[[], gym.Env]
     make_eval_env: Callable[[], gym.Env]
+    wrap_train_envs: Callable[[VecEnv], VecEnv] | None = None
+    """Wraps the vectorized train envs (latent: :class:`agents.sb3_latent.LatentVecEnv` over the frame envs)."""
 
 
 def baseline_setup(config: Config, run_dir: Path, data_dir: Path) -> BaselineSetup:
@@ -83,7 +88,8 @@ def baseline_setup(config: Config, run_dir: Path, data_dir: Path) -> BaselineSet
         return LatentObservation(spec.env.make(), vae, mdnrnn, config.controller.inputs, config.baseline.latent)
 
     if config.baseline.obs == "latent":
-        return BaselineSetup("MlpPolicy", make_latent_env, make_latent_env)
+        return BaselineSetup("MlpPolicy", spec.env.make, make_latent_env, partial(
+            LatentVecEnv, vae=vae, mdnrnn=mdnrnn, inputs=config.controller.inputs, latent=config.baseline.latent))
     dream = config.dream
     make_dream_env = partial(gym.make, DREAM_ENV_ID, max_episode_steps=dream_max_steps(config),
                              mdnrnn_path=spec.mdnrnn_path, latents_folder=data_dir, observation=config.controller.inputs,
@@ -125,6 +131,9 @@ def train_agent(algorithm: type[BaseAlgorithm], setup: BaselineSetup, config: Co
     settings = config.baseline
     envs = make_vec_env(setup.make_train_env, n_envs=settings.n_envs, seed=settings.seed)
     try:
+        if setup.wrap_train_envs is not None:
+            envs = setup.wrap_train_envs(envs)
+            envs.seed(settings.seed)  # the first reset's seeds, as make_vec_env set them, now known to the wrapper
         try:
             model = algorithm(setup.policy, envs, seed=settings.seed, device=config.device, verbose=0,
                               **settings.algo_kwargs)

@@ -13,19 +13,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-
 from agents.cmaes import GenerationRecord
 from agents.dream_training import dream_spec, real_evaluator, train_controller_dream
 from agents.evaluation import EvaluationReport, evaluate_params
 from agents.evaluators import SerialEvaluator
 from rollouts.atomic import atomic_write_text
-from worldmodels.config import Config, save_config
-from worldmodels.controller import MEAN_PARAMS_NAME, load_params
+from worldmodels.config import PUBLISHED_TEMPERATURES, Config, save_config
+from worldmodels.controller import load_params
+from worldmodels.run_layout import CONFIG_NAME, MEAN_PARAMS_NAME
 
-PUBLISHED_TEMPERATURES = (0.1, 0.5, 1.0, 1.15, 1.3)
 SWEEP_DIR = "sweep"
-SWEEP_CONFIG_NAME = "config.yaml"
-"""The sweep's merged config (RUN/sweep/config.yaml); the run's own config.yaml is not touched."""
 TABLE_NAME = "temperature_sweep"
 
 
@@ -45,7 +42,7 @@ def temperature_sweep(config: Config, run_dir: str | Path, data_dir: str | Path,
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     rows = []
     real = real_evaluator(config, run_dir)  # one set of Ray workers for every temperature
-    save_config(config, run_dir / SWEEP_DIR / SWEEP_CONFIG_NAME)
+    save_config(config, run_dir / SWEEP_DIR / CONFIG_NAME)
     try:
         for tau in temperatures:
             tau_config = replace(config, dream=replace(config.dream, temperature=tau))

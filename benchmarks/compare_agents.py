@@ -34,15 +34,16 @@ import numpy as np
 
 from agents.dream_training import train_controller_dream
 from agents.evaluation import EvaluationReport
-from agents.real_env import EPISODES_DIR, evaluate_controller_real, train_controller_real
+from agents.real_env import evaluate_controller_real, train_controller_real
 from agents.sb3 import algorithm_class, run_baseline
 from rollouts.atomic import atomic_write_text
 from rollouts.ray_cluster import init_ray
 from rollouts.storage import episode_lengths, list_episode_files
-from worldmodels.cli import add_config_options, add_ray_address_option, config_from_args
+from worldmodels.commands import add_config_options, add_ray_address_option, config_from_args
 from worldmodels.config import Config
 from worldmodels.dream import dream_max_steps
 from worldmodels.pictures import Series, plot_series
+from worldmodels.run_layout import EPISODES_DIR
 from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
 from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
 

@@ -1,104 +1,295 @@
-"""Dream steps per second: the batched DreamSimulator against stepping one dream at a time.
+"""Dream steps per second: the batched DreamSimulator against the fastest plain public loop and the hardware.
 
-    python benchmarks/dream_speed.py --device cpu --steps 50
-    python benchmarks/dream_speed.py --device cuda --steps 200 --compile
+    python benchmarks/dream_speed.py --sizes carracing
+    python benchmarks/dream_speed.py --sizes doom
+    python benchmarks/dream_speed.py --sizes doom --device cuda --compile
 
-CarRacing sizes: z 32, LSTM 256, 5 mixtures per dimension, action 3, controller tanh(W [z, h] + b) with 867
-parameters; M untrained with a reward head (a step costs the same whatever the weights) and no done head, so
-every dream runs --steps steps. The batched simulator steps B dreams as one batch of tensors, each with its own
-controller. The reference loop steps one dream at a time, as the public implementations do: per dream and
-step one controller matmul and one ``MDNRNN.sample`` (LSTM step, mixture draw), and the reward read back to
-Python, on one CPU thread (one such worker per core). Its rate does not depend on B, so it is measured once,
-over --reference-steps dream steps.
-Times are the best of --repeats runs after a warm-up (and, with --compile, compilation).
+Sizes (M untrained: a step costs the same whatever the weights):
+  carracing  z 32, LSTM 256, 5 mixtures per dimension, action 3, controller tanh(W [z, h] + b) (867 params),
+             M with a reward head and no done head: every dream runs --steps steps.
+  doom       z 64, LSTM 512, 5 mixtures, action 1, controller tanh(W [z, c, h]) without bias (1,088 params),
+             M with a done head (weights x10, bias -0.95: dreams die at various times, from ~100 steps to the
+             2,100-step cap, about half the steps alive), survival reward. Its all-alive rows use a done bias
+             of -30 (no dream ends).
+
+Reference: one dream at a time, as ctallec's SimulatedCarracing steps it: the controller's nn.Linear, an
+nn.LSTMCell, the heads' nn.Linear, one mixture component per dimension drawn with torch.multinomial, the
+Gaussian draw, and the reward (or done) read back to Python every step, on one CPU thread; the public
+implementations run one such worker process per core. Measured in this process (1 thread), and as
+one process per core this process may run on (os.sched_getaffinity), in parallel: the machine's reference
+throughput, against which "x reference" is counted. Its rate does not depend on B.
+
+Hardware limit: loops of (1024 x 1024) @ (1024 x 1024) matrix products in float32 and in bfloat16 (where the
+device has bf16 arithmetic), measured in the same run, through torch.mm (the BLAS: MKL on the CPU) and through
+the dream's own product (worldmodels.dream.linear: oneDNN on the CPU); the faster of the two is the limit (on an
+AMD EPYC, MKL's float32 GEMM ran at less than half oneDNN's). FLOPs per dream step, 2 per multiply-add, counted
+from the shapes (elementwise work, the mixture draw and the noise not counted): LSTM gates 2 (Z + A + 1 + H) 4H,
+heads 2 H (3KZ + R + D), controller 2 F A (R, D: 1 with a reward, done head; F: the controller's input size):
+carracing 0.846 MFLOP, doom 3.354 MFLOP. "% limit" is steps/s x FLOPs per step over that precision's limit.
+
+Rows: every precision (float32; bfloat16 where the device has it) x every B of --batches, all dreams alive;
+the best of --repeats runs after a warm-up (and, with --compile, compilation). The matmul rates, the reference and
+these rows are measured --rounds times, interleaved, each keeping its best: steadier on a machine shared with other
+work. With a done head (doom), a
+generation-like batch: --popsize candidates of a first CMA-ES generation (mean 0, sigma 0.1) x --rollouts
+seeds shared by every candidate, dreams that end, up to --ending-steps steps, once masked (compact_below 0:
+every dream stepped until all have ended) and once with ended dreams dropped (the default), per precision;
+"all alive" is the time B x --ending-steps steps take at the all-alive rate of B = popsize x rollouts.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import multiprocessing
+import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from torch import nn
 
-from worldmodels.controller import Controller
 from worldmodels.device import resolve_device
-from worldmodels.dream import DreamSettings, DreamSimulator, StartLatents
+from worldmodels.dream import PRECISION_DTYPES, DreamSettings, DreamSimulator, StartLatents, linear, matmul_dtype
 from worldmodels.mdnrnn import MDNRNN
 
-Z, H, K, A = 32, 256, 5, 3
 TEMPERATURE = 1.15
+MIXTURES = 5
+ENDING_DONE = (10.0, -0.95)
+"""Doom's done head for dreams that end: its weights scaled by 10, its bias; lifetimes spread up to the cap."""
+ALIVE_DONE_BIAS = -30.0
 
 
-def build(device: torch.device, steps: int) -> tuple[MDNRNN, DreamSimulator]:
-    """A paper-sized untrained M (with a reward head) and a simulator over it; starts are random latents."""
+@dataclass(frozen=True)
+class Sizes:
+    """The shapes of one game's world model and controller."""
+
+    z: int
+    hidden: int
+    action: int
+    inputs: str
+    bias: bool
+    reward_head: bool
+    done_head: bool
+
+    @property
+    def controller_inputs(self) -> int:
+        return self.z + self.hidden * {"z": 0, "zh": 1, "zch": 2}[self.inputs]
+
+    @property
+    def flops(self) -> int:
+        """FLOPs per dream step of the matrix products (2 per multiply-add)."""
+        gates = (self.z + self.action + 1 + self.hidden) * 4 * self.hidden
+        heads = self.hidden * (3 * MIXTURES * self.z + self.reward_head + self.done_head)
+        return 2 * (gates + heads + self.controller_inputs * self.action)
+
+
+SIZES = {"carracing": Sizes(32, 256, 3, "zh", True, reward_head=True, done_head=False),
+         "doom": Sizes(64, 512, 1, "zch", False, reward_head=False, done_head=True)}
+
+
+def build_mdnrnn(sizes: Sizes, ending: bool) -> MDNRNN:
+    """The untrained M of ``sizes`` (seed 0); with a done head, dreams end when ``ending`` and never otherwise."""
     torch.manual_seed(0)
-    mdnrnn = MDNRNN(Z, A, H, K, reward_head=True).eval().to(device)
+    mdnrnn = MDNRNN(sizes.z, sizes.action, sizes.hidden, MIXTURES, sizes.reward_head, sizes.done_head).eval()
+    if mdnrnn.done_head is not None:
+        scale, bias = ENDING_DONE if ending else (1.0, ALIVE_DONE_BIAS)
+        with torch.no_grad():
+            mdnrnn.done_head.weight.mul_(scale)
+            mdnrnn.done_head.bias.fill_(bias)
+    return mdnrnn
+
+
+def build_simulator(sizes: Sizes, ending: bool, device: torch.device, **settings: object) -> DreamSimulator:
+    """A simulator over :func:`build_mdnrnn`; starts are random latents."""
     rng = np.random.default_rng(0)
-    starts = StartLatents(rng.normal(size=(100, Z)).astype(np.float32), np.full((100, Z), -2.0, np.float32))
-    settings = DreamSettings(temperature=TEMPERATURE, max_steps=steps, inputs="zh")
-    return mdnrnn, DreamSimulator(mdnrnn, starts, settings, device=device)
+    starts = StartLatents(rng.normal(size=(100, sizes.z)).astype(np.float32),
+                          np.full((100, sizes.z), -2.0, np.float32))
+    reward_mode = "head" if sizes.reward_head else "survival"
+    dream = DreamSettings(temperature=TEMPERATURE, inputs=sizes.inputs, bias=sizes.bias, reward_mode=reward_mode,
+                          **settings)  # type: ignore[arg-type]
+    return DreamSimulator(build_mdnrnn(sizes, ending), starts, dream, device=device)
 
 
-def batched_rate(simulator: DreamSimulator, batch: int, repeats: int) -> float:
-    """Dream steps/s of ``simulator.rollout`` over ``batch`` dreams (best of ``repeats`` after a warm-up)."""
-    params = np.random.default_rng(1).normal(0, 0.1, (batch, simulator.num_params)).astype(np.float32)
-    seeds = np.arange(batch)
-    settings = simulator.settings
-    simulator.settings = replace(settings, max_steps=2)
-    simulator.rollout(params, seeds)  # warm-up (and compilation)
-    simulator.settings = settings
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        simulator.rollout(params, seeds)  # returns numpy: waits for the device
-        best = min(best, time.perf_counter() - start)
-    return batch * settings.max_steps / best
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def reference_rate(mdnrnn: MDNRNN, device: torch.device, dream_steps: int, steps: int) -> float:
-    """Dream steps/s stepping one dream at a time on one CPU thread (``dream_steps`` in all, episodes of
-    ``steps`` steps). One thread, as the public implementations run one such worker process per core (with
-    more threads, torch's tiny parallel regions make it slower still when other processes share the cores)."""
+def matmul_rates(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> dict[str, float]:
+    """FLOP/s of loops of (1024 x 1024) @ (1024 x 1024) products in ``dtype`` through torch.mm (the BLAS: MKL on
+    the CPU) and through the dream's :func:`worldmodels.dream.linear` (oneDNN on the CPU); the best of 5 timed
+    slices each."""
+    n = 1024
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    products = {"torch.mm": lambda: torch.mm(a, b), "dream linear": lambda: linear(a, b, None)}
+    rates = {}
+    for name, product in products.items():
+        product()  # warm-up
+        best = 0.0
+        for _ in range(5):
+            synchronize(device)
+            count, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds / 5:
+                product()
+                count += 1
+            synchronize(device)
+            best = max(best, 2 * n**3 * count / (time.perf_counter() - started))
+        rates[name] = best
+    return rates
+
+
+class ReferenceDream(nn.Module):
+    """M and C as a public one-dream-at-a-time loop holds them: nn.LSTMCell, nn.Linear heads and controller."""
+
+    def __init__(self, sizes: Sizes) -> None:
+        super().__init__()
+        mdnrnn = build_mdnrnn(sizes, ending=True)
+        self.sizes = sizes
+        self.cell = nn.LSTMCell(sizes.z + sizes.action, sizes.hidden)
+        self.heads = nn.Linear(sizes.hidden, 3 * MIXTURES * sizes.z + sizes.reward_head + sizes.done_head)
+        self.controller = nn.Linear(sizes.controller_inputs, sizes.action, bias=sizes.bias)
+        with torch.no_grad():  # the same M: its constant-1 input column is the cell's input bias
+            weight_ih = mdnrnn.lstm.weight_ih_l0
+            self.cell.weight_ih.copy_(weight_ih[:, :-1])
+            self.cell.bias_ih.copy_(weight_ih[:, -1])
+            self.cell.weight_hh.copy_(mdnrnn.lstm.weight_hh_l0)
+            self.cell.bias_hh.zero_()
+            heads = [mdnrnn.mdn] + [head for head in (mdnrnn.reward_head, mdnrnn.done_head) if head is not None]
+            self.heads.weight.copy_(torch.cat([head.weight for head in heads]))
+            self.heads.bias.copy_(torch.cat([head.bias for head in heads]))
+
+    @torch.inference_mode()
+    def run(self, steps: int, max_steps: int, generator: torch.Generator) -> int:
+        """Dream ``steps`` steps, one dream at a time (a new dream, with new controller weights, after each
+        ends); returns the steps run."""
+        sizes, K = self.sizes, MIXTURES
+        mixture_size = 3 * K * sizes.z
+        done_steps = 0
+        while done_steps < steps:
+            nn.init.normal_(self.controller.weight, 0.0, 0.1, generator=generator)
+            z = torch.randn(1, sizes.z, generator=generator)  # (1, Z)
+            h, c = torch.zeros(1, sizes.hidden), torch.zeros(1, sizes.hidden)  # (1, H) each
+            total = 0.0
+            for _ in range(min(max_steps, steps - done_steps)):
+                x = torch.cat([z, h] if sizes.inputs == "zh" else [z, c, h], dim=1)  # (1, F)
+                action = torch.tanh(self.controller(x))  # (1, A)
+                h, c = self.cell(torch.cat([z, action], dim=1), (h, c))  # (1, H) each
+                out = self.heads(h)[0]  # (3KZ + R + D,)
+                log_pi, mu, log_sigma = out[:mixture_size].view(sizes.z, 3 * K).split(K, dim=1)  # (Z, K) each
+                k = torch.multinomial(torch.softmax(log_pi / TEMPERATURE, dim=1), 1, generator=generator)  # (Z, 1)
+                eps = torch.randn(sizes.z, 1, generator=generator)  # (Z, 1)
+                z = (mu.gather(1, k) + log_sigma.gather(1, k).exp() * math.sqrt(TEMPERATURE) * eps).view(1, -1)
+                done_steps += 1
+                if sizes.reward_head:
+                    total += out[mixture_size].item()  # read back every step, as the public loops do
+                elif out[-1].item() > 0:
+                    break
+        return done_steps
+
+
+def reference_rate(sizes_name: str, steps: int, max_steps: int, barrier: object = None, seed: int = 0) -> float:
+    """Steps/s of :class:`ReferenceDream` on one thread over ``steps`` steps (after a warm-up and, when given,
+    a barrier shared with the other processes)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _reference_loop(mdnrnn, device, dream_steps, steps)
+        reference = ReferenceDream(SIZES[sizes_name])
+        generator = torch.Generator().manual_seed(seed)
+        reference.run(max(steps // 10, 1), max_steps, generator)  # warm-up
+        if barrier is not None:
+            barrier.wait()  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        done = reference.run(steps, max_steps, generator)
+        return done / (time.perf_counter() - started)
     finally:
         torch.set_num_threads(threads)
 
 
-@torch.inference_mode()
-def _reference_loop(mdnrnn: MDNRNN, device: torch.device, dream_steps: int, steps: int) -> float:
-    """The loop of :func:`reference_rate`."""
-    controller = Controller(Z, H, A, "zh")
-    rng = np.random.default_rng(1)
-    generator = torch.Generator(device).manual_seed(0)
-    done_steps = 0
-    start = time.perf_counter()
-    while done_steps < dream_steps:
-        controller.set_flat(rng.normal(0, 0.1, controller.num_params))
-        z = torch.randn(1, Z, generator=generator, device=device)  # (1, Z)
-        state = mdnrnn.initial_state(1, device)
-        total = 0.0
-        for _ in range(min(steps, dream_steps - done_steps)):
-            action = controller.act(torch.cat([z, state[0][0]], dim=1))  # (1, A)
-            sample = mdnrnn.sample(z, action, state, TEMPERATURE, generator)
-            z, state = sample.z, sample.state
-            total += float(sample.reward[0])  # read back to Python each step, as the public loops do
-            done_steps += 1
-    return done_steps / (time.perf_counter() - start)
+def _reference_worker(sizes_name: str, steps: int, max_steps: int, barrier: object, seed: int,
+                      results: multiprocessing.Queue) -> None:
+    results.put(reference_rate(sizes_name, steps, max_steps, barrier, seed))
+
+
+def parallel_reference_rate(sizes_name: str, steps: int, max_steps: int, processes: int) -> float:
+    """Summed steps/s of ``processes`` reference processes (one thread each) stepping at the same time."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes), context.Queue()
+    workers = [context.Process(target=_reference_worker, args=(sizes_name, steps, max_steps, barrier, seed, results))
+               for seed in range(processes)]
+    for worker in workers:
+        worker.start()
+    rates = [results.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    return sum(rates)
+
+
+def batched_rate(simulator: DreamSimulator, batch: int, steps: int, repeats: int) -> float:
+    """Dream steps/s of ``simulator.rollout`` over ``batch`` dreams that all live ``steps`` steps (best of
+    ``repeats`` after a warm-up)."""
+    params = np.random.default_rng(1).normal(0, 0.1, (batch, simulator.num_params)).astype(np.float32)
+    seeds = np.arange(batch)
+    simulator.settings = replace(simulator.settings, max_steps=2)
+    simulator.rollout(params, seeds)  # warm-up (and compilation)
+    simulator.settings = replace(simulator.settings, max_steps=steps)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        simulator.rollout(params, seeds)  # returns numpy: waits for the device
+        best = min(best, time.perf_counter() - started)
+    return batch * steps / best
+
+
+def generation(simulator: DreamSimulator, popsize: int, rollouts: int) -> tuple[float, np.ndarray]:
+    """Seconds and dream lengths (P * R,) of one generation-like batch: ``popsize`` candidates N(0, 0.1^2)
+    (a first CMA-ES generation) x ``rollouts`` seeds shared by every candidate, as ``agents/cmaes.py`` runs it."""
+    candidates = np.random.default_rng(2).normal(0, 0.1, (popsize, simulator.num_params)).astype(np.float32)
+    params = np.repeat(candidates, rollouts, axis=0)  # (P * R, D)
+    seeds = np.tile(np.arange(rollouts), popsize)  # (P * R,)
+    started = time.perf_counter()
+    lengths = simulator.record(params, seeds, keep_z=False).lengths
+    return time.perf_counter() - started, lengths
+
+
+def compile_step(simulator: DreamSimulator, device: torch.device) -> DreamSimulator:
+    """``simulator`` with its batched step compiled (CUDA graphs on cuda: mode reduce-overhead)."""
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    simulator.step = torch.compile(simulator.step, mode=mode)  # type: ignore[method-assign]
+    return simulator
+
+
+def supported_precisions(device: torch.device) -> list[str]:
+    """The precisions the device computes natively (bfloat16 needs bf16 arithmetic)."""
+    names = []
+    for name in PRECISION_DTYPES:
+        try:
+            matmul_dtype(name, device)
+        except ValueError:
+            continue
+        names.append(name)
+    return names
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", choices=tuple(SIZES), default="carracing", help="the game's model sizes")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--steps", type=int, default=50, help="steps per dream")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024, 16384], help="values of B")
-    parser.add_argument("--reference-steps", type=int, default=2000, help="dream steps the reference loop runs")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per B (the best counts)")
+    parser.add_argument("--steps", type=int, default=50, help="steps per dream of the all-alive rows")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024, 4096], help="values of B")
+    parser.add_argument("--precisions", nargs="+", choices=tuple(PRECISION_DTYPES), default=None,
+                        help="default: every precision the device has")
+    parser.add_argument("--reference-steps", type=int, default=3000, help="dream steps each reference process runs")
+    parser.add_argument("--reference-processes", type=int, default=len(os.sched_getaffinity(0)),
+                        help="reference processes run in parallel (default: one per core)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per row and round (the best counts)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of every all-alive measurement, interleaved (the best of each counts)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--popsize", type=int, default=64, help="candidates of the generation-like batch")
+    parser.add_argument("--rollouts", type=int, default=16, help="rollouts per candidate (0: no ending rows)")
+    parser.add_argument("--ending-steps", type=int, default=2100, help="step cap of the generation-like batch")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the batched step (CUDA graphs on cuda: mode reduce-overhead)")
     args = parser.parse_args()
@@ -106,21 +297,68 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    mdnrnn, simulator = build(device, args.steps)
-    if args.compile:
-        mode = "reduce-overhead" if device.type == "cuda" else None
-        simulator.step = torch.compile(simulator.step, mode=mode)  # type: ignore[method-assign]
-    reference = reference_rate(mdnrnn, device, args.reference_steps, args.steps)
+    sizes = SIZES[args.sizes]
+    precisions = args.precisions or supported_precisions(device)
+    reference_cap = args.ending_steps if sizes.done_head else args.steps
+    simulators = {}
+    for precision in precisions:
+        simulators[precision] = build_simulator(sizes, False, device, precision=precision)
+        if args.compile:
+            compile_step(simulators[precision], device)
+    rates: dict[str, dict[str, float]] = {}
+    single = reference = 0.0
+    alive_rates: dict[tuple[str, int], float] = {}
+    for _ in range(args.rounds):  # every measurement once per round, the best kept: steadier on a shared machine
+        for name in supported_precisions(device):
+            by_product = matmul_rates(device, PRECISION_DTYPES[name])
+            rates[name] = {product: max(rate, rates.get(name, {}).get(product, 0.0))
+                           for product, rate in by_product.items()}
+        single = max(single, reference_rate(args.sizes, args.reference_steps, reference_cap))
+        reference = max(reference, parallel_reference_rate(args.sizes, args.reference_steps, reference_cap,
+                                                           args.reference_processes))
+        for precision in precisions:
+            for batch in args.batches:
+                rate = batched_rate(simulators[precision], batch, args.steps, args.repeats)
+                alive_rates[precision, batch] = max(rate, alive_rates.get((precision, batch), 0.0))
+    limits = {name: max(by_product.values()) for name, by_product in rates.items()}
 
-    print(f"\ndevice {device} ({torch.get_num_threads()} CPU threads), {args.steps} steps per dream, "
-          f"z {Z}, LSTM {H}, {K} mixtures, action {A}, controller [z, h] ({simulator.num_params} params)"
-          f"{', compiled' if args.compile else ''}")
-    print(f"reference: one dream at a time, 1 thread: {reference:,.0f} dream steps/s")
-    print(f"{'B':>7}{'batched steps/s':>18}{'ms/step':>10}{'x reference':>13}")
-    for batch in args.batches:
-        rate = batched_rate(simulator, batch, args.repeats)
-        print(f"{batch:>7}{rate:>18,.0f}{batch / rate * 1e3:>10.2f}{rate / reference:>13.1f}")
+    print(f"\nsizes {args.sizes}: z {sizes.z}, LSTM {sizes.hidden}, {MIXTURES} mixtures, action {sizes.action}, "
+          f"controller [{', '.join(sizes.inputs)}]{'' if sizes.bias else ' without bias'}; "
+          f"{sizes.flops / 1e6:.3f} MFLOP per dream step")
+    print(f"device {device} ({torch.get_num_threads()} CPU threads){', compiled' if args.compile else ''}; "
+          f"load average {os.getloadavg()[0]:.2f} ({os.getloadavg()[1]:.2f} over 5 min) on {os.cpu_count()} CPUs; "
+          f"the best of {args.rounds} rounds")
+    for name, by_product in rates.items():
+        print(f"matmul (1024^3) {name}: " + ", ".join(f"{product} {rate / 1e9:,.0f}" for product, rate in by_product.items())
+              + f" GFLOP/s; the limit: {limits[name] / sizes.flops:,.0f} dream steps/s")
+    print(f"reference, one dream at a time (1 thread): {single:,.0f} steps/s in 1 process, {reference:,.0f} in "
+          f"{args.reference_processes} processes at once (the reference)\n")
+    print("| precision | B | steps/s | ms/step | x reference | " + " | ".join(f"% {name} limit" for name in limits) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(limits))
+    for (precision, batch), rate in alive_rates.items():
+        shares = " | ".join(f"{100 * rate * sizes.flops / limit:.0f}" for limit in limits.values())
+        print(f"| {precision} | {batch:,} | {rate:,.0f} | {batch / rate * 1e3:.2f} | {rate / reference:.1f} | {shares} |")
 
+    if not sizes.done_head or args.rollouts == 0:
+        return
+    batch = args.popsize * args.rollouts
+    print(f"\ngeneration-like batch: {args.popsize} candidates x {args.rollouts} rollouts = {batch:,} dreams, "
+          f"up to {args.ending_steps:,} steps (one run each)\n")
+    print("| precision | ended dreams | s/batch | x all alive | live steps | mean length | live steps/s | x reference |")
+    print("|---|---|---|---|---|---|---|---|")
+    for precision in precisions:
+        if (precision, batch) not in alive_rates:
+            alive_rates[precision, batch] = batched_rate(simulators[precision], batch, args.steps, args.repeats)
+        all_alive = batch * args.ending_steps / alive_rates[precision, batch]
+        for path, compact_below in (("masked", 0.0), ("dropped", DreamSettings.compact_below)):
+            simulator = build_simulator(sizes, True, device, precision=precision, max_steps=args.ending_steps,
+                                        compact_below=compact_below)
+            if args.compile:
+                compile_step(simulator, device)
+            seconds, lengths = generation(simulator, args.popsize, args.rollouts)
+            live = int(lengths.sum())
+            print(f"| {precision} | {path} | {seconds:.1f} | {seconds / all_alive:.2f} | {live:,} | "
+                  f"{lengths.mean():,.0f} | {live / seconds:,.0f} | {live / seconds / reference:.1f} |")
 
 if __name__ == "__main__":
     main()

@@ -8,7 +8,7 @@ Ids:
     ``worldmodels/FastCarRacing-v3``: CarRacing-v3 with bit-identical (96, 96, 3) frames, ~3x the steps/s
     (``envs.fast_carracing.FastCarRacing``); same arguments, 1000 steps per episode, solved at 900.
     ``worldmodels/LowResCarRacing-v3``: CarRacing-v3 drawn straight at 96x96, ~10x the steps/s, frames
-    about one intensity level off on average (``envs.fast_carracing.LowResCarRacing``).
+    about one intensity level off on average (``envs.low_res_carracing.LowResCarRacing``).
     ``worldmodels/TakeCover-v0``: ViZDoom TakeCover (needs ``pip install vizdoom``) with the published frame
     pipeline (the 3D view above the status bar, 64x64 uint8) and one tanh action split in thirds
     (left / stay / right); +1 per step alive, 2100 steps per episode, solved at 750.
@@ -31,9 +31,9 @@ gymnasium.register(
     reward_threshold=900,
 )
 
-for _suffix, _renderer, _env_class in (
-    ("Fast", "fast", "FastCarRacing"),
-    ("LowRes", "low_res", "LowResCarRacing"),
+for _suffix, _renderer, _module, _env_class in (
+    ("Fast", "fast", "fast_carracing", "FastCarRacing"),
+    ("LowRes", "low_res", "low_res_carracing", "LowResCarRacing"),
 ):
     gymnasium.register(
         id=f"worldmodels/CarRacing{_suffix}-v0",
@@ -44,7 +44,7 @@ for _suffix, _renderer, _env_class in (
     )
     gymnasium.register(
         id=f"worldmodels/{_env_class}-v3",
-        entry_point=f"envs.fast_carracing:{_env_class}",
+        entry_point=f"envs.{_module}:{_env_class}",
         max_episode_steps=1000,
         reward_threshold=900,
     )

@@ -9,7 +9,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.box2d.car_racing import CarRacing
 
-from envs.fast_carracing import FastCarRacing, LowResCarRacing
+from envs.fast_carracing import FastCarRacing
+from envs.low_res_carracing import LowResCarRacing
 from envs.wrappers import CropFrame, Interpolation, InvertFrame, ResizeFrame
 
 Renderer = Literal["gymnasium", "fast", "low_res"]

@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.midi import write_melody_midi
 from envs.music_notation import (
     REST,
     START,
@@ -34,7 +35,6 @@ from envs.music_notation import (
     pitch_of,
     quarter_length,
     token_pitches,
-    write_melody_midi,
 )
 
 DEFAULT_NOTES = (START, REST, *(note_name(p) for p in range(60, 85)))

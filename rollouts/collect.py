@@ -1,16 +1,19 @@
 """Gather episodes with Ray actors and store one file per episode (see :mod:`rollouts.storage`).
 
-Each actor owns one environment and one data policy and runs whole episodes; it returns the episode
-already compressed, and the driver writes it atomically. Only what is missing on disk is gathered, so
-re-running the same command resumes. An actor that dies (or whose episode raises) is replaced and the
-episode retried, up to ``max_retries`` times (:class:`rollouts.actor_pool.ReplacingActorPool`).
+Each actor owns ``envs_per_worker`` environments and one batched data policy; a task is a group of up to that
+many episodes, which the actor steps in lock-step (:func:`run_episodes`: one policy call per step for every
+episode still running, so a world-model policy runs V and M once per step for the group). It returns the
+episodes already compressed, and the driver writes each atomically. An episode is a function of its seed alone,
+whatever group or actor ran it. Only what is missing on disk is gathered, so re-running the same command
+resumes. An actor that dies (or whose group raises) is replaced and the group retried, up to ``max_retries``
+times (:class:`rollouts.actor_pool.ReplacingActorPool`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,6 +64,18 @@ class EnvSpec:
             raise ValueError(f"environment {self.id!r} refused the options {self.options}: {err}") from None
 
 
+class BatchedDataPolicy(Protocol):
+    """What the rollout workers need of a policy: actions for up to B lock-stepped episodes at once."""
+
+    def reset(self, rngs: Sequence[np.random.Generator]) -> None:
+        """Start ``len(rngs)`` episodes; all of episode i's randomness until the next reset comes from
+        ``rngs[i]``, so its actions do not depend on the other episodes."""
+
+    def __call__(self, observations: np.ndarray, rows: np.ndarray) -> Sequence[np.ndarray]:
+        """The actions (L, ...) of episodes ``rows`` (L,) int, the episodes still running, for their current
+        ``observations`` (L, ...)."""
+
+
 class DataPolicySpec(Protocol):
     """A picklable recipe for the data policy each worker builds for itself (Ray builds it inside the actor)."""
 
@@ -68,8 +83,24 @@ class DataPolicySpec(Protocol):
     def name(self) -> str:
         """What the episode files record as their ``policy``."""
 
-    def make(self, action_space: gym.Space) -> DataPolicy:
-        """The policy, for an environment with ``action_space``."""
+    def make_batch(self, action_space: gym.Space, size: int) -> BatchedDataPolicy:
+        """The policy of up to ``size`` lock-stepped environments with ``action_space``."""
+
+
+class PolicyPerEnv:
+    """A :class:`BatchedDataPolicy` made of one single-env :class:`rollouts.policies.DataPolicy` per episode."""
+
+    def __init__(self, policies: Sequence[DataPolicy]) -> None:
+        self.policies = list(policies)
+
+    def reset(self, rngs: Sequence[np.random.Generator]) -> None:
+        if len(rngs) > len(self.policies):
+            raise ValueError(f"{len(rngs)} episodes for {len(self.policies)} policies")
+        for policy, rng in zip(self.policies, rngs):
+            policy.reset(rng)
+
+    def __call__(self, observations: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
+        return [self.policies[row](observation) for observation, row in zip(observations, rows)]
 
 
 @dataclass(frozen=True)
@@ -82,58 +113,85 @@ class PolicySpec:
     max_repeat: int = 10
 
     def make(self, action_space: gym.Space) -> DataPolicy:
+        """The policy of one environment."""
         return make_data_policy(self.name, action_space, self.brownian_sigma, self.controller_weight_std,
                                 self.max_repeat)
 
+    def make_batch(self, action_space: gym.Space, size: int) -> PolicyPerEnv:
+        """One independent policy per environment."""
+        return PolicyPerEnv([self.make(action_space) for _ in range(size)])
+
+
+def run_episodes(environments: Sequence[gym.Env], policy: BatchedDataPolicy, seeds: Sequence[int]) -> list[Episode]:
+    """Run one episode per seed, episode i in ``environments[i]`` from ``reset(seed=seeds[i])`` to termination or
+    truncation, all in lock-step: each step one ``policy`` call for every episode still running.
+
+    Episode i's policy randomness is seeded from ``seeds[i]`` too, so each episode is a function of its seed.
+    """
+    if len(seeds) > len(environments):
+        raise ValueError(f"{len(seeds)} episodes for {len(environments)} environments")
+    policy.reset([np.random.default_rng([seed, 1]) for seed in seeds])
+    current = [env.reset(seed=seed)[0] for env, seed in zip(environments, seeds)]
+    observations = [[observation] for observation in current]
+    actions: list[list[np.ndarray]] = [[] for _ in seeds]
+    rewards: list[list[float]] = [[] for _ in seeds]
+    terminated: list[list[bool]] = [[] for _ in seeds]
+    truncated: list[list[bool]] = [[] for _ in seeds]
+    live = np.arange(len(seeds))  # the episodes still running
+    while len(live):
+        chosen = policy(np.stack([current[i] for i in live]), live)
+        for i, action in zip(live, chosen):
+            current[i], reward, term, trunc, _ = environments[i].step(action)
+            observations[i].append(current[i])
+            actions[i].append(action)
+            rewards[i].append(reward)
+            terminated[i].append(term)
+            truncated[i].append(trunc)
+        live = np.array([i for i in live if not (terminated[i][-1] or truncated[i][-1])], np.int64)
+    return [Episode(
+        observations=np.stack(observations[i]).astype(np.uint8),
+        actions=np.stack(actions[i]).astype(np.float32 if np.asarray(actions[i][0]).dtype.kind == "f" else np.int64),
+        rewards=np.asarray(rewards[i], np.float32),
+        terminated=np.asarray(terminated[i], bool),
+        truncated=np.asarray(truncated[i], bool),
+    ) for i in range(len(seeds))]
+
 
 def run_episode(env: gym.Env, policy: DataPolicy, seed: int) -> Episode:
-    """Run one episode from ``env.reset(seed=seed)`` to termination or truncation.
-
-    The policy's randomness is seeded from ``seed`` too, so the episode is a function of the seed.
-    """
-    policy.reset(np.random.default_rng([seed, 1]))
-    observation, _ = env.reset(seed=seed)
-    observations, actions, rewards, terminated, truncated = [observation], [], [], [], []
-    done = False
-    while not done:
-        action = policy(observation)
-        observation, reward, term, trunc, _ = env.step(action)
-        observations.append(observation)
-        actions.append(action)
-        rewards.append(reward)
-        terminated.append(term)
-        truncated.append(trunc)
-        done = term or trunc
-    return Episode(
-        observations=np.stack(observations).astype(np.uint8),
-        actions=np.stack(actions).astype(np.float32 if np.asarray(actions[0]).dtype.kind == "f" else np.int64),
-        rewards=np.asarray(rewards, np.float32),
-        terminated=np.asarray(terminated, bool),
-        truncated=np.asarray(truncated, bool),
-    )
+    """Run one episode of a single-env ``policy`` from ``env.reset(seed=seed)`` (:func:`run_episodes` of one)."""
+    return run_episodes([env], PolicyPerEnv([policy]), [seed])[0]
 
 
 class EpisodeWorker:
-    """Holds one environment and one policy; runs episodes by index and returns them compressed."""
+    """Holds ``num_envs`` environments and one batched policy; runs groups of episodes by index in lock-step and
+    returns them compressed."""
 
-    def __init__(self, env_spec: EnvSpec, policy_spec: DataPolicySpec):
+    def __init__(self, env_spec: EnvSpec, policy_spec: DataPolicySpec, num_envs: int = 1):
+        if num_envs < 1:
+            raise ValueError(f"a worker needs at least one environment, got num_envs {num_envs}")
         self.env_spec = env_spec
-        self.env = env_spec.make()
-        self.policy = policy_spec.make(self.env.action_space)
+        self.envs = [env_spec.make() for _ in range(num_envs)]
+        self.policy = policy_spec.make_batch(self.envs[0].action_space, num_envs)
         self.policy_name = policy_spec.name
 
     def run(self, index: int, seed: int) -> bytes:
-        episode = run_episode(self.env, self.policy, seed)
-        episode.meta = {
-            "index": index,
-            "seed": seed,
-            "env_id": self.env_spec.id,
-            "policy": self.policy_name,
-            "length": episode.length,
-            "return": episode.total_reward,
-            "terminated": bool(episode.terminated[-1]),
-        }
-        return episode_to_bytes(episode)
+        """Episode ``index`` from ``seed``, as an episode file's bytes."""
+        return self.run_group([index], [seed])[0]
+
+    def run_group(self, indices: Sequence[int], seeds: Sequence[int]) -> list[bytes]:
+        """Episodes ``indices`` from ``seeds`` (at most ``num_envs`` of each), stepped together; their files' bytes."""
+        episodes = run_episodes(self.envs, self.policy, [int(seed) for seed in seeds])
+        for episode, index, seed in zip(episodes, indices, seeds):
+            episode.meta = {
+                "index": int(index),
+                "seed": int(seed),
+                "env_id": self.env_spec.id,
+                "policy": self.policy_name,
+                "length": episode.length,
+                "return": episode.total_reward,
+                "terminated": bool(episode.terminated[-1]),
+            }
+        return [episode_to_bytes(episode) for episode in episodes]
 
 
 RemoteEpisodeWorker = ray.remote(num_cpus=1, max_restarts=0)(EpisodeWorker)
@@ -219,18 +277,23 @@ def collect_episodes(
     progress: bool = True,
     on_episode: Callable[[int, list[Any]], None] | None = None,
     first_index: int = 0,
+    envs_per_worker: int = 1,
 ) -> CollectReport:
     """Gather episodes ``first_index..episodes-1`` into ``out_dir`` (episode i uses seed ``seed + i``).
 
     Ray must already be initialised (:func:`rollouts.ray_cluster.init_ray`). A folder holding another
     environment's episodes is refused (:func:`check_same_env`). Episodes already stored are skipped; the
     manifest lists every stored episode below ``episodes`` (those before ``first_index``, gathered by an
-    earlier call, perhaps with another policy, included). ``on_episode(index, actors)`` is
-    called after each stored episode (tests use it to kill a worker mid-run). Raises :class:`CollectError`
-    when an episode fails ``max_retries + 1`` times.
+    earlier call, perhaps with another policy, included). Each worker steps up to ``envs_per_worker`` episodes
+    in lock-step (fewer when there are too few episodes left to give every worker a full group); the episodes
+    are the same whatever it is. ``on_episode(index, actors)`` is called after each stored episode (tests use it
+    to kill a worker mid-run). Raises :class:`CollectError` when a group of episodes fails ``max_retries + 1``
+    times.
     """
     if episodes < 0 or not 0 <= first_index <= episodes:
         raise ValueError(f"need 0 <= first_index <= episodes, got first_index {first_index} and episodes {episodes}")
+    if envs_per_worker < 1:
+        raise ValueError(f"envs_per_worker must be >= 1, got {envs_per_worker}")
     out_dir = Path(out_dir)
     check_same_env(out_dir, env_spec.id)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -242,8 +305,10 @@ def collect_episodes(
         write_manifest(out_dir, list(entries.values()))
         return report
 
-    workers = min(num_workers or int(ray.cluster_resources().get("CPU", 1)), len(todo))
-    pool = ReplacingActorPool(lambda: RemoteEpisodeWorker.remote(env_spec, policy_spec), max(workers, 1))
+    workers = max(min(num_workers or int(ray.cluster_resources().get("CPU", 1)), len(todo)), 1)
+    size = min(envs_per_worker, -(-len(todo) // workers))  # a full group per worker when episodes run short
+    groups = [tuple(todo[start:start + size]) for start in range(0, len(todo), size)]
+    pool = ReplacingActorPool(lambda: RemoteEpisodeWorker.remote(env_spec, policy_spec, size), workers)
     start = time.perf_counter()
     last_manifest = start
     bar = tqdm(total=len(todo), unit="ep", desc="collect", disable=not progress, dynamic_ncols=True)
@@ -264,9 +329,26 @@ def collect_episodes(
         if on_episode is not None:
             on_episode(index, pool.actors)
 
+    def store_group(group: tuple[int, ...], files: list[bytes]) -> None:
+        for index, data in zip(group, files):
+            store(index, data)
+
+    def describe(group: tuple[int, ...]) -> str:
+        if len(group) == 1:
+            return f"episode {group[0]} (seed {seed + group[0]})"
+        return (f"episodes {', '.join(map(str, group))} (seeds {', '.join(str(seed + index) for index in group)}, "
+                "stepped together)")
+
+    submitted: set[tuple[int, ...]] = set()
+
+    def submit(actor: Any, group: tuple[int, ...]) -> ray.ObjectRef:
+        if group in submitted:
+            report.retried += len(group)  # episodes, whatever the group size
+        submitted.add(group)
+        return actor.run_group.remote(group, [seed + index for index in group])
+
     try:
-        report.retried = pool.map(todo, lambda actor, index: actor.run.remote(index, seed + index), store,
-                                  max_retries, describe=lambda index: f"episode {index} (seed {seed + index})")
+        pool.map(groups, submit, store_group, max_retries, describe=describe)
     except TaskFailedError as err:
         raise CollectError(str(err)) from err.__cause__
     finally:

@@ -146,3 +146,17 @@ def test_rng_state_round_trip():
     first = torch.randn(5)
     restore_rng_state(state)
     torch.testing.assert_close(torch.randn(5), first, rtol=0, atol=0)
+
+
+def test_loading_one_model_imports_only_its_own_family(tmp_path):
+    """checkpoint.py names each kind's class by module, so reading V does not import MuseGAN (or music21)."""
+    import subprocess
+    import sys
+
+    code = (f"import sys; from worldmodels.checkpoint import load_vae, save_untrained_checkpoint; "
+            f"save_untrained_checkpoint({str(tmp_path / 'vae.pt')!r}, 'vae', {{'z_size': 8}}); "
+            f"load_vae({str(tmp_path / 'vae.pt')!r}); "
+            "print(sorted(m for m in ('worldmodels.music.musegan', 'music21', 'worldmodels.components.cyclegan', "
+            "'worldmodels.mdnrnn') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"

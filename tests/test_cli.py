@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worldmodels.cli import build_parser, main, run_config, undo_config_write
+from worldmodels.cli import build_parser, main
+from worldmodels.commands import run_config, undo_config_write
 from worldmodels.config import load_config, save_config
 from worldmodels.controller import load_params
 from worldmodels.dream import dream_max_steps, settings_from_config
@@ -142,3 +143,14 @@ def test_a_worker_failure_is_one_line_with_the_error_it_ended_in(monkeypatch, tm
                     "non-finite values")
     assert main(["-v", "collect", "--preset", "carracing-tiny", "--out", str(tmp_path)]) == 1
     assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_help_and_presets_load_neither_torch_nor_ray():
+    """Every command imports what it runs: building the parser (``--help``, ``presets``) must stay light."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from worldmodels.cli import main; main(['presets']); "
+            "print(sorted(m for m in ('torch', 'ray', 'cma', 'gymnasium') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert "carracing-tiny" in result.stdout and result.stdout.strip().splitlines()[-1] == "[]"

@@ -5,7 +5,7 @@ import argparse
 import numpy as np
 import pytest
 
-from worldmodels.cli import run_config
+from worldmodels.commands import run_config
 from worldmodels.config import (
     Config,
     ConfigError,

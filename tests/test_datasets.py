@@ -1,4 +1,4 @@
-"""Streaming datasets: every frame / step exactly once per epoch, in bounded memory, right shapes."""
+"""Datasets: every frame / step exactly once per epoch, in bounded memory, right shapes; items, batches, resident."""
 
 from collections import Counter
 
@@ -104,3 +104,87 @@ def test_missing_folder_and_empty_folder(tmp_path):
         list_episode_files(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="no episode files"):
         list_episode_files(tmp_path)
+
+
+def batch_ids(dataset) -> list[list[tuple[int, int]]]:
+    """(episode, frame) of every frame of each batch ``dataset`` yields through a DataLoader."""
+    return [frame_ids(batch) for batch in DataLoader(dataset, batch_size=None)]
+
+
+@pytest.mark.parametrize("resident", [False, True], ids=["streamed", "resident"])
+def test_frame_batches_visit_every_frame_once_in_an_order_set_by_seed_and_epoch(synthetic_episodes, resident):
+    files = list_episode_files(synthetic_episodes)
+
+    def dataset(seed: int, epoch: int) -> FrameDataset:
+        made = FrameDataset(files, buffer_episodes=2, seed=seed, batch_size=10)
+        made.set_epoch(epoch)
+        return made.to("cpu") if resident else made
+
+    first = batch_ids(dataset(seed=1, epoch=0))
+    assert [len(ids) for ids in first] == [10] * 12 + [6] and len(dataset(1, 0)) == 13  # 126 frames
+    flat = [i for ids in first for i in ids]
+    assert sorted(flat) == [(e, t) for e in range(6) for t in range(21)]
+    assert batch_ids(dataset(seed=1, epoch=0)) == first
+    assert [i for ids in batch_ids(dataset(seed=1, epoch=1)) for i in ids] != flat
+    assert [i for ids in batch_ids(dataset(seed=2, epoch=0)) for i in ids] != flat
+    mixed = len({episode for episode, _ in flat[:42]})  # the first 42 frames: one buffer of 2 episodes when streamed
+    assert mixed == 2 if not resident else mixed > 2
+
+
+def test_batches_are_the_items_collated(synthetic_episodes, tmp_path):
+    """A batch dataset yields what a DataLoader collating its items yields, batch for batch, bit for bit."""
+    files = list_episode_files(synthetic_episodes)
+    for epoch in (0, 1):
+        items = FrameDataset(files, buffer_episodes=4, seed=3)
+        batches = FrameDataset(files, buffer_episodes=4, seed=3, batch_size=16)
+        items.set_epoch(epoch)
+        batches.set_epoch(epoch)
+        pairs = list(zip(DataLoader(items, batch_size=16), DataLoader(batches, batch_size=None), strict=True))
+        assert all(torch.equal(a, b) for a, b in pairs)
+    files = write_synthetic_episodes(tmp_path / "seq", 5, [25, 7, 40, 3, 10])
+    for file in files:
+        mu = np.random.default_rng(0).normal(size=(len(read_episode(file).observations), 4)).astype(np.float32)
+        write_latents(file, mu, -mu)
+    for source in ("latents", "observations"):
+        items = SequenceDataset(files, seq_len=8, source=source, buffer_episodes=2, seed=4)
+        batches = SequenceDataset(files, seq_len=8, source=source, buffer_episodes=2, seed=4, batch_size=3)
+        for a, b in zip(DataLoader(items, batch_size=3), DataLoader(batches, batch_size=None), strict=True):
+            assert a.keys() == b.keys()
+            assert all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+
+
+@pytest.mark.parametrize("resident", [False, True], ids=["streamed", "resident"])
+def test_sequence_batches_cover_every_step_once(tmp_path, resident):
+    lengths = [25, 7, 10, 31]
+    files = write_synthetic_episodes(tmp_path, 4, lengths)
+    dataset = SequenceDataset(files, seq_len=10, source="observations", buffer_episodes=2, seed=5, batch_size=3)
+    if resident:
+        dataset.to("cpu")
+    seen = Counter()
+    for batch in DataLoader(dataset, batch_size=None):
+        assert batch["observations"].shape[1:] == (11, 64, 64, 3) and batch["actions"].shape[1:] == (10, 3)
+        assert batch["mask"].shape[1:] == (10,) and len({len(v) for v in batch.values()}) == 1
+        for item_mask, observations, actions in zip(batch["mask"], batch["observations"], batch["actions"]):
+            steps = int(item_mask.sum())
+            assert torch.all(item_mask[:steps] == 1) and torch.all(actions[steps:] == 0)
+            assert torch.all(observations[steps + 1 :] == 0)
+            for t in range(steps):
+                seen[(int(observations[t, 0, 0, 0]), int(observations[t, 0, 1, 0]))] += 1
+    assert seen == Counter((e, t) for e, n in enumerate(lengths) for t in range(n))
+
+
+def test_resident_data_reports_its_size_and_refuses_loader_workers(synthetic_episodes):
+    files = list_episode_files(synthetic_episodes)
+    dataset = FrameDataset(files, batch_size=10)
+    assert dataset.nbytes == 6 * 21 * 64 * 64 * 3
+    dataset.to("cpu")
+    with pytest.raises(ValueError, match="without DataLoader workers"):
+        list(DataLoader(dataset, batch_size=None, num_workers=1))
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        FrameDataset(files, batch_size=0)
+
+
+def test_batch_dataset_workers_split_the_episodes(synthetic_episodes):
+    dataset = FrameDataset(list_episode_files(synthetic_episodes), buffer_episodes=1, batch_size=8)
+    ids = [i for batch in DataLoader(dataset, batch_size=None, num_workers=2) for i in frame_ids(batch)]
+    assert Counter(ids) == Counter((e, t) for e in range(6) for t in range(21))

@@ -1,8 +1,10 @@
-"""The dream: M's fused single step against MDNRNN.step, batched steps against single-dream steps, per-row
-controllers, done masking, the survival reward, starts from stored latents, and the Gymnasium dream envs."""
+"""The dream: M's fused single step against MDNRNN.step, the mixture draw, batched steps against single-dream
+steps, per-row controllers, done masking, dropping ended dreams, bfloat16 dreams against float32, the survival
+reward, starts from stored latents, and the Gymnasium dream envs."""
 
 from __future__ import annotations
 
+import math
 import pickle
 import subprocess
 import sys
@@ -16,19 +18,29 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
+import worldmodels.dream as dream_module
 from envs.dream_env import DreamEnv, DreamVectorEnv  # importing envs registers the ids
-from rollouts.storage import episode_path, write_latents
+from rollouts.storage import episode_path, read_arrays, write_latents
+from rollouts.synthetic import projected_latents, write_synthetic_episodes
 from worldmodels.checkpoint import load_mdnrnn, save_untrained_checkpoint
+from worldmodels.config import ConfigError, load_config
 from worldmodels.dream import (
     DreamNoise,
     DreamSettings,
     DreamSimulator,
     DreamSimulatorSpec,
     DreamState,
+    FusedM,
+    HeadOutput,
     StartLatents,
+    fuse_mdnrnn,
+    head_output,
     load_start_latents,
+    lstm_step,
+    sample_mixture,
+    settings_from_config,
 )
-from worldmodels.mdnrnn import MDNRNN, sample_next_z
+from worldmodels.mdnrnn import MDNRNN, mdn_nll
 
 Z, H, A = 4, 16, 2
 EPISODES = 3
@@ -69,7 +81,7 @@ def random_params(sim: DreamSimulator, count: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(0, 1.0, (count, sim.num_params)).astype(np.float32)
 
 
-def test_fused_step_matches_mdnrnn_step_and_sampler(run: Path) -> None:
+def test_fused_step_matches_mdnrnn_step_and_an_inverse_cdf_draw(run: Path) -> None:
     sim = simulator(run)
     mdnrnn = load_mdnrnn(run / "mdnrnn.pt")
     generator = sim.generator(1)
@@ -80,12 +92,28 @@ def test_fused_step_matches_mdnrnn_step_and_sampler(run: Path) -> None:
     step = sim.step(state, action, noise)
     with torch.no_grad():
         expected = mdnrnn.step(state.z, action, (state.h[None], state.c[None]))
-        expected_z = sample_next_z(expected.log_pi, expected.mu, expected.log_sigma, 1.3, sim.generator(2))
+    cdf = torch.softmax(expected.log_pi / 1.3, dim=-1).cumsum(dim=-1)  # (5, Z, K)
+    k = (cdf[..., :-1] <= noise.component.unsqueeze(-1)).sum(dim=-1, keepdim=True)  # (5, Z, 1)
+    sigma = expected.log_sigma.gather(-1, k).squeeze(-1).exp() * math.sqrt(1.3)  # (5, Z)
+    expected_z = expected.mu.gather(-1, k).squeeze(-1) + sigma * noise.eps  # (5, Z)
     torch.testing.assert_close(step.state.h, expected.state[0][0])
     torch.testing.assert_close(step.state.c, expected.state[1][0])
     torch.testing.assert_close(step.reward, expected.reward)
     torch.testing.assert_close(step.done, expected.done_logit > 0)
     torch.testing.assert_close(step.state.z, expected_z)
+
+
+def test_mixture_draws_follow_the_mixture_weights() -> None:
+    count, logits = 20000, torch.tensor([0.0, 1.0, 2.0])
+    head = HeadOutput(logits.view(1, 3, 1).expand(count, 3, 1),  # (B, K, Z): one dimension, three components
+                      torch.tensor([-10.0, 0.0, 10.0]).view(1, 1, 3).expand(count, 1, 3),  # (B, Z, K)
+                      torch.full((count, 1, 3), -10.0), None, None)
+    generator = torch.Generator().manual_seed(0)
+    z = sample_mixture(head, torch.rand(count, 1, generator=generator), torch.randn(count, 1, generator=generator))
+    weights = torch.softmax(logits, dim=0)
+    for mean, weight in zip((-10.0, 0.0, 10.0), weights.tolist()):
+        share = float((z.round() == mean).float().mean())
+        assert abs(share - weight) < 4 * math.sqrt(weight * (1 - weight) / count), (mean, share, weight)
 
 
 def test_batched_steps_equal_single_dream_steps_with_the_same_noise(run: Path) -> None:
@@ -132,6 +160,17 @@ def test_rollout_is_reproducible_and_shares_randomness_between_equal_seeds(run: 
         sim.rollout(params[:, 1:], np.arange(4))
 
 
+def test_matrix_products_without_onednn_give_the_same_steps(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim = simulator(run)
+    state = sim.start(6, sim.generator(0))
+    action, noise = torch.rand(6, A) * 2 - 1, sim.draw_noise(6, sim.generator(1))
+    expected = sim.step(state, action, noise)
+    monkeypatch.setattr(dream_module, "_ONEDNN_LINEAR", None)  # torch's own matrix product (BLAS)
+    step = sim.step(state, action, noise)
+    for got, want in zip((*step.state, step.reward, step.done), (*expected.state, expected.reward, expected.done)):
+        torch.testing.assert_close(got, want)
+
+
 def test_chunked_cpu_steps_give_the_same_rollouts(run: Path) -> None:
     whole, chunked = simulator(run), simulator(run, cpu_chunk=3)
     params = random_params(whole, 8)
@@ -139,6 +178,118 @@ def test_chunked_cpu_steps_give_the_same_rollouts(run: Path) -> None:
     result = chunked.record(params, np.arange(8))
     np.testing.assert_allclose(result.returns, expected.returns, rtol=1e-5)
     np.testing.assert_allclose(result.z, expected.z, rtol=1e-4, atol=1e-5)
+
+
+def ending(run: Path, **settings: object) -> DreamSimulator:
+    """The run's M with a done head that ends dreams at various times (done sampled with probability
+    sigmoid(5 w h - 3): about 5% a step, more or less with the controller's course, its actions weighing 5x in
+    the LSTM); max_steps 60."""
+    mdnrnn = load_mdnrnn(run / "mdnrnn.pt")
+    with torch.no_grad():
+        mdnrnn.lstm.weight_ih_l0[:, Z : Z + A] *= 5.0
+        mdnrnn.done_head.weight.mul_(5.0)
+        mdnrnn.done_head.bias.fill_(-3.0)
+    defaults: dict[str, object] = {"temperature": 1.3, "max_steps": 60, "done_mode": "sample", "check_every": 3}
+    return DreamSimulator(mdnrnn, load_start_latents(run / "episodes"), DreamSettings(**{**defaults, **settings}))
+
+
+def test_dropping_ended_dreams_keeps_every_return_and_latent(run: Path) -> None:
+    params, seeds = random_params(ending(run), 64), np.arange(64) % 24  # some seeds shared
+    masked = ending(run, compact_below=0.0).record(params, seeds)
+    assert masked.lengths.min() < 20 and masked.lengths.max() == 60  # dreams end at various times, some never
+    for compact_below in (0.9, 1.0):
+        result = ending(run, compact_below=compact_below).record(params, seeds)
+        # equal up to the rounding of matrix products of another batch size (bit-identical through oneDNN)
+        np.testing.assert_array_equal(result.lengths, masked.lengths)
+        np.testing.assert_allclose(result.returns, masked.returns, rtol=1e-5)
+        assert result.z is not None and masked.z is not None and result.z.shape == masked.z.shape == (64, 61, Z)
+        for i, length in enumerate(result.lengths):
+            np.testing.assert_allclose(result.z[i, : length + 1], masked.z[i, : length + 1], rtol=1e-4, atol=1e-5)
+    for i, length in enumerate(result.lengths):  # compact_below 1: dropped at the first check after its end
+        dropped = -(-length // 3) * 3  # trace index of the first step it was not stepped in, minus one
+        np.testing.assert_array_equal(result.z[i, dropped:], np.broadcast_to(result.z[i, dropped], (61 - dropped, Z)))
+
+
+def test_a_dream_does_not_depend_on_when_the_other_dreams_end(run: Path) -> None:
+    sim = ending(run)
+    params, others = random_params(sim, 32, seed=0), random_params(sim, 32, seed=1)
+    others[0] = params[0]
+    first, second = sim.record(params, np.arange(32)), sim.record(others, np.arange(32))
+    assert (first.lengths[1:] != second.lengths[1:]).sum() >= 8  # the batch-mates end at other times
+    length = first.lengths[0]
+    assert second.lengths[0] == length
+    np.testing.assert_allclose(second.returns[0], first.returns[0], rtol=1e-5)
+    np.testing.assert_allclose(second.z[0, : length + 1], first.z[0, : length + 1], rtol=1e-4, atol=1e-5)
+
+
+def needs_bf16() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not dream_module._cpu_has_bf16(), reason="this CPU has no bf16 arithmetic")
+
+
+@needs_bf16()
+def test_bfloat16_dreams_are_deterministic_and_score_as_float32_dreams(run: Path) -> None:
+    half = ending(run, precision="bfloat16")
+    params, seeds = random_params(half, 400), np.arange(400)
+    result = half.record(params, seeds, keep_z=False)
+    np.testing.assert_array_equal(half.rollout(params, seeds), result.returns)
+    full = ending(run).rollout(params, seeds)
+    assert not np.array_equal(full, result.returns)  # another arithmetic
+    error = math.sqrt((full.var() + result.returns.var()) / len(seeds))
+    assert abs(result.returns.mean() - full.mean()) < 3 * error, (result.returns.mean(), full.mean(), error)
+
+
+def fused_nll(m: FusedM, z: torch.Tensor, actions: torch.Tensor) -> float:
+    """M's mixture NLL (nats per latent dimension) of every z_{t+1} of sequences z (B, T + 1, Z) given the real
+    z_t and actions (B, T, A), stepping M's fused weights (at temperature 1)."""
+    h = c = torch.zeros(len(z), m.hidden_size)  # (B, H)
+    nlls = []
+    for t in range(actions.shape[1]):
+        h, c = lstm_step(m, z[:, t], actions[:, t], h, c)
+        head = head_output(m, h)
+        log_pi = head.logits.float().log_softmax(dim=1).transpose(1, 2)  # (B, Z, K)
+        nlls.append(mdn_nll(z[:, t + 1, None], log_pi[:, None], head.mu.float()[:, None],
+                            head.log_sigma.float()[:, None]))
+    return float(torch.stack(nlls).mean())
+
+
+@needs_bf16()
+def test_bfloat16_m_predicts_real_latents_as_well_as_float32(tmp_path: Path) -> None:
+    files = write_synthetic_episodes(tmp_path, 6, 40)
+    arrays = [read_arrays(file, ("observations", "actions")) for file in files]
+    z = torch.as_tensor(np.stack([projected_latents(a["observations"], 8)[0] for a in arrays]))  # (6, 41, 8)
+    actions = torch.as_tensor(np.stack([a["actions"] for a in arrays]))  # (6, 40, 3)
+    torch.manual_seed(0)
+    mdnrnn = MDNRNN(8, 3, 64)
+    with torch.no_grad():
+        untrained = fused_nll(fuse_mdnrnn(mdnrnn, "cpu"), z, actions)
+    optimizer = torch.optim.Adam(mdnrnn.parameters(), lr=1e-2)
+    for _ in range(150):
+        out = mdnrnn(z[:, :-1], actions)
+        loss = mdn_nll(z[:, 1:], out.log_pi, out.mu, out.log_sigma)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        out = mdnrnn(z[:, :-1], actions)
+        trained = float(mdn_nll(z[:, 1:], out.log_pi, out.mu, out.log_sigma))
+        full = fused_nll(fuse_mdnrnn(mdnrnn, "cpu"), z, actions)
+        half = fused_nll(fuse_mdnrnn(mdnrnn, "cpu", dtype=torch.bfloat16), z, actions)
+    assert trained < untrained - 1.0  # learnt
+    assert abs(full - trained) < 1e-4  # the fused step is M
+    assert abs(half - full) < 0.02, (half, full)
+
+
+def test_precision_is_a_checked_setting(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="precision must be one of"):
+        DreamSettings(precision="float16")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="compact_below must be in"):
+        DreamSettings(compact_below=1.5)
+    assert settings_from_config(load_config("carracing", ["dream.precision=bfloat16"])).precision == "bfloat16"
+    with pytest.raises(ConfigError, match="dream.precision"):
+        load_config("carracing", ["dream.precision=float16"])
+    monkeypatch.setattr(dream_module, "_cpu_has_bf16", lambda: False)
+    with pytest.raises(ValueError, match="needs bf16 arithmetic.*dream.precision to 'float32'"):
+        simulator(run, precision="bfloat16")
 
 
 def scripted_mdnrnn(reward_head: bool = True, done_weight: float = -10.0, done_bias: float = 2.0) -> MDNRNN:

@@ -11,7 +11,8 @@ from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401
 from envs.carracing import make_carracing
-from envs.fast_carracing import FastCarRacing, reward_text, small_reward_text
+from envs.fast_carracing import FastCarRacing, reward_text
+from envs.low_res_carracing import small_reward_text
 from rollouts.policies import BrownianPolicy
 
 FAST, LOW_RES = "worldmodels/FastCarRacing-v3", "worldmodels/LowResCarRacing-v3"

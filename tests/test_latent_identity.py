@@ -11,9 +11,10 @@ from rollouts.collect import EnvSpec, PolicySpec, collect_episodes
 from rollouts.storage import EpisodeFileError, latent_path, list_episode_files, read_latents_identity, write_latents
 from rollouts.synthetic import write_synthetic_episodes
 from worldmodels.checkpoint import read_checkpoint, save_untrained_checkpoint, vae_identity
-from worldmodels.components.train_gan import load_dream_renderer, train_gan
+from worldmodels.components.train_gan import train_gan
 from worldmodels.config import load_config
 from worldmodels.dream import DreamSimulatorSpec, load_start_latents
+from worldmodels.dream_video import load_dream_renderer
 from worldmodels.encode import encode_episodes
 from worldmodels.stages import COLLECT_CONFIG_NAME, collect_stage
 from worldmodels.train_mdnrnn import train_mdnrnn

@@ -14,15 +14,19 @@ import pytest
 import torch
 from gymnasium import spaces
 from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
 
 import envs  # noqa: F401  (registers the worldmodels/ ids)
 from agents.sb3 import algorithm_class, run_baseline
 from agents.sb3_features import VAEFeaturesExtractor
-from agents.sb3_latent import LatentObservation
+from agents.sb3_latent import LatentObservation, LatentVecEnv
 from rollouts.storage import episode_path, write_latents
 from worldmodels.checkpoint import load_mdnrnn, load_vae, save_untrained_checkpoint
 from worldmodels.cli import main
 from worldmodels.config import Config, load_config
+from worldmodels.controller import Controller
+from worldmodels.real_rollouts import RealEnvWorkerSpec
+from worldmodels.stages import env_spec
 
 Z, H, A = 8, 16, 3
 ENV_ID = "worldmodels/CarRacingFast-v0"  # the published frames, ~3x faster to draw
@@ -129,9 +133,9 @@ def test_latent_observation_is_z_and_the_h_m_reached(run: Path) -> None:
     assert first.shape == (Z + H,) and first.dtype == np.float32 and not first[Z:].any()  # h_0 = 0
     action = np.array([0.5, -0.2, 0.1], np.float32)
     second, *_ = env.step(action)
+    mdnrnn = env.tracker.mdnrnn
     with torch.no_grad():
-        step = env.mdnrnn.step(torch.from_numpy(first[None, :Z]), torch.from_numpy(action[None]),
-                               env.mdnrnn.initial_state(1))
+        step = mdnrnn.step(torch.from_numpy(first[None, :Z]), torch.from_numpy(action[None]), mdnrnn.initial_state(1))
     np.testing.assert_allclose(second[Z:], step.state[0][0, 0].numpy(), rtol=1e-5, atol=1e-6)
     again, _ = env.reset(seed=3)
     np.testing.assert_array_equal(again, first)  # reset clears h
@@ -142,9 +146,58 @@ def test_latent_observation_is_z_and_the_h_m_reached(run: Path) -> None:
     assert latent_env(run, inputs="z").reset(seed=3)[0].shape == (Z,)
 
 
+@pytest.mark.parametrize("latent", ["mu", "sample"])
+def test_the_batched_latent_vec_env_observes_bit_for_bit_as_one_wrapper_per_env(run: Path, latent: str) -> None:
+    """Three envs of 6-step episodes, 14 steps: every observation, the final ones of the auto-reset episodes
+    included, equals the single-env wrappers' in SB3's DummyVecEnv on the same seeds."""
+    vae, mdnrnn = load_vae(run / "vae.pt"), load_mdnrnn(run / "mdnrnn.pt")
+    batched = LatentVecEnv(make_vec_env(lambda: gym.make(ENV_ID, max_episode_steps=6), n_envs=3), vae, mdnrnn,
+                           latent=latent)
+    single = make_vec_env(lambda: LatentObservation(gym.make(ENV_ID, max_episode_steps=6), vae, mdnrnn,
+                                                    latent=latent), n_envs=3)
+    assert batched.observation_space == single.observation_space
+    batched.seed(7), single.seed(7)
+    first = batched.reset()
+    np.testing.assert_array_equal(first, single.reset())
+    actions = np.random.default_rng(0).uniform(-1.0, 1.0, (14, 3, A)).astype(np.float32)
+    finished = 0
+    for step in range(14):
+        (obs, rewards, dones, infos), (expected, *rest) = batched.step(actions[step]), single.step(actions[step])
+        np.testing.assert_array_equal(obs, expected)
+        np.testing.assert_array_equal(rewards, rest[0])
+        np.testing.assert_array_equal(dones, rest[1])
+        for info, other in zip(infos, rest[2]):
+            assert ("terminal_observation" in info) == ("terminal_observation" in other)
+            if "terminal_observation" in info:
+                np.testing.assert_array_equal(info["terminal_observation"], other["terminal_observation"])
+                finished += 1
+    assert finished == 6  # each env's episode ended at steps 6 and 12, and was reset
+    batched.seed(7)
+    np.testing.assert_array_equal(batched.reset(), first)  # reset clears h, seed restarts the noise
+    with pytest.raises(ValueError, match="reads \\(64, 64, C\\) uint8 frames"):
+        LatentVecEnv(single, vae, mdnrnn)
+
+
+def test_a_controller_reading_the_latent_env_scores_the_cma_es_workers_return(run: Path, tmp_path: Path) -> None:
+    """LatentObservation's [z, h] ("sample", seeded by the episode's seed) is what the CMA-ES worker's C reads."""
+    config = tiny_config("env.max_episode_steps=12")
+    worker = RealEnvWorkerSpec(env_spec(config), run / "vae.pt", run / "mdnrnn.pt", num_envs=1)()
+    controller = Controller(Z, H, A)
+    params = np.random.default_rng(3).normal(0.0, 0.5, (1, controller.num_params)).astype(np.float32)
+    env = LatentObservation(env_spec(config).make(), worker.vae, worker.mdnrnn, latent="sample")
+    observation, _ = env.reset(seed=21)
+    total, done = 0.0, False
+    while not done:
+        action = controller.act_population(torch.from_numpy(params), torch.from_numpy(observation[None]))[0]
+        observation, reward, terminated, truncated, _ = env.step(action.numpy())
+        total, done = total + reward, terminated or truncated
+    assert total == worker.run(params, np.array([21]))[0]
+    worker.close()
+
+
 @pytest.mark.parametrize("obs", ["latent", "dream"])
 def test_baseline_trains_saves_reloads_and_evaluates(run: Path, tmp_path: Path, obs: str) -> None:
-    config = tiny_config(f"baseline.obs={obs}")
+    config = tiny_config(f"baseline.obs={obs}", "baseline.n_envs=2")
     result = run_baseline(config, run, out_dir=tmp_path, episodes=2)
     assert result.path == tmp_path / f"ppo_{obs}.zip" and result.agent.model.num_timesteps == 128
     assert result.agent.curve and all(steps <= 128 for steps, _ in result.agent.curve)

@@ -1,4 +1,5 @@
-"""Encoding episodes and training M: latents, falling loss, exact resume after a crash, the CLI pipeline."""
+"""Encoding episodes and training M: latents, falling loss, exact resume after a crash (streamed or resident latents,
+float32 or bfloat16), bfloat16 close to float32, the CLI pipeline."""
 
 import csv
 
@@ -13,6 +14,7 @@ from worldmodels.cli import main
 from worldmodels.config import load_config
 from worldmodels.encode import encode_episodes, encode_frames
 from worldmodels.train_mdnrnn import train_mdnrnn
+from worldmodels.training import cpu_has_bf16
 from worldmodels.vae import ConvVAE
 
 Z = 8
@@ -71,9 +73,17 @@ class Crash(Exception):
     """Stands for the process dying in the middle of training."""
 
 
-def test_run_resumed_after_a_crash_matches_uninterrupted_run(episode_folder, tmp_path, monkeypatch):
+needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bf16 arithmetic")
+
+
+@pytest.mark.parametrize("settings", [
+    pytest.param([], id="streamed"), pytest.param(["mdnrnn.resident=true"], id="resident"),
+    pytest.param(["mdnrnn.precision=bfloat16"], id="bfloat16", marks=needs_bf16),
+    pytest.param(["mdnrnn.resident=true", "mdnrnn.precision=bfloat16"], id="resident-bfloat16", marks=needs_bf16),
+])
+def test_run_resumed_after_a_crash_matches_uninterrupted_run(episode_folder, tmp_path, monkeypatch, settings):
     data = episode_folder(4, 30, latents_z=Z)  # 12 or more windows per epoch: 3+ batches
-    config = tiny_config("mdnrnn.steps=10", "mdnrnn.checkpoint_every=4")
+    config = tiny_config("mdnrnn.steps=10", "mdnrnn.checkpoint_every=4", *settings)
     train_mdnrnn(config, data, tmp_path / "whole", progress=False, log_every=1)
 
     real_loss, calls = train_mdnrnn_module.mdnrnn_loss, []
@@ -101,6 +111,19 @@ def test_run_resumed_after_a_crash_matches_uninterrupted_run(episode_folder, tmp
     split_rows = read_log(tmp_path / "split" / "mdnrnn_log.csv")
     assert [r["step"] for r in split_rows] == [str(s) for s in range(1, 11)]
     assert [r["loss"] for r in split_rows] == [r["loss"] for r in whole_rows]
+
+
+@needs_bf16
+def test_bfloat16_loss_curve_is_close_to_float32(episode_folder, tmp_path):
+    data = episode_folder(4, 30, latents_z=Z)
+    curves = {}
+    for precision in ("float32", "bfloat16"):
+        config = tiny_config("mdnrnn.steps=40", "mdnrnn.learning_rate=1e-2", f"mdnrnn.precision={precision}")
+        train_mdnrnn(config, data, tmp_path / precision, progress=False, log_every=10)
+        curves[precision] = np.array([float(r["loss"]) for r in read_log(tmp_path / precision / "mdnrnn_log.csv")])
+        assert read_checkpoint(tmp_path / precision / "mdnrnn.pt").config["precision"] == precision
+    # Measured: within 0.4% per row here (1.48 -> 0.59 nats per dimension), within 4.2% with seed 1.
+    np.testing.assert_allclose(curves["bfloat16"], curves["float32"], rtol=0.1)
 
 
 def test_missing_or_mismatched_latents_are_clear_errors(episode_folder, tmp_path):

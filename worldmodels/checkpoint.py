@@ -24,31 +24,47 @@ checkpoint of another configuration fails with one :class:`CheckpointError` nami
 from __future__ import annotations
 
 import hashlib
+import importlib
 import types
 import typing
 import zipfile
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn as nn
 
 from rollouts.atomic import atomic_path
-from worldmodels.components.char_lstm import CharLSTM
-from worldmodels.components.cnn import FramePredictor
-from worldmodels.components.cyclegan import CycleGAN
-from worldmodels.components.gan import GAN
-from worldmodels.mdnrnn import MDNRNN
-from worldmodels.music.lstm import MusicLSTM
-from worldmodels.music.musegan import MuseGAN
-from worldmodels.vae import ConvVAE
+
+if TYPE_CHECKING:
+    from worldmodels.components.char_lstm import CharLSTM
+    from worldmodels.components.cyclegan import CycleGAN
+    from worldmodels.components.gan import GAN
+    from worldmodels.mdnrnn import MDNRNN
+    from worldmodels.music.lstm import MusicLSTM
+    from worldmodels.music.musegan import MuseGAN
+    from worldmodels.vae import ConvVAE
 
 CHECKPOINT_FORMAT = 1
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"vae": ConvVAE, "mdnrnn": MDNRNN, "cnn": FramePredictor, "gan": GAN,
-                                         "cyclegan": CycleGAN, "char_lstm": CharLSTM,
-                                         "music_lstm": MusicLSTM, "musegan": MuseGAN}
-"""The model class each checkpoint ``kind`` rebuilds."""
+MODEL_CLASSES: dict[str, str] = {
+    "vae": "worldmodels.vae:ConvVAE",
+    "mdnrnn": "worldmodels.mdnrnn:MDNRNN",
+    "cnn": "worldmodels.components.cnn:FramePredictor",
+    "gan": "worldmodels.components.gan:GAN",
+    "cyclegan": "worldmodels.components.cyclegan:CycleGAN",
+    "char_lstm": "worldmodels.components.char_lstm:CharLSTM",
+    "music_lstm": "worldmodels.music.lstm:MusicLSTM",
+    "musegan": "worldmodels.music.musegan:MuseGAN",
+}
+"""The model class each checkpoint ``kind`` rebuilds, as ``module:Class``: a class is imported only when a checkpoint
+of its kind is loaded (loading V does not import MuseGAN)."""
+
+
+def model_class(kind: str) -> type[nn.Module]:
+    """The model class of checkpoint ``kind`` (a key of :data:`MODEL_CLASSES`), imported now."""
+    module, name = MODEL_CLASSES[kind].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 class CheckpointError(ValueError):
@@ -212,7 +228,7 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: str
 
 def build_model(checkpoint: Checkpoint, path: str | Path) -> nn.Module:
     """A fresh model of the checkpoint's kind and constructor arguments, holding its weights (CPU, eval mode)."""
-    cls = MODEL_CLASSES[checkpoint.kind]
+    cls = model_class(checkpoint.kind)
     try:
         model = cls(**checkpoint.model_args)
     except (TypeError, ValueError, RuntimeError) as err:
@@ -222,62 +238,53 @@ def build_model(checkpoint: Checkpoint, path: str | Path) -> nn.Module:
     return model.eval()
 
 
+def _load(path: str | Path, kind: str, device: torch.device | str) -> nn.Module:
+    """The model of the ``kind`` checkpoint stored in ``path``, on ``device``, in eval mode."""
+    return build_model(read_checkpoint(path, kind=kind), path).to(device)
+
+
 def load_vae(path: str | Path, device: torch.device | str = "cpu") -> ConvVAE:
     """The trained V stored in ``path`` (a ``train-vae`` checkpoint), on ``device``, in eval mode."""
-    model = build_model(read_checkpoint(path, kind="vae"), path)
-    assert isinstance(model, ConvVAE)
-    return model.to(device)
+    return cast("ConvVAE", _load(path, "vae", device))
 
 
 def load_mdnrnn(path: str | Path, device: torch.device | str = "cpu") -> MDNRNN:
     """The trained M stored in ``path`` (a ``train-mdnrnn`` checkpoint), on ``device``, in eval mode."""
-    model = build_model(read_checkpoint(path, kind="mdnrnn"), path)
-    assert isinstance(model, MDNRNN)
-    return model.to(device)
+    return cast("MDNRNN", _load(path, "mdnrnn", device))
 
 
 def load_gan(path: str | Path, device: torch.device | str = "cpu") -> GAN:
     """The trained GAN stored in ``path`` (a ``train-gan`` checkpoint), on ``device``, in eval mode; its
     ``generate(n)`` gives (n, 64, 64, C) uint8 frames."""
-    model = build_model(read_checkpoint(path, kind="gan"), path)
-    assert isinstance(model, GAN)
-    return model.to(device)
+    return cast("GAN", _load(path, "gan", device))
 
 
 def load_cyclegan(path: str | Path, device: torch.device | str = "cpu") -> CycleGAN:
     """The trained CycleGAN stored in ``path`` (a ``train-cyclegan`` checkpoint), on ``device``, in eval mode;
     its ``translate(frames, "ab" | "ba")`` maps (N, 64, 64, C) uint8 frames between the domains."""
-    model = build_model(read_checkpoint(path, kind="cyclegan"), path)
-    assert isinstance(model, CycleGAN)
-    return model.to(device)
+    return cast("CycleGAN", _load(path, "cyclegan", device))
 
 
 def load_char_lstm(path: str | Path, device: torch.device | str = "cpu") -> CharLSTM:
     """The trained character LSTM stored in ``path`` (a ``train-text`` checkpoint, vocabulary included), on
     ``device``, in eval mode; its ``generate(seed_text, length, temperature)`` writes text."""
-    model = build_model(read_checkpoint(path, kind="char_lstm"), path)
-    assert isinstance(model, CharLSTM)
-    return model.to(device)
+    return cast("CharLSTM", _load(path, "char_lstm", device))
 
 
 def load_music_lstm(path: str | Path, device: torch.device | str = "cpu") -> MusicLSTM:
     """The trained music LSTM stored in ``path`` (a ``music train --model lstm`` checkpoint, vocabularies included),
     on ``device``, in eval mode; its ``compose(quarters, temperature)`` writes tokens."""
-    model = build_model(read_checkpoint(path, kind="music_lstm"), path)
-    assert isinstance(model, MusicLSTM)
-    return model.to(device)
+    return cast("MusicLSTM", _load(path, "music_lstm", device))
 
 
 def load_musegan(path: str | Path, device: torch.device | str = "cpu") -> MuseGAN:
     """The trained MuseGAN stored in ``path`` (a ``music train --model musegan`` checkpoint), on ``device``, in eval
     mode; its ``generate(n)`` gives (n, bars, 16, 4) MIDI pitches."""
-    model = build_model(read_checkpoint(path, kind="musegan"), path)
-    assert isinstance(model, MuseGAN)
-    return model.to(device)
+    return cast("MuseGAN", _load(path, "musegan", device))
 
 
 def save_untrained_checkpoint(path: str | Path, kind: str, model_args: dict[str, Any]) -> None:
     """Write a freshly initialised model of ``kind`` as a step-0 checkpoint (for tests and benchmarks:
     rollout cost does not depend on the weights)."""
-    model = MODEL_CLASSES[kind](**model_args)
+    model = model_class(kind)(**model_args)
     save_checkpoint(path, Checkpoint(kind, model_args, model.state_dict(), {}, {}, 0, 0, 0, {}))

@@ -6,7 +6,8 @@ saved ``config.yaml`` uses it when neither ``--preset`` nor ``--config`` is give
 
 Commands of packages above ``worldmodels`` (``agents``: CMA-ES, evaluation) join the parser through the
 ``worldmodels.commands`` entry-point group: each entry point is a function ``add_commands(subparsers)``
-(see :func:`add_command`), so this module never imports them.
+(see :func:`worldmodels.commands.add_command`), so this module never imports them. Every command is built from
+:mod:`worldmodels.commands`.
 """
 
 from __future__ import annotations
@@ -14,38 +15,26 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import yaml
 
-from rollouts.atomic import atomic_write_text
-from worldmodels.config import (
-    Config,
-    ConfigError,
-    available_presets,
-    config_to_dict,
-    load_config,
-    save_config,
+from worldmodels.commands import (
+    COMMAND_GROUP,
+    MODELS_RUN_HELP,
+    RUN_FOLDER_HELP,
+    add_command,
+    add_ray_address_option,
+    config_from_args,
+    error_text,
+    positive_int,
+    run_config,
+    undo_config_write,
 )
-
-DEFAULT_PRESET = "carracing"
-RUN_CONFIG_NAME = "config.yaml"
-RUN_FOLDER_HELP = "folder for this run's config, checkpoints and logs"
-MODELS_RUN_HELP = "run folder holding vae.pt and mdnrnn.pt"
-COMMAND_GROUP = "worldmodels.commands"
-"""Entry-point group of functions ``add_commands(subparsers)`` adding commands from other packages."""
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    """The config named by --config, else --preset, else RUN/config.yaml (with --run), else the default preset,
-    with the --set overrides applied."""
-    saved = Path(args.run) / RUN_CONFIG_NAME if getattr(args, "run", None) else None
-    if args.config is None and args.preset is None and saved is not None and saved.is_file():
-        return load_config(overrides=args.set, file=saved)
-    return load_config(preset=args.preset or DEFAULT_PRESET, overrides=args.set, file=args.config)
+from worldmodels.config import ConfigError, available_presets, config_to_dict
+from worldmodels.music.cli import add_music_command
+from worldmodels.run_layout import CONTROLLER_DIR, MEAN_PARAMS_NAME
 
 
 def cmd_config(args: argparse.Namespace) -> None:
@@ -67,120 +56,6 @@ def cmd_collect(args: argparse.Namespace) -> None:
     init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
     report = collect_stage(config, Path(args.out))
     print(f"collect: {report.describe()} -> {args.out}")
-
-
-VAE_SHAPE_SETTINGS = ("vae.z_size", "vae.encoder")
-"""Settings that shape V's tensors."""
-MDNRNN_SHAPE_SETTINGS = ("vae.z_size", "mdnrnn.hidden_size", "mdnrnn.num_mixtures", "mdnrnn.reward_head",
-                         "mdnrnn.done_head")
-"""Settings that shape M's tensors."""
-CNN_SHAPE_SETTINGS = ("cnn.encoder", "cnn.features_dim", "cnn.task", "cnn.input")
-"""Settings that shape the train-cnn model's tensors."""
-GAN_SHAPE_SETTINGS = ("gan.variant", "gan.latent_size", "gan.width")
-"""Settings that shape the GAN's tensors."""
-CYCLEGAN_SHAPE_SETTINGS = ("cyclegan.generator", "cyclegan.width", "cyclegan.resnet_blocks")
-"""Settings that shape the CycleGAN's tensors."""
-CONTROLLER_SHAPE_SETTINGS = ("controller.inputs", "controller.bias", "controller.hidden_units")
-"""Settings that shape C's parameter vector."""
-TEXT_SHAPE_SETTINGS = ("text.hidden_size", "text.lowercase")
-"""Settings that shape the character LSTM's tensors (with the text's vocabulary)."""
-MUSIC_LSTM_SHAPE_SETTINGS = ("music_lstm.embedding_size", "music_lstm.hidden_size", "music_lstm.layers",
-                             "music.folder", "music.limit", "music.tokens")
-"""Settings that shape the music LSTM's tensors (the music read decides its vocabularies)."""
-MUSEGAN_SHAPE_SETTINGS = ("musegan.bars", "musegan.pitches", "musegan.latent_size", "musegan.width")
-"""Settings that shape MuseGAN's tensors."""
-
-
-def _setting(config: Config, key: str) -> object:
-    section, name = key.split(".")
-    return getattr(getattr(config, section), name)
-
-
-def checked_config(args: argparse.Namespace) -> Config:
-    """The merged config for a command reading or writing --run (see :func:`config_from_args`); nothing is written.
-
-    Refused when it changes a setting that shapes a model the run folder already holds.
-    """
-    from worldmodels.components.train_cnn import CHECKPOINT_NAME as CNN_CHECKPOINT
-    from worldmodels.components.train_cyclegan import CHECKPOINT_NAME as CYCLEGAN_CHECKPOINT
-    from worldmodels.components.train_gan import CHECKPOINT_NAME as GAN_CHECKPOINT
-    from worldmodels.components.train_text import CHECKPOINT_NAME as TEXT_CHECKPOINT
-    from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME
-    from worldmodels.music.train import LSTM_CHECKPOINT_NAME, MUSEGAN_CHECKPOINT_NAME
-    from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
-    from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
-
-    config = config_from_args(args)
-    run = Path(args.run)
-    saved = run / RUN_CONFIG_NAME
-    if saved.exists():
-        earlier = load_config(file=saved)
-        for checkpoint, keys in ((VAE_CHECKPOINT, VAE_SHAPE_SETTINGS), (MDNRNN_CHECKPOINT, MDNRNN_SHAPE_SETTINGS),
-                                 (f"{CONTROLLER_DIR}/{MEAN_PARAMS_NAME}", CONTROLLER_SHAPE_SETTINGS),
-                                 (CNN_CHECKPOINT, CNN_SHAPE_SETTINGS), (GAN_CHECKPOINT, GAN_SHAPE_SETTINGS),
-                                 (TEXT_CHECKPOINT, TEXT_SHAPE_SETTINGS),
-                                 (CYCLEGAN_CHECKPOINT, CYCLEGAN_SHAPE_SETTINGS),
-                                 (LSTM_CHECKPOINT_NAME, MUSIC_LSTM_SHAPE_SETTINGS),
-                                 (MUSEGAN_CHECKPOINT_NAME, MUSEGAN_SHAPE_SETTINGS)):
-            changed = [f"{key}={_setting(earlier, key)!r} (now {_setting(config, key)!r})"
-                       for key in keys if _setting(earlier, key) != _setting(config, key)]
-            if changed and (run / checkpoint).exists():
-                raise ConfigError(
-                    f"run folder {run} holds {checkpoint}, built with {', '.join(changed)}: it would not fit. "
-                    f"Pass --config {saved} (plus --set for other settings), or use a new --run folder")
-    return config
-
-
-@dataclass
-class ConfigWrite:
-    """RUN/config.yaml as a command found it, to put back should the command fail on its input."""
-
-    path: Path
-    previous: str | None
-    """The file's text before the command wrote it (None: there was none)."""
-    created_run: bool
-    """The command created the run folder itself."""
-    outputs: dict[Path, int]
-    """mtime (ns) of the run folder's other files before the command (:func:`_run_outputs`)."""
-
-
-def _run_outputs(run: Path) -> dict[Path, int]:
-    """mtime (ns) of every file at the top of ``run`` and in ``run/controller``, config.yaml excluded: where the
-    stages write their models and logs."""
-    from worldmodels.controller import CONTROLLER_DIR
-
-    folders = (run, run / CONTROLLER_DIR)
-    return {file: file.stat().st_mtime_ns for folder in folders if folder.is_dir() for file in folder.iterdir()
-            if file.is_file() and file.name != RUN_CONFIG_NAME}
-
-
-def run_config(args: argparse.Namespace) -> Config:
-    """The merged config for a stage writing into --run (:func:`checked_config`), saved there as config.yaml.
-
-    Should the command then fail on its input (the one-line errors of :func:`main`) before writing anything else
-    into the run folder, :func:`undo_config_write` puts config.yaml back as it was.
-    """
-    config = checked_config(args)
-    run = Path(args.run)
-    saved = run / RUN_CONFIG_NAME
-    args.config_write = ConfigWrite(saved, saved.read_text() if saved.is_file() else None, not run.exists(),
-                                    _run_outputs(run))
-    save_config(config, saved)
-    return config
-
-
-def undo_config_write(args: argparse.Namespace) -> None:
-    """Put back the config.yaml :func:`run_config` replaced (remove it, and the run folder it created, when there
-    was none), unless the command has written other files into the run folder since: they follow the new one."""
-    write: ConfigWrite | None = getattr(args, "config_write", None)
-    if write is None or _run_outputs(write.path.parent) != write.outputs:
-        return
-    if write.previous is not None:
-        atomic_write_text(write.path, write.previous)
-        return
-    write.path.unlink(missing_ok=True)
-    if write.created_run and not any(write.path.parent.iterdir()):
-        write.path.parent.rmdir()
 
 
 def cmd_train_vae(args: argparse.Namespace) -> None:
@@ -264,10 +139,10 @@ def cmd_train_cyclegan(args: argparse.Namespace) -> None:
 
 def cmd_dream(args: argparse.Namespace) -> None:
     """Write a GIF of a dreamed episode (V's decoding of M's dream) beside the real one, same controller and start."""
-    from worldmodels.controller import CONTROLLER_DIR, MEAN_PARAMS_NAME, load_params
+    from worldmodels.controller import load_params
     from worldmodels.device import resolve_device
     from worldmodels.dream import settings_from_config
-    from worldmodels.dream_video import dream_beside_real
+    from worldmodels.dream_video import dream_beside_real, load_dream_renderer
     from worldmodels.pictures import write_gif
     from worldmodels.real_rollouts import RealEnvWorkerSpec
 
@@ -283,7 +158,6 @@ def cmd_dream(args: argparse.Namespace) -> None:
     if args.renderer == "gan":
         from worldmodels.checkpoint import load_mdnrnn
         from worldmodels.components.train_gan import CHECKPOINT_NAME as GAN_CHECKPOINT
-        from worldmodels.components.train_gan import load_dream_renderer
 
         z_size = load_mdnrnn(spec.mdnrnn_path).z_size
         renderer = load_dream_renderer(args.gan or Path(args.run) / GAN_CHECKPOINT, z_size, device,
@@ -293,54 +167,6 @@ def cmd_dream(args: argparse.Namespace) -> None:
     print(f"dream: controller {params_path if params is not None else 'all zeros (no controller yet)'}; real "
           f"episode {video.real_steps} steps, return {video.real_return:.1f}; dream at tau {config.dream.temperature}: "
           f"{video.describe_dream()} -> {args.gif}")
-
-
-def add_config_options(parser: argparse.ArgumentParser, with_run: bool = False) -> None:
-    """--preset, --config and --set, the options every configured command takes (``with_run``: the command has
-    --run, whose saved config.yaml is the default)."""
-    default = f"RUN/config.yaml when --run holds one, else {DEFAULT_PRESET}" if with_run else DEFAULT_PRESET
-    parser.add_argument("--preset", help=f"one of: {', '.join(available_presets())} (default: {default})")
-    parser.add_argument("--config", type=Path, help="a saved config YAML (replaces --preset)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting, e.g. --set vae.z_size=16 (repeatable)")
-
-
-def add_ray_address_option(parser: argparse.ArgumentParser) -> None:
-    """--ray-address, for commands that run Ray workers."""
-    parser.add_argument("--ray-address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local one)")
-
-
-def _int_at_least(text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    return _int_at_least(text, 1)
-
-
-def non_negative_int(text: str) -> int:
-    """An argparse type: an integer >= 0."""
-    return _int_at_least(text, 0)
-
-
-def add_command(subparsers: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], None],
-                configured: bool = True, run_help: str | None = None) -> argparse.ArgumentParser:
-    """Add command ``name`` running ``func(args)`` (help from its docstring), with the config options, and a
-    required --run described by ``run_help`` when given."""
-    parser = subparsers.add_parser(name, help=func.__doc__, description=func.__doc__)
-    parser.set_defaults(func=func)
-    if configured:
-        add_config_options(parser, with_run=run_help is not None)
-    if run_help is not None:
-        parser.add_argument("--run", required=True, type=Path, help=run_help)
-    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -386,8 +212,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what draws the dream's z: V's decoder, or a GAN generator trained on V's latents "
                             "(train-gan --set gan.latent_source=vae)")
     dream.add_argument("--gan", type=Path, help="the GAN checkpoint of --renderer gan (default: RUN/gan.pt)")
-    from worldmodels.music.cli import add_music_command  # here: worldmodels.music.cli imports this module
-
     add_music_command(sub)
     for entry_point in entry_points(group=COMMAND_GROUP):
         entry_point.load()(sub)
@@ -412,16 +236,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worldmodels {args.command}: error: {error_text(err, args.verbose)}", file=sys.stderr)
         return 1
     return 0
-
-
-def error_text(err: BaseException, verbose: bool = False) -> str:
-    """What the user reads of an error: its message, on one line unless ``verbose``. An error raised again from
-    another process (a Ray worker, a DataLoader worker) carries that process's traceback: its first line and the
-    error the traceback ends with are kept."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    if verbose or len(lines) <= 1:
-        return str(err) or type(err).__name__
-    return f"{lines[0]} ... {lines[-1]}"
 
 
 if __name__ == "__main__":

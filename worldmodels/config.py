@@ -38,6 +38,8 @@ GANLatentSourceName = Literal["noise", "vae"]
 MusicTokensName = Literal["melody", "chords"]
 LRScheduleName = Literal["constant", "cosine"]
 CycleGANGeneratorName = Literal["unet", "resnet"]
+PrecisionName = Literal["auto", "float32", "bfloat16"]
+ResidentName = Literal[True, False, "auto"]
 
 
 class ConfigError(ValueError):
@@ -123,11 +125,26 @@ class VAEConfig:
     checkpoint_every: int = positive(1000)
     """Optimiser steps between checkpoints (one is also written at the end)."""
     buffer_episodes: int = positive(8)
-    """Episodes held in memory at once for shuffling; memory does not grow with the data set."""
+    """Episodes held in memory at once for shuffling when streaming; memory does not grow with the data set."""
     loader_workers: int = non_negative(0)
-    """DataLoader worker processes decoding episode files (0 decodes in the training process)."""
-    mixed_precision: bool = True
-    """bfloat16 autocast on CUDA; ignored on the CPU."""
+    """DataLoader worker processes decoding episode files when streaming (0 decodes in the training process)."""
+    precision: PrecisionName = "auto"
+    """Arithmetic of the forward pass: bfloat16 autocast (the loss stays float32) or float32; auto is bfloat16 on
+    CUDA and float32 on the CPU. bfloat16 on the CPU needs bf16 instructions (AVX-512 BF16 or AMX)."""
+    resident: ResidentName = "auto"
+    """Hold every frame on the device as uint8 (loaded once; each epoch permutes the whole data set) instead
+    of streaming ``buffer_episodes`` at a time from disk. auto: resident on CUDA when the frames fit in
+    ``worldmodels.training.RESIDENT_FRACTION`` of the GPU's free memory, streaming on the CPU."""
+    mixed_precision: bool | None = None
+    """Older configs' name for precision: true reads as precision auto, false as float32; null otherwise."""
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision is not None:
+            if self.precision != "auto":
+                raise ConfigError("config keys 'vae.mixed_precision' (older configs) and 'vae.precision' are both "
+                                  "set; keep vae.precision alone")
+            self.precision = "auto" if self.mixed_precision else "float32"
+            self.mixed_precision = None
 
 
 @dataclass
@@ -151,6 +168,13 @@ class MDNRNNConfig:
     steps: int = non_negative(4000)
     """Optimiser steps (the authors' code: 4000)."""
     checkpoint_every: int = positive(500)
+    buffer_episodes: int = positive(32)
+    """Episodes held in memory at once for shuffling when streaming."""
+    precision: PrecisionName = "auto"
+    """As vae.precision: bfloat16 autocast of the forward pass (loss in float32) or float32; auto is bfloat16
+    on CUDA, float32 on the CPU."""
+    resident: ResidentName = "auto"
+    """As vae.resident, for the latents (float32 mu and logvar), actions, rewards and done flags."""
 
 
 @dataclass
@@ -211,6 +235,10 @@ class DreamConfig:
     """"logit": a dream ends when M's done logit > 0 (published); "sample": with probability sigmoid(logit)."""
     start_episodes: int | None = positive(None)
     """Dreams start from the first frames of at most this many stored episodes (null: all)."""
+    precision: Literal["float32", "bfloat16"] = "float32"
+    """M's matrix products in the dream: float32 (published) or bfloat16 (the cell state, the mixture draw and the
+    returns stay float32): about 1.5-2x the float32 rate; on the CPU it needs bf16 instructions (AVX-512 BF16 or
+    AMX)."""
 
 
 @dataclass
@@ -221,6 +249,12 @@ class EvaluateConfig:
     """Episodes, each on its own seed (published: 100 random tracks)."""
     seed: int = 1_000_000
     """Episode i uses seed + i; far from the training seeds."""
+
+
+PUBLISHED_TEMPERATURES: tuple[float, ...] = (0.1, 0.5, 1.0, 1.15, 1.3)
+"""The temperatures of the paper's Doom table (``worldmodels temperature-sweep``'s default)."""
+CALIBRATION_SCALES: tuple[float, ...] = (0.1, 1.0)
+"""Std of the random controllers' weights that ``worldmodels calibrate`` scores by default."""
 
 
 @dataclass
@@ -238,6 +272,11 @@ class IterateConfig:
     """Train V further on old plus new frames each round (then every episode is encoded again)."""
     action_noise: float = non_negative(0.0)
     """Std of Gaussian noise added to the controller's actions while gathering (0: as C acts)."""
+    envs_per_worker: int = positive(8)
+    """Environments each collect worker steps in lock-step while gathering with the controller, so V and M run
+    one batch per step (fewer when there are too few episodes left for a full group per worker); an episode is
+    bit for bit the same whatever this is. A worker holds its group's frames until the group ends (8 CarRacing
+    episodes of 1,000 steps: about 100 MB)."""
 
 
 @dataclass

@@ -22,10 +22,6 @@ import torch
 
 ControllerInputs = Literal["z", "zh", "zch"]
 CONTROLLER_INPUTS: tuple[str, ...] = ("z", "zh", "zch")
-CONTROLLER_DIR = "controller"
-"""Where a run folder keeps its evolved controller (mean.npy, best.npy and the CMA-ES logs)."""
-MEAN_PARAMS_NAME = "mean.npy"
-"""The CMA-ES distribution mean, the controller to deploy."""
 
 
 def load_params(path: str | Path, num_params: int | None = None) -> np.ndarray:

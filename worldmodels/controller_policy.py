@@ -1,13 +1,22 @@
-"""The world model as an agent: V encodes the frame, C acts on [z, h], M remembers; one env at a time.
+"""The world model as an agent in real envs: V encodes the frames, C acts on [z, h], M remembers; many envs at once.
 
-:func:`world_model_actions` is the step every real-env rollout shares (the batched CMA-ES worker
-:class:`worldmodels.real_rollouts.RealEnvWorker` and this module's data policy). :class:`WorldModelPolicySpec`
-makes a trained controller a ``rollouts`` data policy, so ``collect_episodes`` gathers episodes with it, as
-the paper's iterative procedure does (``worldmodels run --iterations N``).
+This module is the one home of "V, M and C stepping real envs", batch-invariant (an episode's numbers do not depend
+on which other episodes share its batch):
+
+- :func:`controller_inputs`: V's z of a batch of frames (row by row, ``ConvVAE.encode_rowwise``) and C's input
+  [z, h]; the SB3 latent envs (``agents.sb3_latent``) observe through it;
+- :func:`world_model_actions`: one step of B agents (inputs, C's actions, M's next state);
+- :class:`WorldModelAgents`: B episodes' controller rows, noise streams and M states, any subset of them (the
+  episodes still running) stepped in one batch; the CMA-ES worker (:class:`worldmodels.real_rollouts.RealEnvWorker`)
+  and the data policy below run their lock-stepped envs with it;
+- :class:`WorldModelPolicySpec`: a trained controller as a ``rollouts`` data policy, so ``collect_episodes``
+  gathers episodes with it, ``envs_per_worker`` envs per worker in lock-step, as the paper's iterative procedure
+  does (``worldmodels run --iterations N``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,17 +24,32 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rollouts.policies import DataPolicy
 from worldmodels.checkpoint import load_mdnrnn, load_vae
 from worldmodels.controller import Controller, ControllerInputs
-from worldmodels.mdnrnn import MDNRNN
+from worldmodels.mdnrnn import MDNRNN, LSTMState
 from worldmodels.vae import ConvVAE
 
 
 @torch.inference_mode()
+def controller_inputs(vae: ConvVAE, layout: Controller, frames: np.ndarray, noise: torch.Tensor | None,
+                      state: LSTMState) -> tuple[torch.Tensor, torch.Tensor]:
+    """z (B, Z) of B frames and C's input x (B, F) in ``layout``'s order ([z], [z, h] or [z, c, h]).
+
+    :param frames: (B, 64, 64, C) uint8 observations (read-only arrays are fine).
+    :param noise: (B, Z) standard normal draws: z = mu + sigma * noise, as published; None: z = mu.
+    :param state: M's (h, c), (1, B, H) each.
+    """
+    writable = np.require(frames, requirements="W")  # envs may hand out read-only views; torch wants writable
+    x = torch.from_numpy(writable).to(vae.fc_mu.weight.device).permute(0, 3, 1, 2).float() / 255.0  # (B, C, 64, 64)
+    mu, logvar = vae.encode_rowwise(x)  # (B, Z), each row independent of the others
+    z = mu if noise is None else mu + torch.exp(0.5 * logvar) * noise  # (B, Z)
+    h, c = state
+    return z, layout.features(z, h[0], c[0])  # (B, Z), (B, F)
+
+
+@torch.inference_mode()
 def world_model_actions(vae: ConvVAE, mdnrnn: MDNRNN, controller: Controller, frames: np.ndarray,
-                        params: torch.Tensor, noise: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
-                        ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+                        params: torch.Tensor, noise: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
     """One step of B world-model agents: actions (B, A) in [-1, 1] and M's next state.
 
     :param frames: (B, 64, 64, C) uint8 observations.
@@ -33,15 +57,43 @@ def world_model_actions(vae: ConvVAE, mdnrnn: MDNRNN, controller: Controller, fr
     :param noise: (B, Z) standard normal draws: C reads the SAMPLED z = mu + sigma * noise, as published.
     :param state: M's (h, c), (1, B, H) each, from before this step; returned unchanged when C reads z only.
     """
-    writable = np.require(frames, requirements="W")  # envs may hand out read-only views; torch wants writable
-    x = torch.from_numpy(writable).permute(0, 3, 1, 2).float() / 255.0  # (B, C, 64, 64)
-    mu, logvar = vae.encode_rowwise(x)  # (B, Z), each row independent of the others
-    z = mu + torch.exp(0.5 * logvar) * noise  # (B, Z)
-    h, c = state
-    actions = controller.act_population(params, controller.features(z, h[0], c[0]))  # (B, A)
+    z, x = controller_inputs(vae, controller, frames, noise, state)  # (B, Z), (B, F)
+    actions = controller.act_population(params, x)  # (B, A)
     if controller.reads_memory:
+        h, c = state
         state = mdnrnn.step(z, actions, (h.contiguous(), c.contiguous())).state
     return actions, state
+
+
+class WorldModelAgents:
+    """B episodes of world-model agents in lock-stepped envs: episode i acts with controller row ``params[i]``,
+    draws its z noise from ``generators[i]`` and keeps its own M state; :meth:`act` steps any subset of them.
+
+    Every part of a step is batch-invariant (V's heads row by row, M's LSTM step and C's broadcast product), so
+    episode i's actions are bit for bit those it would take alone.
+    """
+
+    def __init__(self, vae: ConvVAE, mdnrnn: MDNRNN, controller: Controller, params: torch.Tensor,
+                 generators: Sequence[torch.Generator]) -> None:
+        """:param params: (B, D) controller rows. :param generators: B noise streams, one per episode."""
+        if len(params) != len(generators):
+            raise ValueError(f"{len(params)} controller rows for {len(generators)} noise generators: give one of "
+                             "each per episode")
+        self.vae, self.mdnrnn, self.controller = vae, mdnrnn, controller
+        self.params = params
+        self.generators = list(generators)
+        self.h, self.c = mdnrnn.initial_state(len(params))  # (1, B, H) each
+
+    @torch.inference_mode()
+    def act(self, frames: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+        """Actions (L, A) of episodes ``rows`` (L,) int, whose current frames are ``frames`` (L, 64, 64, C) uint8;
+        steps their M states."""
+        index = torch.from_numpy(np.asarray(rows, np.int64))  # (L,)
+        noise = torch.stack([torch.randn(self.vae.z_size, generator=self.generators[i]) for i in rows])  # (L, Z)
+        actions, (self.h[:, index], self.c[:, index]) = world_model_actions(
+            self.vae, self.mdnrnn, self.controller, frames, self.params[index], noise,
+            (self.h[:, index], self.c[:, index]))
+        return actions
 
 
 @dataclass(frozen=True)
@@ -60,12 +112,18 @@ class WorldModelPolicySpec:
     name: str = "controller"
     """What the episode files record as their policy."""
 
-    def make(self, action_space: gym.Space) -> DataPolicy:
+    def make_batch(self, action_space: gym.Space, size: int) -> WorldModelPolicy:
+        """The policy of up to ``size`` lock-stepped envs (one V, M and C serve any number of them)."""
         return WorldModelPolicy(self, action_space)
 
 
 class WorldModelPolicy:
-    """V, M and C acting in one env, one frame per call; an episode's noise comes from its ``reset`` rng."""
+    """V, M and C acting in any number of lock-stepped envs (``rollouts.collect.BatchedDataPolicy``): one V call
+    and one M step per step for every episode still running.
+
+    Episode i's randomness comes from its ``reset`` rng alone: its z noise from a torch generator seeded with the
+    rng's first draw, its action noise from the rng; so an episode is the same whatever shares its batch.
+    """
 
     def __init__(self, spec: WorldModelPolicySpec, action_space: gym.Space) -> None:
         self.vae, self.mdnrnn = load_vae(spec.vae_path), load_mdnrnn(spec.mdnrnn_path)
@@ -82,20 +140,21 @@ class WorldModelPolicy:
         if spec.action_noise < 0:
             raise ValueError(f"action_noise must be >= 0, got {spec.action_noise}")
         self.action_noise = spec.action_noise
-        self._rng = np.random.default_rng()
-        self._generator = torch.Generator()
-        self._state = self.mdnrnn.initial_state(1)
+        self._rngs: list[np.random.Generator] = []
+        self._agents = self._start([])
 
-    def reset(self, rng: np.random.Generator) -> None:
-        self._rng = rng
-        self._generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
-        self._state = self.mdnrnn.initial_state(1)  # (1, 1, H) each
+    def _start(self, rngs: Sequence[np.random.Generator]) -> WorldModelAgents:
+        generators = [torch.Generator().manual_seed(int(rng.integers(2**63))) for rng in rngs]
+        return WorldModelAgents(self.vae, self.mdnrnn, self.controller, self.params.expand(len(rngs), -1), generators)
 
-    def __call__(self, observation: np.ndarray) -> np.ndarray:
-        noise = torch.randn(1, self.vae.z_size, generator=self._generator)  # (1, Z)
-        actions, self._state = world_model_actions(self.vae, self.mdnrnn, self.controller, observation[None],
-                                                   self.params, noise, self._state)
-        action = actions[0].numpy()  # (A,)
+    def reset(self, rngs: Sequence[np.random.Generator]) -> None:
+        self._rngs = list(rngs)
+        self._agents = self._start(self._rngs)
+
+    def __call__(self, observations: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Actions (L, A) float32 of episodes ``rows`` (L,) for their frames ``observations`` (L, 64, 64, C)."""
+        actions = self._agents.act(observations, rows).numpy()  # (L, A)
         if self.action_noise:
-            action = np.clip(action + self._rng.normal(0.0, self.action_noise, action.shape), -1.0, 1.0)
-        return action.astype(np.float32)
+            noise = np.stack([self._rngs[i].normal(0.0, self.action_noise, actions.shape[1:]) for i in rows])
+            actions = np.clip(actions + noise, -1.0, 1.0)
+        return actions.astype(np.float32)

@@ -4,31 +4,49 @@ One dream step, for B dreams at once (each row with its own controller parameter
 
     a_t = C_i(z_t, h_t[, c_t])               dream i's own controller row, as ``Controller.act_population``
     h_{t+1}, mixture, r_t, done_t = M(z_t, a_t, h_t)
-    z_{t+1} ~ mixture at temperature tau     logits / tau, noise * sqrt(tau), as ``sample_next_z``
+    z_{t+1} ~ mixture at temperature tau     per dimension: component k ~ softmax(logits / tau),
+                                             then mu_k + sigma_k sqrt(tau) eps (``sample_next_z``'s law)
 
 The reward is M's reward head (``reward_mode="head"``) or +1 per step the dream is alive
 (``"survival"``, the Doom TakeCover reward: a return is then the dream's length in steps). A dream ends
 when M's done logit is > 0 (``done_mode="logit"``, as published) or with probability sigmoid(logit)
-(``"sample"``), or at ``max_steps``. Ended dreams keep being stepped with the others but are masked: their
-return stops growing. The step that ends a dream still counts, as in the real environment.
+(``"sample"``), or at ``max_steps``. The step that ends a dream still counts, as in the real environment.
+
+Ended dreams stop costing: they are masked (their return stops growing) until the next check, every
+``check_every`` steps, where they are dropped from the batch (the live rows of the state and the controller
+rows gathered) once fewer than ``compact_below`` of the stepped rows are alive. A population whose controllers
+die early then runs at the rate of its live rows; ``compact_below=0`` steps every dream to the end, masked.
 
 Dreams start from stored real first frames: z_0 ~ N(mu, exp(logvar)) of one episode's first frame,
 chosen at random among the latents files of an episode folder (:func:`load_start_latents`).
 
 Randomness: every draw comes from one ``torch.Generator`` per call, seeded from the call's episode seeds,
-so the same ``(params, seeds)`` call returns the same returns. Dreams that share a seed in one call share
-their start and every noise draw (common random numbers, as candidates sharing a seed share a track in the
-real environment); a dream's return therefore depends on the call's distinct seeds, not on its seed
-alone. :meth:`DreamSimulator.step` takes its noise explicitly (:class:`DreamNoise`), so a batched step
-can be checked against B single-dream steps with the same noise.
+so the same ``(params, seeds)`` call returns the same returns on the same machine. Each step draws the noise
+of every distinct seed of the call, whether its dreams are alive or not, so a dream's draws do not depend on
+which other dreams have ended. Dreams that share a seed in one call share their start and every noise draw
+(common random numbers, as candidates sharing a seed share a track in the real environment); a dream's return
+therefore depends on the call's distinct seeds, not on its seed alone. The mixture component is drawn by
+inverse CDF from one uniform per dimension. :meth:`DreamSimulator.step` takes its noise explicitly
+(:class:`DreamNoise`), so a batched step can be checked against B single-dream steps with the same noise.
 
-M's LSTM and heads are evaluated through fused weights (:class:`FusedM`): one matrix product for the
-LSTM gates, one for the mixture, reward and done heads together, with the single-step path done by hand
-(the equivalent of ``nn.LSTMCell``); it matches ``MDNRNN.step``.
+Dropping rows changes the batch size of M's matrix products. On the CPU they go through oneDNN (:func:`linear`),
+which rounded every row alike whatever the batch size and thread count (AMD EPYC with AVX-512, torch 2.13): there
+returns with dropping are bit-identical to the masked path's, and 1 and 2 threads give the same returns. A BLAS
+that rounds a row differently at another batch size (torch.mm's MKL float32 GEMM does under 8 rows; GPUs may)
+makes them equal up to that rounding, which a dream's chaotic dynamics can grow into another trajectory: then
+compare them statistically.
+
+M's LSTM and heads are evaluated through fused weights (:class:`FusedM`): one matrix product for the LSTM gates,
+one for the mixture, reward and done heads together, with the single-step path done by hand (the equivalent of
+``nn.LSTMCell``); it matches ``MDNRNN.step``. With ``precision="bfloat16"`` both matrix products take bfloat16
+weights and inputs (accumulated in float32, rounded to bfloat16 on output); the gate nonlinearities, the cell
+state c, h, the mixture draw and the returns stay float32. It needs bf16 arithmetic (AVX-512 BF16 or AMX on the
+CPU; a GPU); M's z NLL and the dream returns agree with float32's within the tolerances of ``tests/test_dream.py``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -42,13 +60,15 @@ from worldmodels.config import Config
 from worldmodels.controller import Controller, ControllerInputs, ControllerRows
 from worldmodels.device import resolve_device
 from worldmodels.encode import check_latents_identity
-from worldmodels.mdnrnn import MDNRNN, sample_next_z_with_noise
+from worldmodels.mdnrnn import MDNRNN
 from worldmodels.vae import ConvVAE
 
 RewardMode = Literal["head", "survival"]
 DoneMode = Literal["logit", "sample"]
 REWARD_MODES: tuple[str, ...] = ("head", "survival")
 DONE_MODES: tuple[str, ...] = ("logit", "sample")
+Precision = Literal["float32", "bfloat16"]
+PRECISION_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -69,8 +89,17 @@ class DreamSettings:
     """Whether the controller has a bias (CarRacing: yes, 867 parameters; Doom: no)."""
     hidden_units: int = 0
     """Tanh units of the controller's hidden layer; 0 is the published linear controller."""
+    precision: Precision = "float32"
+    """M's matrix products: "float32" (published) or "bfloat16" (weights and inputs in bf16, accumulated in
+    float32; the cell state, the mixture draw and the returns stay float32). bfloat16 needs bf16 instructions
+    on the CPU (AVX-512 BF16 or AMX)."""
     check_every: int = 10
-    """Steps between checks (host syncs) of whether every dream of a rollout has ended."""
+    """Steps between checks (host syncs) of which dreams have ended: a rollout stops when all have, and drops
+    the ended ones from the batch (``compact_below``)."""
+    compact_below: float = 1.0
+    """At a check, ended dreams are dropped from the batch when fewer than this fraction of the stepped rows is
+    alive: 1 drops them at every check where one has ended (a drop copies each live row's state and controller,
+    about a tenth of a step's work); 0 never drops them (every dream is stepped, masked, until all have ended)."""
     cpu_chunk: int = 2048
     """On the CPU, rollouts step at most this many dreams per tensor operation, so each step's tensors stay in
     cache and under the allocator's mmap threshold (whole-batch steps of 16384 dreams measured ~1.3x slower)."""
@@ -85,6 +114,10 @@ class DreamSettings:
             raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {self.reward_mode!r}")
         if self.done_mode not in DONE_MODES:
             raise ValueError(f"done_mode must be one of {DONE_MODES}, got {self.done_mode!r}")
+        if self.precision not in PRECISION_DTYPES:
+            raise ValueError(f"precision must be one of {tuple(PRECISION_DTYPES)}, got {self.precision!r}")
+        if not 0.0 <= self.compact_below <= 1.0:
+            raise ValueError(f"compact_below must be in [0, 1] (0: never drop ended dreams), got {self.compact_below}")
 
 
 def dream_max_steps(config: Config) -> int:
@@ -112,7 +145,7 @@ def settings_from_config(config: Config) -> DreamSettings:
     dream = config.dream
     return DreamSettings(temperature=dream.temperature, max_steps=dream_max_steps(config), reward_mode=dream.reward_mode,
                          done_mode=dream.done_mode, inputs=config.controller.inputs, bias=config.controller.bias,
-                         hidden_units=config.controller.hidden_units)
+                         hidden_units=config.controller.hidden_units, precision=dream.precision)
 
 
 class StartLatents(NamedTuple):
@@ -153,7 +186,7 @@ class DreamState(NamedTuple):
 class DreamNoise(NamedTuple):
     """The randomness of one step of B dreams (see :meth:`DreamSimulator.draw_noise`)."""
 
-    component: torch.Tensor  # (B, Z, K) uniform in (0, 1): each dimension's mixture component (Gumbel-max)
+    component: torch.Tensor  # (B, Z) uniform in [0, 1): each dimension's mixture component, by inverse CDF
     eps: torch.Tensor  # (B, Z) standard normal: the Gaussian noise of the next z
     done: torch.Tensor | None  # (B,) uniform in [0, 1): the done draw with done_mode "sample", else None
 
@@ -176,54 +209,102 @@ class DreamResult(NamedTuple):
 
 @dataclass(frozen=True)
 class FusedM:
-    """M's weights rearranged for single steps; see :func:`fuse_mdnrnn`."""
+    """M's weights rearranged for single steps at one temperature; see :func:`fuse_mdnrnn`."""
 
-    lstm_weight: torch.Tensor  # (Z + A + 1 + H, 4H): rows for [z, a, 1, h], gate columns i, f, o, 2g (fuse_mdnrnn)
-    head_weight: torch.Tensor  # (H, 3KZ + R + D): mixture, then reward (R = 0 or 1), then done (D = 0 or 1)
-    head_bias: torch.Tensor  # (3KZ + R + D,)
+    lstm_weight: torch.Tensor  # (4H, Z + A + H) dtype: gate rows i, f, o, 2g; columns for [z, a, h]
+    lstm_bias: torch.Tensor  # (4H,) dtype: M's constant-1 input column
+    head_weight: torch.Tensor  # (3KZ + R + D, H) dtype: logits / tau (K, Z), means (Z, K), log-stds (Z, K), reward, done
+    head_bias: torch.Tensor  # (3KZ + R + D,) dtype, the log-stds' shifted by ln(tau) / 2
     z_size: int
     hidden_size: int
     num_mixtures: int
     has_reward: bool
     has_done: bool
+    temperature: float
+    dtype: torch.dtype
+    """Of the weights and of the matrix products' inputs and outputs (float32 or bfloat16)."""
 
 
-def fuse_mdnrnn(mdnrnn: MDNRNN, device: torch.device | str) -> FusedM:
-    """Fuse M's weights on ``device``: the LSTM's input and recurrent matrices into one matrix over [z, a, 1, h]
-    (the constant-1 input keeps serving as the gate bias), and the mixture, reward and done heads into one.
+class HeadOutput(NamedTuple):
+    """M's heads after one step of B dreams, in the fused weights' dtype, at the fused temperature (views)."""
+
+    logits: torch.Tensor  # (B, K, Z) mixture logits / tau, unnormalised
+    mu: torch.Tensor  # (B, Z, K) component means
+    log_sigma: torch.Tensor  # (B, Z, K) component log-stds + ln(tau) / 2: the log-std of the draw
+    reward: torch.Tensor | None  # (B,) M's reward head, None without one
+    done_logit: torch.Tensor | None  # (B,) M's done logit, None without a done head
+
+
+def fuse_mdnrnn(mdnrnn: MDNRNN, device: torch.device | str, temperature: float = 1.0,
+                dtype: torch.dtype = torch.float32) -> FusedM:
+    """Fuse M's weights on ``device`` in ``dtype``: the LSTM's input and recurrent matrices into one matrix over
+    [z, a, h] (M's constant-1 input column becomes the gate bias), and the mixture, reward and done heads into one.
 
     The cell gate's rows are doubled, so one sigmoid over all gates serves it too: tanh(x) = 2 sigmoid(2x) - 1.
+    The mixture's logits are reordered K-major (component k of every dimension side by side, so the draw works on
+    (B, Z) slices; means and log-stds stay per dimension), and the temperature is folded in: logits / tau,
+    log-stds + ln(tau) / 2.
     """
-    H = mdnrnn.hidden_size
+    H, Z, K = mdnrnn.hidden_size, mdnrnn.z_size, mdnrnn.num_mixtures
     weight_ih = mdnrnn.lstm.weight_ih_l0.detach().cpu()  # (4H, Z + A + 1), gates i, f, g, o; last column the bias
     weight_hh = mdnrnn.lstm.weight_hh_l0.detach().cpu()  # (4H, H)
     gates = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])  # i, f, o, g
     scale = torch.ones(4 * H, 1)
     scale[3 * H :] = 2.0  # the cell gate g, see above
-    lstm_weight = torch.cat([weight_ih, weight_hh], dim=1)[gates] * scale  # (4H, Z + A + 1 + H)
-    heads = [mdnrnn.mdn] + [head for head in (mdnrnn.reward_head, mdnrnn.done_head) if head is not None]
-    head_weight = torch.cat([head.weight.detach().cpu() for head in heads])  # (3KZ + R + D, H)
-    head_bias = torch.cat([head.bias.detach().cpu() for head in heads])  # (3KZ + R + D,)
+    lstm_weight = torch.cat([weight_ih[:, :-1], weight_hh], dim=1)[gates] * scale  # (4H, Z + A + H)
+    lstm_bias = weight_ih[gates, -1] * scale[:, 0]  # (4H,)
+    logit_rows = torch.arange(Z)[:, None] * 3 * K + torch.arange(K)  # (Z, K): M's mixture rows are (Z, 3K)
+    order = torch.cat([logit_rows.T.reshape(-1), (logit_rows + K).reshape(-1), (logit_rows + 2 * K).reshape(-1)])
+    mdn_weight = mdnrnn.mdn.weight.detach().cpu()[order].view(3, K * Z, H)  # (3, KZ, H)
+    mdn_bias = mdnrnn.mdn.bias.detach().cpu()[order].view(3, K * Z)  # (3, KZ)
+    mdn_weight = torch.cat([mdn_weight[0] / temperature, mdn_weight[1], mdn_weight[2]])  # (3KZ, H)
+    mdn_bias = torch.cat([mdn_bias[0] / temperature, mdn_bias[1], mdn_bias[2] + 0.5 * math.log(temperature)])
+    heads = [head for head in (mdnrnn.reward_head, mdnrnn.done_head) if head is not None]
+    head_weight = torch.cat([mdn_weight] + [head.weight.detach().cpu() for head in heads])  # (3KZ + R + D, H)
+    head_bias = torch.cat([mdn_bias] + [head.bias.detach().cpu() for head in heads])  # (3KZ + R + D,)
     return FusedM(
-        lstm_weight=lstm_weight.T.contiguous().to(device),
-        head_weight=head_weight.T.contiguous().to(device),
-        head_bias=head_bias.to(device),
-        z_size=mdnrnn.z_size,
+        lstm_weight=lstm_weight.to(device, dtype),
+        lstm_bias=lstm_bias.to(device, dtype),
+        head_weight=head_weight.to(device, dtype),
+        head_bias=head_bias.to(device, dtype),
+        z_size=Z,
         hidden_size=H,
-        num_mixtures=mdnrnn.num_mixtures,
+        num_mixtures=K,
         has_reward=mdnrnn.reward_head is not None,
         has_done=mdnrnn.done_head is not None,
+        temperature=temperature,
+        dtype=dtype,
     )
+
+
+_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x (B, in) @ weight (out, in).T + bias (out,): (B, out) in x's dtype.
+
+    On the CPU through oneDNN (torch's private mkldnn linear op, the one inductor calls) where torch has it: on an
+    AMD EPYC with AVX-512 (torch 2.13), torch.mm's float32 GEMM (MKL) ran at less than half oneDNN's rate, and
+    oneDNN rounded every row alike whatever the batch size or thread count. Under torch.compile, torch's own
+    (inductor lowers the oneDNN op only for frozen weights).
+    """
+    if x.device.type == "cpu" and _ONEDNN_LINEAR is not None and not torch.compiler.is_compiling():
+        # the op reads every tensor as contiguous, unchecked
+        return _ONEDNN_LINEAR(x.contiguous(), weight.contiguous(), bias if bias is None else bias.contiguous(),
+                              "none", [], "")
+    return torch.nn.functional.linear(x, weight, bias)
 
 
 def lstm_step(m: FusedM, z: torch.Tensor, action: torch.Tensor, h: torch.Tensor,
               c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """M's LSTM on one step: z (B, Z), action (B, A), h and c (B, H) to the new (h, c), each (B, H).
+    """M's LSTM on one step: z (B, Z), action (B, A), h and c (B, H) to the new (h, c), each (B, H) float32.
 
-    tanh is computed as 2 sigmoid(2x) - 1 (torch's CPU tanh is several times slower than its sigmoid).
+    The gates' matrix product runs in ``m.dtype``; the gates and the state are float32. tanh is computed as
+    2 sigmoid(2x) - 1 (torch's CPU tanh is several times slower than its sigmoid).
     """
-    x = torch.cat([z, action, z.new_ones(len(z), 1), h], dim=1)  # (B, Z + A + 1 + H)
-    gates = torch.mm(x, m.lstm_weight)  # (B, 4H): i, f, o, 2g
+    x = torch.empty(len(z), m.lstm_weight.shape[1], dtype=m.dtype, device=z.device)  # (B, Z + A + H)
+    torch.cat([z, action, h], dim=1, out=x)  # cast to m.dtype on the way
+    gates = linear(x, m.lstm_weight, m.lstm_bias).float()  # (B, 4H): i, f, o, 2g
     gates = gates.sigmoid_()  # (B, 4H): sigmoid(i), sigmoid(f), sigmoid(o), (tanh(g) + 1) / 2
     i, f, o, g = gates.chunk(4, dim=1)  # (B, H) each
     c = torch.addcmul(f * c, i, g, value=2.0).sub_(i)  # (B, H): f c + i tanh(g)
@@ -231,12 +312,49 @@ def lstm_step(m: FusedM, z: torch.Tensor, action: torch.Tensor, h: torch.Tensor,
     return h, c
 
 
-def sample_mixture(mixture: torch.Tensor, temperature: float, component: torch.Tensor,
-                   eps: torch.Tensor) -> torch.Tensor:
-    """Draw z (B, Z) from per-dimension mixtures (B, Z, 3K) (logits, means, log-stds) with given noise:
-    component (B, Z, K) uniform, eps (B, Z) standard normal (``sample_next_z_with_noise``)."""
-    log_pi, mu, log_sigma = mixture.split(component.shape[-1], dim=-1)  # (B, Z, K) each, views
-    return sample_next_z_with_noise(log_pi, mu, log_sigma, temperature, component, eps)
+def head_output(m: FusedM, h: torch.Tensor) -> HeadOutput:
+    """M's mixture, reward and done heads on h (B, H), one matrix product in ``m.dtype``."""
+    KZ = m.num_mixtures * m.z_size
+    out = linear(h.to(m.dtype), m.head_weight, m.head_bias)  # (B, 3KZ + R + D)
+    logits = out[:, :KZ].view(-1, m.num_mixtures, m.z_size)  # (B, K, Z)
+    mu, log_sigma = (out[:, j * KZ : (j + 1) * KZ].view(-1, m.z_size, m.num_mixtures) for j in (1, 2))  # (B, Z, K)
+    reward = out[:, 3 * KZ] if m.has_reward else None  # (B,)
+    done_logit = out[:, -1] if m.has_done else None  # (B,)
+    return HeadOutput(logits, mu, log_sigma, reward, done_logit)
+
+
+def sample_mixture(head: HeadOutput, component: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Draw z (B, Z) float32 from the per-dimension mixtures of ``head`` with given noise: component (B, Z)
+    uniform in [0, 1) picks k by inverse CDF of softmax(logits), eps (B, Z) standard normal gives
+    mu_k + exp(log_sigma_k) eps (the temperature is in the head, see :func:`fuse_mdnrnn`)."""
+    logits = head.logits.float()  # (B, K, Z)
+    weight = (logits - logits.amax(dim=1, keepdim=True)).exp_()  # (B, K, Z) unnormalised, the largest 1
+    cdf = weight.cumsum(dim=1)  # (B, K, Z)
+    threshold = component * cdf[:, -1]  # (B, Z) in [0, total)
+    k = (cdf[:, :-1] <= threshold.unsqueeze(1)).sum(dim=1).unsqueeze(2)  # (B, Z, 1): the first k with cdf_k > it
+    mu = head.mu.gather(2, k).squeeze(2).float()  # (B, Z)
+    sigma = head.log_sigma.gather(2, k).squeeze(2).float().exp_()  # (B, Z)
+    return torch.addcmul(mu, sigma, eps)
+
+
+def _cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (oneDNN's check: AVX-512 BF16 or AMX)."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def matmul_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype of M's matrix products for a ``precision`` setting on ``device``.
+
+    :raises ValueError: bfloat16 on a device without bf16 arithmetic (there torch would emulate it, slower
+        than float32).
+    """
+    dtype = PRECISION_DTYPES[precision]
+    if dtype == torch.bfloat16:
+        supported = torch.cuda.is_bf16_supported() if device.type == "cuda" else _cpu_has_bf16()
+        if not supported:
+            raise ValueError(f"dream precision 'bfloat16' needs bf16 arithmetic, which this {device.type.upper()} "
+                             "lacks (on the CPU: AVX-512 BF16 or AMX); set dream.precision to 'float32'")
+    return dtype
 
 
 def _seed_of(seeds: np.ndarray) -> int:
@@ -281,7 +399,7 @@ class DreamSimulator:
                              "'survival' (+1 per step alive, the Doom TakeCover reward; needs a done head)")
         self.settings = settings
         self.device = torch.device(device)
-        self.m = fuse_mdnrnn(mdnrnn, self.device)
+        self.m = fuse_mdnrnn(mdnrnn, self.device, settings.temperature, matmul_dtype(settings.precision, self.device))
         self.action_size = mdnrnn.action_size
         self.vae = None if vae is None else vae.to(self.device).eval()
         self.controller = Controller(mdnrnn.z_size, mdnrnn.hidden_size, mdnrnn.action_size, settings.inputs,
@@ -314,9 +432,9 @@ class DreamSimulator:
     @torch.inference_mode()
     def draw_noise(self, count: int, generator: torch.Generator) -> DreamNoise:
         """The noise of one step of ``count`` dreams, drawn from ``generator`` (component, eps, then done)."""
-        shape = (count, self.m.z_size, self.m.num_mixtures)
-        component = torch.rand(shape, generator=generator, device=self.device)  # (B, Z, K)
-        eps = torch.randn(shape[:2], generator=generator, device=self.device)  # (B, Z)
+        shape = (count, self.m.z_size)
+        component = torch.rand(shape, generator=generator, device=self.device)  # (B, Z)
+        eps = torch.randn(shape, generator=generator, device=self.device)  # (B, Z)
         sample_done = self.settings.done_mode == "sample" and self.m.has_done
         done = torch.rand(count, generator=generator, device=self.device) if sample_done else None  # (B,)
         return DreamNoise(component, eps, done)
@@ -340,17 +458,17 @@ class DreamSimulator:
     @torch.inference_mode()
     def step(self, state: DreamState, action: torch.Tensor, noise: DreamNoise) -> DreamStep:
         """Advance B dreams by one step of M with actions (B, A) in [-1, 1] and the given noise."""
-        m = self.m
-        h, c = lstm_step(m, state.z, action, state.h, state.c)  # (B, H) each
-        out = torch.addmm(m.head_bias, h, m.head_weight)  # (B, 3KZ + R + D)
-        mixture_size = 3 * m.num_mixtures * m.z_size
-        mixture = out[:, :mixture_size].view(-1, m.z_size, 3 * m.num_mixtures)  # (B, Z, 3K)
-        z = sample_mixture(mixture, self.settings.temperature, noise.component, noise.eps)  # (B, Z)
-        if self.settings.reward_mode == "head":
-            reward = out[:, mixture_size]  # (B,)
+        h, c = lstm_step(self.m, state.z, action, state.h, state.c)  # (B, H) each
+        head = head_output(self.m, h)
+        z = sample_mixture(head, noise.component, noise.eps)  # (B, Z)
+        if self.settings.reward_mode == "head" and head.reward is not None:
+            reward = head.reward.float()  # (B,)
         else:
-            reward = torch.ones_like(out[:, 0])  # (B,)
-        done = self._done(out[:, -1], noise.done) if m.has_done else torch.zeros_like(reward, dtype=torch.bool)
+            reward = torch.ones_like(z[:, 0])  # (B,)
+        if head.done_logit is None:
+            done = torch.zeros_like(reward, dtype=torch.bool)  # (B,)
+        else:
+            done = self._done(head.done_logit.float(), noise.done)  # (B,)
         return DreamStep(DreamState(z, h, c), reward, done)
 
     def _done(self, logit: torch.Tensor, uniform: torch.Tensor | None) -> torch.Tensor:
@@ -379,33 +497,42 @@ class DreamSimulator:
     def record(self, params: np.ndarray | torch.Tensor, seeds: np.ndarray, keep_z: bool = True) -> DreamResult:
         """Dream one episode per row of params (N, D) from episode seeds (N,), all N as one batch.
 
-        Runs until every dream has ended (checked every ``check_every`` steps) or ``max_steps``. With
-        ``keep_z`` the latents z_0..z_T of every dream come back for :meth:`decode` (a dream's latents after
-        its ``lengths`` steps go on unmasked and mean nothing).
+        Runs until every dream has ended (checked every ``check_every`` steps, where ended dreams are dropped from
+        the batch, see ``compact_below``) or ``max_steps``. With ``keep_z`` the latents z_0..z_T of every dream
+        come back for :meth:`decode` (a dream's latents after its ``lengths`` steps mean nothing: they go on until
+        it is dropped from the batch, then hold).
         """
         rows = self.controller_rows(params)
         seeds = np.asarray(seeds, np.int64).reshape(-1)
         if len(seeds) != len(rows):
             raise ValueError(f"{len(rows)} parameter rows but {len(seeds)} seeds: one seed per dream")
         distinct, shared = _distinct(seeds)
-        shared_t = None if shared is None else torch.as_tensor(shared, device=self.device)  # (N,)
+        seed_rows = None if shared is None else torch.as_tensor(shared, device=self.device)  # (N,) row of each seed
         generator = self.generator(_seed_of(distinct))
-        state = DreamState(*_take(shared_t, *self.start(len(distinct), generator)))
-        alive = torch.ones(len(seeds), dtype=torch.bool, device=self.device)  # (N,)
+        state = DreamState(*_take(seed_rows, *self.start(len(distinct), generator)))
+        dreams = torch.arange(len(seeds), device=self.device)  # (B,) the dream of each stepped row
+        noise_rows = seed_rows  # (B,) each stepped row's noise among the distinct seeds'; None: row n is seed n
+        alive = torch.ones(len(seeds), dtype=torch.bool, device=self.device)  # (B,)
         returns = torch.zeros(len(seeds), device=self.device)  # (N,)
         lengths = torch.zeros(len(seeds), dtype=torch.int64, device=self.device)  # (N,)
         trace = [state.z]
         for t in range(self.settings.max_steps):
-            if t % self.settings.check_every == 0 and t and not bool(alive.any()):
-                break
-            noise = DreamNoise(*_take(shared_t, *self.draw_noise(len(distinct), generator)))
-            step = self._act_and_step(rows, state, noise)
-            returns.add_(step.reward * alive)
-            lengths.add_(alive)
+            if t % self.settings.check_every == 0 and t:
+                live = int(alive.sum())  # host sync
+                if live == 0:
+                    break
+                if live < self.settings.compact_below * len(alive):  # drop the ended dreams
+                    keep = alive.nonzero().squeeze(1)  # (B',)
+                    rows, dreams, alive, state = rows[keep], dreams[keep], alive[keep], DreamState(*_take(keep, *state))
+                    noise_rows = dreams if seed_rows is None else seed_rows[dreams]
+            noise = self.draw_noise(len(distinct), generator)  # every seed's, whichever dreams are alive
+            step = self._act_and_step(rows, state, DreamNoise(*_take(noise_rows, *noise)))
+            returns.index_add_(0, dreams, step.reward * alive)
+            lengths.index_add_(0, dreams, alive.long())
             alive.logical_and_(~step.done)
             state = step.state
             if keep_z:
-                trace.append(state.z)
+                trace.append(trace[-1].index_copy(0, dreams, state.z))
         z = torch.stack(trace, dim=1).cpu().numpy() if keep_z else None  # (N, T + 1, Z)
         return DreamResult(returns.double().cpu().numpy(), lengths.cpu().numpy(), z)
 

@@ -8,14 +8,19 @@ imagination drifts from the game.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from worldmodels.checkpoint import load_gan, read_checkpoint, vae_identity
 from worldmodels.dream import DreamSettings, DreamSimulator, StartLatents
 from worldmodels.real_rollouts import RealEnvWorkerSpec
+
+log = logging.getLogger(__name__)
 
 SEPARATOR_PX = 2
 """Width of the white bar between the real (left) and dreamed (right) frame."""
@@ -51,7 +56,7 @@ def dream_beside_real(spec: RealEnvWorkerSpec, settings: DreamSettings, params: 
     """Run controller ``params`` (D,) (None: all zeros) in the real env from ``seed`` and in M's dream from that
     episode's first frame. A dream without a reward head counts survival (+1 per step) when ``settings`` asks
     for the head. ``renderer`` draws the dream's z (T, Z) as frames (T, 64, 64, 3) uint8 (default: V's decoder;
-    a GAN generator trained on V's latents: ``worldmodels.components.train_gan.load_dream_renderer``)."""
+    a GAN generator trained on V's latents: :func:`load_dream_renderer`)."""
     worker = spec()
     if params is None:
         params = np.zeros(worker.num_params, np.float32)
@@ -79,3 +84,34 @@ def _beside(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     hold = [np.concatenate([seq, np.repeat(seq[-1:], length - len(seq), axis=0)]) for seq in (left, right)]
     bar = np.full((length, left.shape[1], SEPARATOR_PX, 3), 255, np.uint8)
     return np.concatenate([hold[0], bar, hold[1]], axis=2)
+
+
+def load_dream_renderer(path: str | Path, z_size: int, device: torch.device | str = "cpu",
+                        vae_path: str | Path | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A GAN generator trained on V's latents (latent_source "vae") as a renderer: z (T, Z) -> frames
+    (T, 64, 64, C) uint8, drawn in V's decoder's place.
+
+    :param vae_path: the dream's V; a GAN trained on another V's latents is refused (one trained before V's
+        identity was recorded is accepted with a warning). None checks only the size.
+    :raises CheckpointError: ``path`` is not a readable GAN checkpoint.
+    :raises ValueError: the GAN was trained on noise, on latents of another size than ``z_size``, or of another V.
+    """
+    checkpoint = read_checkpoint(path, kind="gan")
+    if checkpoint.config.get("latent_source", "noise") != "vae":
+        raise ValueError(f"{path} is a GAN trained on noise, so its frames do not follow a dream's z: train one "
+                         "on V's latents with `worldmodels train-gan --set gan.latent_source=vae --vae RUN/vae.pt`")
+    if checkpoint.model_args["latent_size"] != z_size:
+        raise ValueError(f"{path} draws from latents of size {checkpoint.model_args['latent_size']}, but this M "
+                         f"dreams z of size {z_size}: the GAN was trained on another run's V")
+    if vae_path is not None:
+        identity = vae_identity(vae_path)
+        if checkpoint.vae_identity is None:
+            log.warning("%s does not record which V it was trained on (trained before that was recorded); assuming "
+                        "%s", path, vae_path)
+        elif checkpoint.vae_identity != identity:
+            raise ValueError(f"{path} was trained on the latents of V {checkpoint.vae_identity}, but this dream's V "
+                             f"{vae_path} is V {identity}, so its frames would not follow this V's z: train a GAN on "
+                             f"this V (`worldmodels train-gan --set gan.latent_source=vae --vae {vae_path}` into "
+                             "another --run) and pass it with --gan")
+    model = load_gan(path, device)
+    return lambda z: model.draw(torch.as_tensor(z))

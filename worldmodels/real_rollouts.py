@@ -2,10 +2,11 @@
 
 :class:`RealEnvWorker` satisfies ``agents.evaluators.RolloutWorker``: ``run(params (N, D), seeds (N,))``
 returns the N episode returns. It steps up to ``num_envs`` environments at once, so each step V encodes
-every live frame in one batch and M advances every live rollout in one batch. As published, C reads a
-SAMPLED z = mu + sigma * eps (each episode's noise from a generator seeded by its episode seed, so a
-return does not depend on batching) and M's state h_t (and c_t for "zch") from before it steps with
-(z_t, a_t).
+every live frame in one batch and M advances every live rollout in one batch
+(:class:`worldmodels.controller_policy.WorldModelAgents`, the step every real-env rollout shares). As
+published, C reads a SAMPLED z = mu + sigma * eps (each episode's noise from a generator seeded by its
+episode seed, so a return does not depend on batching) and M's state h_t (and c_t for "zch") from before it
+steps with (z_t, a_t).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from worldmodels.checkpoint import load_mdnrnn, load_vae
 from worldmodels.components.translator import CycleGANTranslator
 from worldmodels.config import Config
 from worldmodels.controller import Controller, ControllerInputs
-from worldmodels.controller_policy import world_model_actions
+from worldmodels.controller_policy import WorldModelAgents
 from worldmodels.stages import env_spec
 from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
 from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
@@ -101,7 +102,6 @@ class RealEnvWorker:
         returns = self._run_batch(np.asarray(params, np.float32)[None], np.array([seed]), frames)
         return float(returns[0]), np.stack(frames)
 
-    @torch.inference_mode()
     def _run_batch(self, params: np.ndarray, seeds: np.ndarray, recording: list[np.ndarray] | None = None
                    ) -> np.ndarray:
         """Episodes of params (B, D) from seeds (B,) on the first B envs, stepped together; returns (B,).
@@ -112,18 +112,14 @@ class RealEnvWorker:
         envs = self.envs[:count]
         # One noise stream per episode, so an episode's return does not depend on how rollouts are batched.
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        agents = WorldModelAgents(self.vae, self.mdnrnn, self.controller, torch.from_numpy(params), generators)
         frames = np.stack([env.reset(seed=int(seed))[0] for env, seed in zip(envs, seeds)])  # (B, 64, 64, 3)
-        weights = torch.from_numpy(params)  # (B, D)
-        h, c = self.mdnrnn.initial_state(count)  # (1, B, H) each
         returns = np.zeros(count)
         live = np.arange(count)  # indices of the episodes still running
         if recording is not None:
             recording.append(frames[0].copy())
         while len(live):
-            rows = torch.from_numpy(live)
-            noise = torch.stack([torch.randn(self.vae.z_size, generator=generators[i]) for i in live])  # (L, Z)
-            actions, (h[:, rows], c[:, rows]) = world_model_actions(
-                self.vae, self.mdnrnn, self.controller, frames[live], weights[rows], noise, (h[:, rows], c[:, rows]))
+            actions = agents.act(frames[live], live)  # (L, A)
             finished = []
             for row, index in enumerate(live):
                 frame, reward, terminated, truncated, _ = envs[index].step(actions[row].numpy())

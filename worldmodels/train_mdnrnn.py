@@ -11,7 +11,6 @@ the authors do. Writes into the run folder:
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -22,9 +21,16 @@ from rollouts.storage import latent_path, list_episode_files, read_arrays, read_
 from worldmodels.config import Config
 from worldmodels.device import resolve_device
 from worldmodels.encode import check_latents_identity
-from worldmodels.mdnrnn import MDNRNN, mdnrnn_loss
+from worldmodels.mdnrnn import MDNRNN, MDNRNNOutput, mdnrnn_loss
 from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
-from worldmodels.training import TrainingPlan, TrainSummary, run_training
+from worldmodels.training import (
+    TrainingPlan,
+    TrainSummary,
+    autocast_dtype,
+    keep_resident,
+    resolved_settings,
+    run_training,
+)
 from worldmodels.vae import ConvVAE
 
 CHECKPOINT_NAME = "mdnrnn.pt"
@@ -61,7 +67,10 @@ def train_mdnrnn(
     """Train M for ``config.mdnrnn.steps`` optimiser steps on ``data_dir``'s latents, resuming ``run_dir/mdnrnn.pt``.
 
     Sequences of ``seq_len`` steps (padded and masked at episode ends) come from :class:`SequenceDataset`
-    in batches of ``batch_size``, epoch after epoch until the step budget is spent. The LSTM reads
+    in batches of ``batch_size``, each gathered by tensor indexing, epoch after epoch until the step budget is
+    spent; ``mdnrnn.resident`` and ``mdnrnn.precision`` work as V's (see :func:`worldmodels.train_vae.train_vae`):
+    the latents streamed from disk or held on the device, the forward pass in float32 or under bfloat16
+    autocast (the loss in float32). The LSTM reads
     [z_t, a_t] and is scored on z_{t+1}; the reward and done heads, when enabled, on the step's reward
     and termination (``reward_weight``, ``done_pos_weight``). Gradients are clipped to norm ``grad_clip``.
 
@@ -83,14 +92,21 @@ def train_mdnrnn(
                   "num_mixtures": cfg.num_mixtures, "reward_head": cfg.reward_head, "done_head": cfg.done_head}
     model = MDNRNN(**model_args).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    dataset = SequenceDataset(files, seq_len=cfg.seq_len, source="latents", shuffle=True, seed=seed)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, pin_memory=device.type == "cuda",
+    dtype = autocast_dtype(cfg.precision, device)
+    dataset = SequenceDataset(files, seq_len=cfg.seq_len, source="latents", shuffle=True,
+                              buffer_episodes=cfg.buffer_episodes, seed=seed, batch_size=cfg.batch_size)
+    resident = keep_resident(cfg.resident, dataset.nbytes, device)
+    if resident:
+        dataset.to(device)
+    loader = DataLoader(dataset, batch_size=None, pin_memory=device.type == "cuda" and not resident,
                         generator=torch.Generator())
 
     def step(batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         batch = {name: value.to(device, non_blocking=True) for name, value in batch.items()}
         z = ConvVAE.sample_latent(batch["mu"], batch["logvar"])  # (B, L+1, Z)
-        out = model(z[:, :-1], batch["actions"])  # step t predicts z_{t+1}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype is not None):
+            out = model(z[:, :-1], batch["actions"])  # step t predicts z_{t+1}
+        out = _as_float32(out)
         loss = mdnrnn_loss(out, z[:, 1:], batch["rewards"], batch["terminated"], batch["mask"],
                            done_pos_weight=cfg.done_pos_weight, reward_weight=cfg.reward_weight)
         optimizer.zero_grad(set_to_none=True)
@@ -110,5 +126,11 @@ def train_mdnrnn(
         log_every=log_every,
         max_steps=cfg.steps,
     )
-    return run_training(plan, model, optimizer, model_args, dataclasses.asdict(cfg), dataset, loader, step,
-                        progress)
+    return run_training(plan, model, optimizer, model_args, resolved_settings(cfg, dtype, resident), dataset,
+                        loader, step, progress)
+
+
+def _as_float32(out: MDNRNNOutput) -> MDNRNNOutput:
+    """M's outputs (bfloat16 under autocast) as float32, for a float32 loss."""
+    return out._replace(**{name: value.float() for name, value in out._asdict().items()
+                           if isinstance(value, torch.Tensor)})

@@ -10,8 +10,6 @@ Writes into the run folder:
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,14 @@ from rollouts.datasets import FrameDataset
 from rollouts.storage import list_episode_files, read_arrays
 from worldmodels.config import Config
 from worldmodels.device import resolve_device
-from worldmodels.training import TrainingPlan, TrainSummary, run_training
+from worldmodels.training import (
+    TrainingPlan,
+    TrainSummary,
+    autocast_dtype,
+    keep_resident,
+    resolved_settings,
+    run_training,
+)
 from worldmodels.vae import ConvVAE, vae_loss
 
 CHECKPOINT_NAME = "vae.pt"
@@ -46,9 +51,11 @@ def train_vae(
 ) -> TrainSummary:
     """Train V on the episodes in ``data_dir`` for ``config.vae.epochs`` epochs, resuming ``run_dir/vae.pt``.
 
-    Frames stream through :class:`FrameDataset` (``buffer_episodes`` in memory, ``loader_workers``
-    decoding processes) as uint8 and become floats in [0, 1] on the device. On CUDA with
-    ``vae.mixed_precision`` the forward pass runs under bfloat16 autocast; the loss is float32.
+    Frames come from :class:`FrameDataset` in uint8 batches, each gathered by one tensor index, and become
+    floats in [0, 1] on the device. ``vae.resident`` decides where they live: streamed from disk
+    (``buffer_episodes`` in memory, ``loader_workers`` decoding processes) or held on the device, loaded
+    once (:func:`worldmodels.training.keep_resident`). ``vae.precision`` bfloat16 runs the forward pass under
+    bfloat16 autocast, on CUDA or the CPU (:func:`worldmodels.training.autocast_dtype`); the loss is float32.
 
     :param log_every: optimiser steps per CSV row.
     :param max_steps: stop after this many optimiser steps in total (benchmarks, smoke runs); None
@@ -69,14 +76,18 @@ def train_vae(
     model_args = {"z_size": cfg.z_size, "in_channels": int(sample.shape[3]), "encoder": cfg.encoder}
     model = ConvVAE(**model_args).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    dataset = FrameDataset(files, shuffle=True, buffer_episodes=cfg.buffer_episodes, seed=seed)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.loader_workers,
-                        pin_memory=device.type == "cuda", generator=torch.Generator())
-    autocast = device.type == "cuda" and cfg.mixed_precision
+    dtype = autocast_dtype(cfg.precision, device)
+    dataset = FrameDataset(files, shuffle=True, buffer_episodes=cfg.buffer_episodes, seed=seed,
+                           batch_size=cfg.batch_size)
+    resident = keep_resident(cfg.resident, dataset.nbytes, device)
+    if resident:
+        dataset.to(device)
+    loader = DataLoader(dataset, batch_size=None, num_workers=0 if resident else cfg.loader_workers,
+                        pin_memory=device.type == "cuda" and not resident, generator=torch.Generator())
 
     def step(frames: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
         x = frames.to(device, non_blocking=True).float().div_(255)  # (B, C, 64, 64) in [0, 1]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype is not None):
             out = model(x)
         loss = vae_loss(x, out.recon.float(), out.mu.float(), out.logvar.float(), cfg.kl_tolerance)
         optimizer.zero_grad(set_to_none=True)
@@ -95,10 +106,10 @@ def train_vae(
         log_every=log_every,
         max_epochs=cfg.epochs,
         max_steps=min(step_limits) if step_limits else None,
-        steps_per_epoch=math.ceil(len(dataset) / cfg.batch_size),
+        steps_per_epoch=len(dataset),
     )
-    summary = run_training(plan, model, optimizer, model_args, dataclasses.asdict(cfg), dataset, loader, step,
-                           progress)
+    summary = run_training(plan, model, optimizer, model_args, resolved_settings(cfg, dtype, resident), dataset,
+                           loader, step, progress)
     grid_path = run_dir / RECONSTRUCTIONS_NAME
     if not summary.already_finished or not grid_path.exists():
         index = np.linspace(0, len(sample) - 1, GRID_FRAMES).round().astype(int)

@@ -16,11 +16,14 @@ A stage supplies a model, its optimiser, a streaming dataset (with ``set_epoch``
   stage, the step and the metric) and leaves the last good checkpoint as it was. The metric sums stay on the
   device between CSV rows, so they are checked where they are read anyway (each CSV row) and before each
   checkpoint is written (one sync per save, which also checks the weights): no sync per step.
+
+The stages' ``precision`` and ``resident`` settings resolve here too (:func:`autocast_dtype`, :func:`keep_resident`).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import math
@@ -49,6 +52,9 @@ log = logging.getLogger(__name__)
 
 NEUTRAL_SETTINGS = frozenset({"epochs", "steps", "checkpoint_every"})
 """Config keys that may change between a run and its resumption without changing the trajectory."""
+
+RESIDENT_FRACTION = 0.5
+"""``resident: auto`` holds a data set on a CUDA device when it takes at most this fraction of the memory free there."""
 
 StepFunction = Callable[[Any], tuple[dict[str, torch.Tensor], torch.Tensor | int]]
 """One optimiser step on one batch: returns detached scalar metrics (named as in the plan) and the
@@ -186,8 +192,8 @@ def _restore(checkpoint: Checkpoint, path: Path, model: nn.Module, optimizer: to
                               f"({type(err).__name__}: {err}); move it away to train from scratch") from None
     for group, values in zip(optimizer.param_groups, hyperparameters):
         group.update(values)
-    changed = sorted(k for k in config_section
-                     if k not in NEUTRAL_SETTINGS and checkpoint.config.get(k) != config_section[k])
+    recorded = {k: v for k, v in checkpoint.config.items() if k not in NEUTRAL_SETTINGS}  # newer settings: absent
+    changed = sorted(k for k in config_section if k in recorded and recorded[k] != config_section[k])
     if changed:
         log.warning("resuming %s with changed settings (%s); from here the run differs from an uninterrupted one",
                     path, ", ".join(f"{k}: {checkpoint.config.get(k)!r} -> {config_section[k]!r}" for k in changed))
@@ -304,6 +310,52 @@ def run_training(
         bar.close()
         metrics_log.close()
     return summary(already_finished=False, metrics=last_row)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a ``precision`` setting on ``device``: bfloat16, or None for float32.
+
+    auto: bfloat16 on a CUDA device that supports it, float32 elsewhere (the CPU included).
+    :raises ValueError: an unknown value, or bfloat16 on hardware without bf16 arithmetic.
+    """
+    if precision not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"unknown precision {precision!r}; use 'auto', 'float32' or 'bfloat16'")
+    supported = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
+    if precision == "bfloat16" and not supported:
+        raise ValueError(f"precision 'bfloat16' needs bf16 arithmetic, which this {device.type.upper()} lacks "
+                         "(on the CPU: AVX-512 BF16 or AMX); use precision 'float32'")
+    wanted = precision == "bfloat16" or (precision == "auto" and device.type == "cuda")
+    return torch.bfloat16 if wanted and supported else None
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (oneDNN's check: AVX-512 BF16 or AMX)."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def keep_resident(setting: bool | str, nbytes: int, device: torch.device) -> bool:
+    """Whether a data set of ``nbytes`` is held on ``device`` under a ``resident`` setting (true, false, auto).
+
+    auto: on CUDA when it takes at most :data:`RESIDENT_FRACTION` of the free memory; on the CPU, streaming.
+    :raises ValueError: an unknown value, or true on a CUDA device with less free memory than the data set.
+    """
+    if not (isinstance(setting, bool) or setting == "auto"):
+        raise ValueError(f"unknown resident setting {setting!r}; use true, false or 'auto'")
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    if setting is True and free is not None and nbytes > free:
+        raise ValueError(f"the data set takes {nbytes / 2**30:.1f} GiB but {device} has {free / 2**30:.1f} GiB free: "
+                         "set resident to false (or auto) to stream it from disk")
+    if setting == "auto":
+        return free is not None and nbytes <= RESIDENT_FRACTION * free
+    return setting
+
+
+def resolved_settings(section: Any, dtype: torch.dtype | None, resident: bool) -> dict[str, Any]:
+    """A stage's config ``section`` as plain values, with ``precision`` and ``resident`` as this run resolved
+    them (what its checkpoint stores: resuming where they resolve otherwise is warned of); older configs'
+    ``mixed_precision`` (read into precision) is left out."""
+    values = {k: v for k, v in dataclasses.asdict(section).items() if k != "mixed_precision"}
+    return {**values, "precision": "bfloat16" if dtype == torch.bfloat16 else "float32", "resident": resident}
 
 
 class _Interval:

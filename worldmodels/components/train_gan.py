@@ -17,11 +17,8 @@ folder:
 from __future__ import annotations
 
 import dataclasses
-import logging
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
@@ -29,7 +26,7 @@ from torch.utils.data import DataLoader
 from rollouts.atomic import atomic_path
 from rollouts.datasets import FrameDataset
 from rollouts.storage import list_episode_files, read_arrays
-from worldmodels.checkpoint import load_gan, load_vae, read_checkpoint, vae_identity
+from worldmodels.checkpoint import load_vae, read_checkpoint, vae_identity
 from worldmodels.components.gan import FRAME_SIZE, GAN, to_unit_range
 from worldmodels.components.gan_updates import GANUpdates, make_optimizer, recipe_for
 from worldmodels.config import Config
@@ -42,8 +39,6 @@ CHECKPOINT_NAME = "gan.pt"
 LOG_NAME = "gan_log.csv"
 SAMPLES_DIR = "gan_samples"
 GRID_SIDE = 8
-
-log = logging.getLogger(__name__)
 
 
 def train_gan(
@@ -155,37 +150,6 @@ def _latent_source_vae(source: str, path: Path, channels: int, device: torch.dev
     if vae.in_channels != channels:
         raise ValueError(f"V at {path} reads {vae.in_channels}-channel frames but the data's frames have {channels}")
     return vae
-
-
-def load_dream_renderer(path: str | Path, z_size: int, device: torch.device | str = "cpu",
-                        vae_path: str | Path | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A GAN generator trained on V's latents (latent_source "vae") as a renderer: z (T, Z) -> frames
-    (T, 64, 64, C) uint8, drawn in V's decoder's place.
-
-    :param vae_path: the dream's V; a GAN trained on another V's latents is refused (one trained before V's
-        identity was recorded is accepted with a warning). None checks only the size.
-    :raises CheckpointError: ``path`` is not a readable GAN checkpoint.
-    :raises ValueError: the GAN was trained on noise, on latents of another size than ``z_size``, or of another V.
-    """
-    checkpoint = read_checkpoint(path, kind="gan")
-    if checkpoint.config.get("latent_source", "noise") != "vae":
-        raise ValueError(f"{path} is a GAN trained on noise, so its frames do not follow a dream's z: train one "
-                         "on V's latents with `worldmodels train-gan --set gan.latent_source=vae --vae RUN/vae.pt`")
-    if checkpoint.model_args["latent_size"] != z_size:
-        raise ValueError(f"{path} draws from latents of size {checkpoint.model_args['latent_size']}, but this M "
-                         f"dreams z of size {z_size}: the GAN was trained on another run's V")
-    if vae_path is not None:
-        identity = vae_identity(vae_path)
-        if checkpoint.vae_identity is None:
-            log.warning("%s does not record which V it was trained on (trained before that was recorded); assuming "
-                        "%s", path, vae_path)
-        elif checkpoint.vae_identity != identity:
-            raise ValueError(f"{path} was trained on the latents of V {checkpoint.vae_identity}, but this dream's V "
-                             f"{vae_path} is V {identity}, so its frames would not follow this V's z: train a GAN on "
-                             f"this V (`worldmodels train-gan --set gan.latent_source=vae --vae {vae_path}` into "
-                             "another --run) and pass it with --gan")
-    model = load_gan(path, device)
-    return lambda z: model.draw(torch.as_tensor(z))
 
 
 def sample_grid_path(run_dir: Path, step: int) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from worldmodels.cli import add_command, config_from_args, run_config
+from worldmodels.commands import add_command, config_from_args, run_config
 
 MODELS = ("lstm", "musegan")
 

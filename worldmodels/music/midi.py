@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.music_notation import write_melody_midi
+from envs.midi import write_melody_midi
 from rollouts.atomic import atomic_path
 from worldmodels.music.data import STEPS_PER_BAR, STEPS_PER_QUARTER
 

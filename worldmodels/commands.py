@@ -1,0 +1,204 @@
+"""How a ``worldmodels`` command is built: its options, its configuration, its run folder's config.yaml, its errors.
+
+Every configured command takes ``--preset NAME`` (or ``--config FILE``) and any number of ``--set section.key=value``
+overrides. A command given a ``--run`` folder that holds a saved ``config.yaml`` uses it when neither ``--preset`` nor
+``--config`` is given; a stage writing into the folder saves its merged config there (:func:`run_config`), refused when
+it would change the shape of a model the folder holds, and put back when the command fails on its input.
+
+``worldmodels.cli`` (the stages), ``worldmodels.music.cli`` and ``agents.cli`` build their commands from these pieces.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rollouts.atomic import atomic_write_text
+from worldmodels.config import Config, ConfigError, available_presets, load_config, save_config
+from worldmodels.run_layout import CONFIG_NAME, CONTROLLER_DIR, MEAN_PARAMS_NAME
+
+DEFAULT_PRESET = "carracing"
+RUN_FOLDER_HELP = "folder for this run's config, checkpoints and logs"
+MODELS_RUN_HELP = "run folder holding vae.pt and mdnrnn.pt"
+COMMAND_GROUP = "worldmodels.commands"
+"""Entry-point group of functions ``add_commands(subparsers)`` adding commands from other packages."""
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config named by --config, else --preset, else RUN/config.yaml (with --run), else the default preset,
+    with the --set overrides applied."""
+    saved = Path(args.run) / CONFIG_NAME if getattr(args, "run", None) else None
+    if args.config is None and args.preset is None and saved is not None and saved.is_file():
+        return load_config(overrides=args.set, file=saved)
+    return load_config(preset=args.preset or DEFAULT_PRESET, overrides=args.set, file=args.config)
+
+
+VAE_SHAPE_SETTINGS = ("vae.z_size", "vae.encoder")
+"""Settings that shape V's tensors."""
+MDNRNN_SHAPE_SETTINGS = ("vae.z_size", "mdnrnn.hidden_size", "mdnrnn.num_mixtures", "mdnrnn.reward_head",
+                         "mdnrnn.done_head")
+"""Settings that shape M's tensors."""
+CNN_SHAPE_SETTINGS = ("cnn.encoder", "cnn.features_dim", "cnn.task", "cnn.input")
+"""Settings that shape the train-cnn model's tensors."""
+GAN_SHAPE_SETTINGS = ("gan.variant", "gan.latent_size", "gan.width")
+"""Settings that shape the GAN's tensors."""
+CYCLEGAN_SHAPE_SETTINGS = ("cyclegan.generator", "cyclegan.width", "cyclegan.resnet_blocks")
+"""Settings that shape the CycleGAN's tensors."""
+CONTROLLER_SHAPE_SETTINGS = ("controller.inputs", "controller.bias", "controller.hidden_units")
+"""Settings that shape C's parameter vector."""
+TEXT_SHAPE_SETTINGS = ("text.hidden_size", "text.lowercase")
+"""Settings that shape the character LSTM's tensors (with the text's vocabulary)."""
+MUSIC_LSTM_SHAPE_SETTINGS = ("music_lstm.embedding_size", "music_lstm.hidden_size", "music_lstm.layers",
+                             "music.folder", "music.limit", "music.tokens")
+"""Settings that shape the music LSTM's tensors (the music read decides its vocabularies)."""
+MUSEGAN_SHAPE_SETTINGS = ("musegan.bars", "musegan.pitches", "musegan.latent_size", "musegan.width")
+"""Settings that shape MuseGAN's tensors."""
+
+
+def _setting(config: Config, key: str) -> object:
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
+def checked_config(args: argparse.Namespace) -> Config:
+    """The merged config for a command reading or writing --run (see :func:`config_from_args`); nothing is written.
+
+    Refused when it changes a setting that shapes a model the run folder already holds.
+    """
+    from worldmodels.components.train_cnn import CHECKPOINT_NAME as CNN_CHECKPOINT
+    from worldmodels.components.train_cyclegan import CHECKPOINT_NAME as CYCLEGAN_CHECKPOINT
+    from worldmodels.components.train_gan import CHECKPOINT_NAME as GAN_CHECKPOINT
+    from worldmodels.components.train_text import CHECKPOINT_NAME as TEXT_CHECKPOINT
+    from worldmodels.music.train import LSTM_CHECKPOINT_NAME, MUSEGAN_CHECKPOINT_NAME
+    from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
+    from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
+
+    config = config_from_args(args)
+    run = Path(args.run)
+    saved = run / CONFIG_NAME
+    if saved.exists():
+        earlier = load_config(file=saved)
+        for checkpoint, keys in ((VAE_CHECKPOINT, VAE_SHAPE_SETTINGS), (MDNRNN_CHECKPOINT, MDNRNN_SHAPE_SETTINGS),
+                                 (f"{CONTROLLER_DIR}/{MEAN_PARAMS_NAME}", CONTROLLER_SHAPE_SETTINGS),
+                                 (CNN_CHECKPOINT, CNN_SHAPE_SETTINGS), (GAN_CHECKPOINT, GAN_SHAPE_SETTINGS),
+                                 (TEXT_CHECKPOINT, TEXT_SHAPE_SETTINGS),
+                                 (CYCLEGAN_CHECKPOINT, CYCLEGAN_SHAPE_SETTINGS),
+                                 (LSTM_CHECKPOINT_NAME, MUSIC_LSTM_SHAPE_SETTINGS),
+                                 (MUSEGAN_CHECKPOINT_NAME, MUSEGAN_SHAPE_SETTINGS)):
+            changed = [f"{key}={_setting(earlier, key)!r} (now {_setting(config, key)!r})"
+                       for key in keys if _setting(earlier, key) != _setting(config, key)]
+            if changed and (run / checkpoint).exists():
+                raise ConfigError(
+                    f"run folder {run} holds {checkpoint}, built with {', '.join(changed)}: it would not fit. "
+                    f"Pass --config {saved} (plus --set for other settings), or use a new --run folder")
+    return config
+
+
+@dataclass
+class ConfigWrite:
+    """RUN/config.yaml as a command found it, to put back should the command fail on its input."""
+
+    path: Path
+    previous: str | None
+    """The file's text before the command wrote it (None: there was none)."""
+    created_run: bool
+    """The command created the run folder itself."""
+    outputs: dict[Path, int]
+    """mtime (ns) of the run folder's other files before the command (:func:`_run_outputs`)."""
+
+
+def _run_outputs(run: Path) -> dict[Path, int]:
+    """mtime (ns) of every file at the top of ``run`` and in ``run/controller``, config.yaml excluded: where the
+    stages write their models and logs."""
+    folders = (run, run / CONTROLLER_DIR)
+    return {file: file.stat().st_mtime_ns for folder in folders if folder.is_dir() for file in folder.iterdir()
+            if file.is_file() and file.name != CONFIG_NAME}
+
+
+def run_config(args: argparse.Namespace) -> Config:
+    """The merged config for a stage writing into --run (:func:`checked_config`), saved there as config.yaml.
+
+    Should the command then fail on its input (the one-line errors of :func:`main`) before writing anything else
+    into the run folder, :func:`undo_config_write` puts config.yaml back as it was.
+    """
+    config = checked_config(args)
+    run = Path(args.run)
+    saved = run / CONFIG_NAME
+    args.config_write = ConfigWrite(saved, saved.read_text() if saved.is_file() else None, not run.exists(),
+                                    _run_outputs(run))
+    save_config(config, saved)
+    return config
+
+
+def undo_config_write(args: argparse.Namespace) -> None:
+    """Put back the config.yaml :func:`run_config` replaced (remove it, and the run folder it created, when there
+    was none), unless the command has written other files into the run folder since: they follow the new one."""
+    write: ConfigWrite | None = getattr(args, "config_write", None)
+    if write is None or _run_outputs(write.path.parent) != write.outputs:
+        return
+    if write.previous is not None:
+        atomic_write_text(write.path, write.previous)
+        return
+    write.path.unlink(missing_ok=True)
+    if write.created_run and not any(write.path.parent.iterdir()):
+        write.path.parent.rmdir()
+
+
+def add_config_options(parser: argparse.ArgumentParser, with_run: bool = False) -> None:
+    """--preset, --config and --set, the options every configured command takes (``with_run``: the command has
+    --run, whose saved config.yaml is the default)."""
+    default = f"RUN/config.yaml when --run holds one, else {DEFAULT_PRESET}" if with_run else DEFAULT_PRESET
+    parser.add_argument("--preset", help=f"one of: {', '.join(available_presets())} (default: {default})")
+    parser.add_argument("--config", type=Path, help="a saved config YAML (replaces --preset)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting, e.g. --set vae.z_size=16 (repeatable)")
+
+
+def add_ray_address_option(parser: argparse.ArgumentParser) -> None:
+    """--ray-address, for commands that run Ray workers."""
+    parser.add_argument("--ray-address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local one)")
+
+
+def _int_at_least(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
+def add_command(subparsers: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], None],
+                configured: bool = True, run_help: str | None = None) -> argparse.ArgumentParser:
+    """Add command ``name`` running ``func(args)`` (help from its docstring), with the config options, and a
+    required --run described by ``run_help`` when given."""
+    parser = subparsers.add_parser(name, help=func.__doc__, description=func.__doc__)
+    parser.set_defaults(func=func)
+    if configured:
+        add_config_options(parser, with_run=run_help is not None)
+    if run_help is not None:
+        parser.add_argument("--run", required=True, type=Path, help=run_help)
+    return parser
+
+
+def error_text(err: BaseException, verbose: bool = False) -> str:
+    """What the user reads of an error: its message, on one line unless ``verbose``. An error raised again from
+    another process (a Ray worker, a DataLoader worker) carries that process's traceback: its first line and the
+    error the traceback ends with are kept."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if verbose or len(lines) <= 1:
+        return str(err) or type(err).__name__
+    return f"{lines[0]} ... {lines[-1]}"
