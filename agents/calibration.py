@@ -24,13 +24,12 @@ from agents.dream_training import dream_spec, real_evaluator
 from agents.evaluation import EvaluationReport, evaluation_seeds
 from agents.evaluators import SerialEvaluator
 from rollouts.atomic import atomic_write_text
-from worldmodels.config import CALIBRATION_SCALES, Config
+from worldmodels.config_schema import CALIBRATION_SCALES, Config
 from worldmodels.controller import load_params
 from worldmodels.pictures import new_figure, save_figure
-from worldmodels.run_layout import CONTROLLER_DIR
+from worldmodels.run_layout import BEST_PARAMS_NAME, CALIBRATION_STEM, CONTROLLER_DIR, MEAN_PARAMS_NAME
 
-CALIBRATION_NAME = "calibration"
-RUN_CONTROLLERS = ("mean.npy", "best.npy")
+RUN_CONTROLLERS = (MEAN_PARAMS_NAME, BEST_PARAMS_NAME)
 
 
 @dataclass
@@ -125,7 +124,7 @@ def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episode
                            EvaluationReport.from_returns(real_returns[i], seeds))
             for i, name in enumerate(controllers)]
     calibration = Calibration(config.dream.temperature, rows)
-    write_calibration(calibration, run_dir / CALIBRATION_NAME)
+    write_calibration(calibration, run_dir / CALIBRATION_STEM)
     return calibration
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from worldmodels.commands import (
     MODELS_RUN_HELP,
@@ -20,8 +20,9 @@ from worldmodels.commands import (
     non_negative_int,
     positive_int,
     run_config,
+    start_ray,
 )
-from worldmodels.config import CALIBRATION_SCALES, PUBLISHED_TEMPERATURES
+from worldmodels.config_schema import CALIBRATION_SCALES, PUBLISHED_TEMPERATURES, BaselineObsName
 from worldmodels.run_layout import CONTROLLER_DIR, EPISODES_DIR, EVALUATION_NAME, SUMMARY_NAME
 
 # Each command imports what it runs (torch, Ray, pycma: seconds), so building the parser and --help stay fast.
@@ -38,12 +39,11 @@ def cmd_train_controller(args: argparse.Namespace) -> None:
     from agents.cmaes import generations_done
     from agents.dream_training import train_controller_dream
     from agents.real_env import train_controller_real
-    from rollouts.ray_cluster import init_ray
 
     if args.temperature is not None:
         args.set.append(f"dream.temperature={args.temperature}")
     config = run_config(args)
-    init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
+    start_ray(args, config)
     if (args.env or config.controller.train_in) == "dream":
         data = args.data or Path(args.run) / EPISODES_DIR
         records = train_controller_dream(config, args.run, data, on_generation=_print_generation)
@@ -56,11 +56,10 @@ def cmd_train_controller(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Run a trained controller on --episodes distinct seeds in parallel; write JSON and print mean +- std."""
     from agents.real_env import evaluate_controller_real
-    from rollouts.ray_cluster import init_ray
 
     config = config_from_args(args)
     episodes = config.evaluate.episodes if args.episodes is None else args.episodes
-    init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
+    start_ray(args, config)
     report = evaluate_controller_real(config, args.run, episodes, args.params, gif=args.gif)
     out = args.out or Path(args.run) / EVALUATION_NAME
     report.write_json(out)
@@ -72,12 +71,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     done and resuming what was interrupted; ends with the real-env score and RUN/summary.json. With
     --iterations N, rounds 2..N of the iterative procedure follow in RUN/iterations/k/."""
     from agents.pipeline import run_pipeline
-    from rollouts.ray_cluster import init_ray
 
     if args.iterations is not None:
         args.set.append(f"iterate.iterations={args.iterations}")
     config = run_config(args)
-    init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
+    start_ray(args, config)
     summary = run_pipeline(config, args.run, say=lambda line: print(line, flush=True))
     for entry in summary["rounds"][:-1]:
         print(f"run: round {entry['round']}: {_describe_score(entry['score'])}")
@@ -97,10 +95,9 @@ def cmd_temperature_sweep(args: argparse.Namespace) -> None:
     the paper's table to RUN/temperature_sweep.md and .json; the sweep's config goes to RUN/sweep/config.yaml,
     the run's own config.yaml is left as it is."""
     from agents.temperature_sweep import markdown_table, temperature_sweep
-    from rollouts.ray_cluster import init_ray
 
     config = checked_config(args)
-    init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
+    start_ray(args, config)
     rows = temperature_sweep(config, args.run, args.data or Path(args.run) / EPISODES_DIR, tuple(args.temperatures),
                              on_generation=lambda tau, record: print(f"temperature-sweep: tau {tau:g}: "
                                                                      f"{record.describe()}", flush=True))
@@ -111,10 +108,9 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     """Score fixed controllers (zeros, random weights, the run's evolved ones) on the same seeds in M's dream and
     in the real env: is the dream calibrated, where does C exploit M? Writes RUN/calibration.md, .json, .png."""
     from agents.calibration import calibrate, markdown_table
-    from rollouts.ray_cluster import init_ray
 
     config = config_from_args(args)
-    init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
+    start_ray(args, config)
     result = calibrate(config, args.run, args.data or Path(args.run) / EPISODES_DIR, args.episodes,
                        tuple(args.scales), args.random, args.params)
     print(markdown_table(result), end="")
@@ -141,7 +137,7 @@ def add_baseline_command(subparsers: argparse._SubParsersAction) -> None:
     baseline = add_command(subparsers, "baseline", cmd_baseline,
                            run_help="run folder (vae.pt and mdnrnn.pt for latent and dream); outputs in RUN/baselines")
     baseline.add_argument("--algo", help="a stable_baselines3 algorithm, any case (sets baseline.algo; default PPO)")
-    baseline.add_argument("--obs", choices=["pixels", "latent", "dream"],
+    baseline.add_argument("--obs", choices=get_args(BaselineObsName),
                           help="what the agent learns on (sets baseline.obs; default latent)")
     baseline.add_argument("--timesteps", type=positive_int, help="training steps (sets baseline.timesteps)")
     baseline.add_argument("--episodes", type=positive_int, help="real-env evaluation episodes, each on its own seed "

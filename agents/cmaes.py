@@ -23,6 +23,9 @@ Run folder (``out_dir``), all written atomically after every generation:
                       evaluation env (``real`` when training in the real env, ``dream`` and ``real`` when
                       training in a dream; ``train`` when :func:`evolve` is given no ``evaluations``)
 
+and, beside it, ``../tensorboard/<out_dir's name>/`` (RUN/tensorboard/controller for RUN/controller): TensorBoard
+scalars ``cmaes/<name>`` per generation (:func:`_generation_scalars`; :mod:`worldmodels.tensorboard`).
+
 Restarted with the same ``out_dir`` the run resumes after the last finished generation and continues
 exactly as an uninterrupted run would (log rows past it, written before a crash, are dropped). pycma's
 strategy is not stored but rebuilt: pycma samples from a generator of its own (:func:`make_strategy`), so
@@ -49,8 +52,16 @@ import numpy as np
 
 from agents.evaluators import Evaluator
 from rollouts.atomic import atomic_path, atomic_write_text
-from worldmodels.config import CMAESConfig
-from worldmodels.run_layout import MEAN_PARAMS_NAME
+from worldmodels.config_schema import CMAESConfig
+from worldmodels.run_layout import (
+    BEST_PARAMS_NAME,
+    CMAES_EVAL_NAME,
+    CMAES_LEGACY_STATE_NAME,
+    CMAES_LOG_NAME,
+    CMAES_STATE_NAME,
+    MEAN_PARAMS_NAME,
+)
+from worldmodels.tensorboard import ScalarLog, event_dir
 
 with warnings.catch_warnings():  # pycma warns on import when matplotlib (only for its plots) is absent
     warnings.filterwarnings("ignore", message="Could not import matplotlib")
@@ -58,10 +69,7 @@ with warnings.catch_warnings():  # pycma warns on import when matplotlib (only f
 
 log = logging.getLogger(__name__)
 
-STATE_NAME = "cmaes_state.npz"
 STATE_FORMAT = 1
-LEGACY_STATE_NAME = "cmaes_state.pkl"
-"""Older versions pickled pycma's strategy here; such a run folder is refused, never unpickled."""
 LOG_COLUMNS = ("generation", "best_fitness", "mean_fitness", "worst_fitness", "sigma", "seconds", "retried",
                "env_steps")
 EVAL_COLUMNS = ("generation", "env", "mean_return", "std_return", "min_return", "max_return", "episodes")
@@ -240,7 +248,7 @@ def replay(state: SearchState, settings: CMAESConfig) -> cma.CMAEvolutionStrateg
 
 def generations_done(out_dir: str | Path) -> int:
     """Generations the CMA-ES run in ``out_dir`` has finished (0 when it has not started)."""
-    path = Path(out_dir) / STATE_NAME
+    path = Path(out_dir) / CMAES_STATE_NAME
     return load_state(path).generation if path.exists() else 0
 
 
@@ -296,37 +304,54 @@ def evolve(
     out.mkdir(parents=True, exist_ok=True)
     es, history, best, best_fitness = _start(out, num_params, settings)
     generation = len(history)
-    _keep_rows(out / "log.csv", LOG_COLUMNS, generation)
-    _keep_rows(out / "eval.csv", EVAL_COLUMNS, generation)
+    _keep_rows(out / CMAES_LOG_NAME, LOG_COLUMNS, generation)
+    _keep_rows(out / CMAES_EVAL_NAME, EVAL_COLUMNS, generation)
     last = settings.generations if stop_after is None else min(stop_after, settings.generations)
     records = []
-    while generation < last:
-        start = time.perf_counter()
-        retried_before, steps_before = evaluator.retried, evaluator.env_steps
-        seeds = generation_seeds(settings.seed, generation, settings.rollouts)  # (R,)
-        candidates, scores = step(  # (P, D), (P,)
-            es, lambda candidates, seeds=seeds: fitness(candidates, evaluator(candidates.astype(np.float32), seeds),
-                                                        settings.l2_coef))
-        history.append(scores)
-        if scores.max() > best_fitness:
-            best, best_fitness = candidates[scores.argmax()].copy(), float(scores.max())
-        record = GenerationRecord(generation, float(scores.max()), float(scores.mean()), float(scores.min()),
-                                  float(es.sigma), time.perf_counter() - start, evaluator.retried - retried_before,
-                                  evaluator.env_steps - steps_before)
-        generation += 1
-        if generation % settings.eval_every == 0:
-            for name, mean_evaluator in (evaluations or {"train": evaluator}).items():
-                record.evaluations[name] = _evaluate_mean(mean_evaluator, name, es.mean, settings,
-                                                          record.generation, out)
-        _save_npy(out / MEAN_PARAMS_NAME, es.mean)
-        _save_npy(out / "best.npy", best)
-        _append_row(out / "log.csv", LOG_COLUMNS, {name: getattr(record, name) for name in LOG_COLUMNS})
-        save_state(out / STATE_NAME, SearchState(np.stack(history), settings.popsize, settings.sigma0, settings.seed,
-                                                 num_params, best, best_fitness, es.mean, float(es.sigma)))
-        records.append(record)
-        if on_generation is not None:
-            on_generation(record)
+    with ScalarLog(event_dir(out.parent, out.name), "cmaes", first_step=generation) as scalars:
+        while generation < last:
+            start = time.perf_counter()
+            retried_before, steps_before = evaluator.retried, evaluator.env_steps
+            seeds = generation_seeds(settings.seed, generation, settings.rollouts)  # (R,)
+            candidates, scores = step(  # (P, D), (P,)
+                es, lambda candidates, seeds=seeds: fitness(candidates, evaluator(candidates.astype(np.float32), seeds),
+                                                            settings.l2_coef))
+            history.append(scores)
+            if scores.max() > best_fitness:
+                best, best_fitness = candidates[scores.argmax()].copy(), float(scores.max())
+            record = GenerationRecord(generation, float(scores.max()), float(scores.mean()), float(scores.min()),
+                                      float(es.sigma), time.perf_counter() - start, evaluator.retried - retried_before,
+                                      evaluator.env_steps - steps_before)
+            generation += 1
+            if generation % settings.eval_every == 0:
+                for name, mean_evaluator in (evaluations or {"train": evaluator}).items():
+                    record.evaluations[name] = _evaluate_mean(mean_evaluator, name, es.mean, settings,
+                                                              record.generation, out)
+            _save_npy(out / MEAN_PARAMS_NAME, es.mean)
+            _save_npy(out / BEST_PARAMS_NAME, best)
+            _append_row(out / CMAES_LOG_NAME, LOG_COLUMNS, {name: getattr(record, name) for name in LOG_COLUMNS})
+            save_state(out / CMAES_STATE_NAME, SearchState(np.stack(history), settings.popsize, settings.sigma0,
+                                                           settings.seed, num_params, best, best_fitness, es.mean,
+                                                           float(es.sigma)))
+            scalars.write(record.generation, _generation_scalars(record, scores))
+            records.append(record)
+            if on_generation is not None:
+                on_generation(record)
     return records
+
+
+def _generation_scalars(record: GenerationRecord, scores: np.ndarray) -> dict[str, float]:
+    """A generation's TensorBoard scalars: its population's fitness (``scores`` (P,)), pycma's sigma, its
+    throughput per second of search time (the mean solution's evaluations not counted) and the mean return of
+    each evaluation of the mean solution (``mean_solution_return_<env>``) when there was one."""
+    seconds = max(record.seconds, 1e-9)
+    values = {"fitness_best": record.best_fitness, "fitness_mean": record.mean_fitness,
+              "fitness_worst": record.worst_fitness, "fitness_std": float(scores.std()), "sigma": record.sigma,
+              "generations_per_s": 1 / seconds, "candidates_per_s": len(scores) / seconds}
+    if record.env_steps:
+        values["env_steps_per_s"] = record.env_steps / seconds
+    values.update({f"mean_solution_return_{env}": mean for env, (mean, _, _) in record.evaluations.items()})
+    return values
 
 
 def _start(out: Path, num_params: int, settings: CMAESConfig
@@ -334,9 +359,9 @@ def _start(out: Path, num_params: int, settings: CMAESConfig
     """The search to continue in run folder ``out``: pycma's strategy, the fitness (P,) of each generation done,
     the best candidate (D,) and its fitness (NaN and -inf before any finite fitness); rebuilt from the folder's
     state file, or fresh when it has none."""
-    if (out / LEGACY_STATE_NAME).exists():
-        raise _legacy_state_error(out / LEGACY_STATE_NAME)
-    path = out / STATE_NAME
+    if (out / CMAES_LEGACY_STATE_NAME).exists():
+        raise _legacy_state_error(out / CMAES_LEGACY_STATE_NAME)
+    path = out / CMAES_STATE_NAME
     if not path.exists():
         return make_strategy(num_params, settings), [], np.full(num_params, np.nan), -np.inf
     state = load_state(path)
@@ -353,7 +378,7 @@ def _evaluate_mean(evaluator: Evaluator, env: str, mean: np.ndarray, settings: C
     """Run the mean solution on ``eval_episodes`` seeds, append the statistics to eval.csv; (mean, std, episodes)."""
     seeds = generation_seeds(settings.seed, generation, settings.eval_episodes, stream=1)
     returns = evaluator(np.asarray(mean, np.float32)[None], seeds)[0]
-    _append_row(out / "eval.csv", EVAL_COLUMNS, {
+    _append_row(out / CMAES_EVAL_NAME, EVAL_COLUMNS, {
         "generation": generation, "env": env, "mean_return": returns.mean(), "std_return": returns.std(),
         "min_return": returns.min(), "max_return": returns.max(), "episodes": len(returns)})
     return float(returns.mean()), float(returns.std()), len(returns)

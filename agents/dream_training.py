@@ -13,9 +13,9 @@ from pathlib import Path
 
 from agents.cmaes import GenerationRecord, evolve
 from agents.evaluators import Evaluator, RayEvaluator, SerialEvaluator
-from worldmodels.config import Config
+from worldmodels.config_schema import Config
 from worldmodels.dream import DreamSimulatorSpec, settings_from_config
-from worldmodels.real_rollouts import RealEnvWorkerSpec
+from worldmodels.real_rollouts import RealEnvWorkerSpec, world_model_paths
 from worldmodels.run_layout import CONTROLLER_DIR
 
 
@@ -24,9 +24,9 @@ def dream_spec(config: Config, run_dir: Path, data_dir: Path) -> DreamSimulatorS
 
     :raises FileNotFoundError: a checkpoint is missing (naming the stage that makes it).
     """
-    real = RealEnvWorkerSpec.for_run(config, run_dir)  # checks that V and M exist
-    return DreamSimulatorSpec(real.mdnrnn_path, data_dir, real.vae_path, settings_from_config(config),
-                              config.device, config.dream.start_episodes)
+    vae_path, mdnrnn_path = world_model_paths(run_dir)
+    return DreamSimulatorSpec(mdnrnn_path, data_dir, vae_path, settings_from_config(config), config.device,
+                              config.dream.start_episodes)
 
 
 def train_controller_dream(config: Config, run_dir: str | Path, data_dir: str | Path,

@@ -6,8 +6,9 @@ with ``run(params (N, D), seeds (N,)) -> returns (N,)`` (row n: one rollout of p
 built by a picklable zero-argument factory so Ray can build it inside an actor.
 
 :class:`SerialEvaluator` runs one worker in this process; :class:`RayEvaluator` splits the P * R rollouts
-into chunks over a pool of Ray actors (candidates put in the object store once per generation), and
-replaces an actor that dies and redoes its chunk, so the generation still completes.
+into chunks over a pool of Ray actors (the worker factory, with any model weights it carries, put in the object
+store once for every actor; the candidates once per generation), and replaces an actor that dies and redoes its
+chunk, so the generation still completes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import ray
 
-from rollouts.actor_pool import ReplacingActorPool
+from rollouts.actor_pool import ACTOR_CPUS, ReplacingActorPool
 
 
 class RolloutWorker(Protocol):
@@ -84,13 +85,15 @@ class _RemoteWorker:
         return returns, getattr(self.worker, "env_steps", 0) - before
 
 
-_RemoteWorkerActor = ray.remote(num_cpus=1, max_restarts=0)(_RemoteWorker)
+_RemoteWorkerActor = ray.remote(num_cpus=ACTOR_CPUS, max_restarts=0)(_RemoteWorker)
 
 
 class RayEvaluator:
     """Splits a generation's P * R rollouts into chunks over ``num_workers`` Ray actors.
 
-    Ray must already be initialised. ``chunk_size`` rollouts go to an actor at a time (None: an even
+    Ray must already be initialised. ``make_worker`` goes into the object store once and every actor (a
+    replacement too) builds its worker from that copy, so the weights it carries cross the network once per node,
+    never as a path to this machine's disk. ``chunk_size`` rollouts go to an actor at a time (None: an even
     split, one chunk per actor). ``on_chunk(pool)`` is called after each finished chunk (tests use it
     to kill an actor mid-generation).
     """
@@ -98,7 +101,8 @@ class RayEvaluator:
     def __init__(self, make_worker: WorkerFactory, num_workers: int | None = None, chunk_size: int | None = None,
                  max_retries: int = 3, on_chunk: Callable[[ReplacingActorPool], None] | None = None) -> None:
         workers = num_workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)  # not what is free right now
-        self.pool: ReplacingActorPool = ReplacingActorPool(lambda: _RemoteWorkerActor.remote(make_worker), workers)
+        factory = ray.put(make_worker)  # Ray hands each actor's constructor the object, not the ref
+        self.pool: ReplacingActorPool = ReplacingActorPool(lambda: _RemoteWorkerActor.remote(factory), workers)
         self.chunk_size = chunk_size
         self.max_retries = max_retries
         self.on_chunk = on_chunk

@@ -26,21 +26,26 @@ from pathlib import Path
 from agents.cmaes import generations_done
 from rollouts.atomic import atomic_path
 from rollouts.collect import collect_episodes
-from worldmodels.checkpoint import read_checkpoint
-from worldmodels.config import Config, save_config
+from worldmodels.checkpoint import ModelWeights, read_checkpoint
+from worldmodels.config import save_config
+from worldmodels.config_schema import Config
 from worldmodels.controller import load_params
 from worldmodels.controller_policy import WorldModelPolicySpec
 from worldmodels.encode import encode_episodes
-from worldmodels.run_layout import CONFIG_NAME, CONTROLLER_DIR, EPISODES_DIR, MEAN_PARAMS_NAME
+from worldmodels.run_layout import (
+    CONFIG_NAME,
+    CONTROLLER_DIR,
+    EPISODES_DIR,
+    ITERATIONS_DIR,
+    MDNRNN_CHECKPOINT_NAME,
+    MDNRNN_LOG_NAME,
+    MEAN_PARAMS_NAME,
+    VAE_CHECKPOINT_NAME,
+    VAE_LOG_NAME,
+)
 from worldmodels.stages import env_spec
-from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
-from worldmodels.train_mdnrnn import LOG_NAME as MDNRNN_LOG
 from worldmodels.train_mdnrnn import train_mdnrnn
-from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
-from worldmodels.train_vae import LOG_NAME as VAE_LOG
 from worldmodels.train_vae import train_vae
-
-ITERATIONS_DIR = "iterations"
 
 Stage = Callable[[str, Callable[[], str]], None]
 """Runs one named stage (the pipeline's timer and printer): ``stage(name, work)``; ``work`` returns a line."""
@@ -59,8 +64,8 @@ def episodes_after(config: Config, round_number: int) -> int:
 
 def round_config(config: Config, previous: Path) -> Config:
     """``config`` with budgets that add one round's training to what ``previous`` (a round folder) holds."""
-    vae_epochs = read_checkpoint(previous / VAE_CHECKPOINT, kind="vae").epoch
-    mdnrnn_steps = read_checkpoint(previous / MDNRNN_CHECKPOINT, kind="mdnrnn").step
+    vae_epochs = read_checkpoint(previous / VAE_CHECKPOINT_NAME, kind="vae").epoch
+    mdnrnn_steps = read_checkpoint(previous / MDNRNN_CHECKPOINT_NAME, kind="mdnrnn").step
     generations = generations_done(previous / CONTROLLER_DIR)
     return dataclasses.replace(
         config,
@@ -84,14 +89,14 @@ def run_round(config: Config, run_dir: Path, round_number: int, stage: Stage,
     episodes = run_dir / EPISODES_DIR
     tag = f" (round {round_number})"
     stage("collect" + tag, lambda: _collect_with_controller(config, previous, episodes, round_number))
-    for name in (VAE_CHECKPOINT, VAE_LOG, MDNRNN_CHECKPOINT, MDNRNN_LOG):
+    for name in (VAE_CHECKPOINT_NAME, VAE_LOG_NAME, MDNRNN_CHECKPOINT_NAME, MDNRNN_LOG_NAME):
         _copy_once(previous / name, here / name)
     _copy_once(previous / CONTROLLER_DIR, here / CONTROLLER_DIR)
     cfg = round_config(config, previous)
     save_config(cfg, here / CONFIG_NAME)
     if config.iterate.retrain_vae:
         stage("train-vae" + tag, lambda: train_vae(cfg, episodes, here).describe())
-    stage("encode" + tag, lambda: f"{encode_episodes(here / VAE_CHECKPOINT, episodes, device=cfg.device)} "
+    stage("encode" + tag, lambda: f"{encode_episodes(here / VAE_CHECKPOINT_NAME, episodes, device=cfg.device)} "
                                   "episodes encoded (the others were up to date)")
     stage("train-mdnrnn" + tag, lambda: train_mdnrnn(cfg, episodes, here).describe())
     stage("train-controller" + tag, lambda: train_controller(cfg, here))
@@ -104,7 +109,8 @@ def _collect_with_controller(config: Config, previous: Path, episodes: Path, rou
     """Gather round ``round_number``'s episodes with round k-1's mean controller (with its V and M)."""
     params = load_params(previous / CONTROLLER_DIR / MEAN_PARAMS_NAME)
     controller = config.controller
-    policy = WorldModelPolicySpec(previous / VAE_CHECKPOINT, previous / MDNRNN_CHECKPOINT,
+    policy = WorldModelPolicySpec(ModelWeights.read(previous / VAE_CHECKPOINT_NAME, "vae"),
+                                  ModelWeights.read(previous / MDNRNN_CHECKPOINT_NAME, "mdnrnn"),
                                   tuple(float(p) for p in params), controller.inputs, controller.bias,
                                   controller.hidden_units, config.iterate.action_noise,
                                   name=f"controller of round {round_number - 1}")

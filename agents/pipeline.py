@@ -4,7 +4,8 @@
     RUN/vae.pt, mdnrnn.pt    train-vae, train-mdnrnn (resume from their last checkpoint; a finished one returns)
     RUN/controller/          CMA-ES in the real env or the dream (``controller.train_in``; resumes)
     RUN/evaluation.json      the mean solution over ``evaluate.episodes`` real episodes (redone only when
-                             the controller is newer), RUN/episode.gif its first episode
+                             the controller is newer), RUN/episode.gif its first episode; each episode's return
+                             also as TensorBoard's ``evaluate/episodic_return`` (step: the episode's index)
     RUN/*.png, dream.gif     learning curves of V, M and C, and a dream beside the real episode (agents/run_pictures.py)
     RUN/summary.json         per-stage wall time, frames and env steps used, the score (of the last round), each
                              round's score, the hardware
@@ -37,21 +38,23 @@ from agents.real_env import evaluate_controller_real, train_controller_real
 from agents.run_pictures import write_pictures
 from rollouts.atomic import atomic_write_text
 from rollouts.storage import list_episode_files, read_episode_meta
-from worldmodels.config import Config
+from worldmodels.config_schema import Config
 from worldmodels.device import resolve_device
 from worldmodels.encode import encode_episodes
 from worldmodels.pictures import read_csv_columns
 from worldmodels.run_layout import (
+    CMAES_LOG_NAME,
     CONTROLLER_DIR,
     EPISODE_GIF_NAME,
     EPISODES_DIR,
     EVALUATION_NAME,
     MEAN_PARAMS_NAME,
     SUMMARY_NAME,
+    VAE_CHECKPOINT_NAME,
 )
 from worldmodels.stages import collect_stage
+from worldmodels.tensorboard import ScalarLog, event_dir
 from worldmodels.train_mdnrnn import train_mdnrnn
-from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
 from worldmodels.train_vae import train_vae
 
 log = logging.getLogger(__name__)
@@ -86,7 +89,7 @@ def run_pipeline(config: Config, run_dir: str | Path, say: Callable[[str], None]
 
     stage("collect", lambda: collect_stage(config, episodes).describe())
     stage("train-vae", lambda: train_vae(config, episodes, run_dir).describe())
-    stage("encode", lambda: f"{encode_episodes(run_dir / VAE_CHECKPOINT, episodes, device=config.device)} "
+    stage("encode", lambda: f"{encode_episodes(run_dir / VAE_CHECKPOINT_NAME, episodes, device=config.device)} "
                             "episodes encoded (the others were up to date)")
     stage("train-mdnrnn", lambda: train_mdnrnn(config, episodes, run_dir).describe())
     stage("train-controller", lambda: _train_controller(config, run_dir, episodes, print_generation))
@@ -125,6 +128,9 @@ def _evaluate(config: Config, run_dir: Path) -> EvaluationReport:
                 return report
     report = evaluate_controller_real(config, run_dir, config.evaluate.episodes, gif=run_dir / EPISODE_GIF_NAME)
     report.write_json(report_path)
+    with ScalarLog(event_dir(run_dir, "evaluate"), "evaluate", first_step=0) as scalars:
+        for episode, episode_return in enumerate(report.returns):
+            scalars.write(episode, {"episodic_return": episode_return})
     return report
 
 
@@ -180,7 +186,7 @@ def _round_summary(run_dir: Path, round_number: int) -> dict[str, Any]:
     """One round's score and the controller env steps up to its end (each round's log holds the earlier ones)."""
     here = round_dir(run_dir, round_number)
     evaluation = EvaluationReport.read_json(here / EVALUATION_NAME)
-    generations = read_csv_columns(here / CONTROLLER_DIR / "log.csv", ["generation", "env_steps"])
+    generations = read_csv_columns(here / CONTROLLER_DIR / CMAES_LOG_NAME, ["generation", "env_steps"])
     return {
         "round": round_number,
         "score": {"mean": evaluation.mean, "std": evaluation.std, "min": evaluation.min, "max": evaluation.max,

@@ -12,19 +12,11 @@ from pathlib import Path
 from agents.cmaes import GenerationRecord, evolve
 from agents.evaluation import EvaluationReport, evaluate_params
 from agents.evaluators import RayEvaluator
-from worldmodels.checkpoint import load_mdnrnn, load_vae
-from worldmodels.config import Config
-from worldmodels.controller import Controller, load_params
+from worldmodels.config_schema import Config
+from worldmodels.controller import load_params
 from worldmodels.pictures import write_gif
 from worldmodels.real_rollouts import RealEnvWorkerSpec
 from worldmodels.run_layout import CONTROLLER_DIR, MEAN_PARAMS_NAME
-
-
-def _num_params(spec: RealEnvWorkerSpec) -> int:
-    """The controller size the run's V and M imply."""
-    vae, mdnrnn = load_vae(spec.vae_path), load_mdnrnn(spec.mdnrnn_path)
-    return Controller(vae.z_size, mdnrnn.hidden_size, mdnrnn.action_size, spec.inputs, spec.bias,
-                      spec.hidden_units).num_params
 
 
 def train_controller_real(config: Config, run_dir: str | Path,
@@ -32,11 +24,10 @@ def train_controller_real(config: Config, run_dir: str | Path,
     """Evolve C in the real env with Ray workers (Ray must be initialised); resumes RUN/controller/."""
     run_dir = Path(run_dir)
     spec = RealEnvWorkerSpec.for_run(config, run_dir)
-    num_params = _num_params(spec)
     cfg = config.cmaes
     evaluator = RayEvaluator(spec, cfg.num_workers, max_retries=cfg.max_retries)
     try:
-        return evolve(evaluator, num_params, cfg, run_dir / CONTROLLER_DIR, on_generation,
+        return evolve(evaluator, spec.num_params, cfg, run_dir / CONTROLLER_DIR, on_generation,
                       evaluations={"real": evaluator})
     finally:
         evaluator.close()
@@ -55,7 +46,7 @@ def evaluate_controller_real(config: Config, run_dir: str | Path, episodes: int,
         if not params_path.is_file():
             raise FileNotFoundError(f"{params_path} does not exist: run `worldmodels train-controller --run {run_dir}` "
                                     "first, or pass --params")
-    params = load_params(params_path, _num_params(spec))
+    params = load_params(params_path, spec.num_params)
     evaluator = RayEvaluator(spec, config.cmaes.num_workers, max_retries=config.cmaes.max_retries)
     try:
         report = evaluate_params(evaluator, params, episodes, config.evaluate.seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from worldmodels.config import Config
+from worldmodels.config_schema import Config
 from worldmodels.controller import load_params
 from worldmodels.device import resolve_device
 from worldmodels.dream import settings_from_config
@@ -13,25 +13,27 @@ from worldmodels.dream_video import dream_beside_real
 from worldmodels.pictures import Series, plot_series, read_csv_columns, write_gif
 from worldmodels.real_rollouts import RealEnvWorkerSpec
 from worldmodels.run_layout import (
+    CMAES_EVAL_NAME,
+    CMAES_LOG_NAME,
     CONTROLLER_CURVES_NAME,
     CONTROLLER_DIR,
     DREAM_GIF_NAME,
     EVALUATION_CURVES_NAME,
     MDNRNN_CURVES_NAME,
+    MDNRNN_LOG_NAME,
     MEAN_PARAMS_NAME,
     VAE_CURVES_NAME,
+    VAE_LOG_NAME,
 )
-from worldmodels.train_mdnrnn import LOG_NAME as MDNRNN_LOG
-from worldmodels.train_vae import LOG_NAME as VAE_LOG
 
 
 def write_pictures(config: Config, run_dir: Path) -> str:
     """Learning curves of V, M and C as PNG, and a dream beside a real episode as GIF; returns what was written."""
     written = []
     curves = (
-        (VAE_LOG, "step", ["loss", "reconstruction", "kl"], "V: loss per frame (nats)", VAE_CURVES_NAME),
-        (MDNRNN_LOG, "step", ["loss", "z_nll"], "M: loss per step", MDNRNN_CURVES_NAME),
-        (f"{CONTROLLER_DIR}/log.csv", "generation", ["best_fitness", "mean_fitness", "worst_fitness"],
+        (VAE_LOG_NAME, "step", ["loss", "reconstruction", "kl"], "V: loss per frame (nats)", VAE_CURVES_NAME),
+        (MDNRNN_LOG_NAME, "step", ["loss", "z_nll"], "M: loss per step", MDNRNN_CURVES_NAME),
+        (f"{CONTROLLER_DIR}/{CMAES_LOG_NAME}", "generation", ["best_fitness", "mean_fitness", "worst_fitness"],
          "C: CMA-ES fitness", CONTROLLER_CURVES_NAME),
     )
     for log_name, x, columns, title, png in curves:
@@ -39,7 +41,7 @@ def write_pictures(config: Config, run_dir: Path) -> str:
             values = read_csv_columns(run_dir / log_name, [x, *columns])
             plot_series(run_dir / png, title, x, {name: Series(values[x], values[name]) for name in columns})
             written.append(png)
-    eval_log = run_dir / CONTROLLER_DIR / "eval.csv"
+    eval_log = run_dir / CONTROLLER_DIR / CMAES_EVAL_NAME
     if eval_log.is_file():
         series: dict[str, Series] = {}
         for env in ("train", "dream", "real"):

@@ -36,13 +36,12 @@ from agents.evaluation import EvaluationReport, evaluation_seeds
 from agents.sb3_latent import LatentObservation, LatentVecEnv
 from rollouts.atomic import atomic_path
 from worldmodels.checkpoint import load_mdnrnn, load_vae
-from worldmodels.config import Config
+from worldmodels.config_schema import Config
 from worldmodels.dream import dream_max_steps
 from worldmodels.real_rollouts import RealEnvWorkerSpec
-from worldmodels.run_layout import EPISODES_DIR
+from worldmodels.run_layout import BASELINES_DIR, EPISODES_DIR
 from worldmodels.stages import env_spec
 
-BASELINES_DIR = "baselines"
 """Where a run folder keeps its baseline agents and their evaluations."""
 DREAM_ENV_ID = "worldmodels/Dream-v0"
 
@@ -82,7 +81,7 @@ def baseline_setup(config: Config, run_dir: Path, data_dir: Path) -> BaselineSet
         env = env_spec(config)
         return BaselineSetup("CnnPolicy", env.make, env.make)
     spec = RealEnvWorkerSpec.for_run(config, run_dir)
-    vae, mdnrnn = load_vae(spec.vae_path), load_mdnrnn(spec.mdnrnn_path)  # shared by the envs of this process
+    vae, mdnrnn = load_vae(spec.vae), load_mdnrnn(spec.mdnrnn)  # shared by the envs of this process
 
     def make_latent_env() -> gym.Env:
         return LatentObservation(spec.env.make(), vae, mdnrnn, config.controller.inputs, config.baseline.latent)
@@ -92,9 +91,10 @@ def baseline_setup(config: Config, run_dir: Path, data_dir: Path) -> BaselineSet
             LatentVecEnv, vae=vae, mdnrnn=mdnrnn, inputs=config.controller.inputs, latent=config.baseline.latent))
     dream = config.dream
     make_dream_env = partial(gym.make, DREAM_ENV_ID, max_episode_steps=dream_max_steps(config),
-                             mdnrnn_path=spec.mdnrnn_path, latents_folder=data_dir, observation=config.controller.inputs,
-                             temperature=dream.temperature, reward_mode=dream.reward_mode, done_mode=dream.done_mode,
-                             device="cpu", max_start_episodes=dream.start_episodes)
+                             mdnrnn_path=spec.mdnrnn.source, latents_folder=data_dir,
+                             observation=config.controller.inputs, temperature=dream.temperature,
+                             reward_mode=dream.reward_mode, done_mode=dream.done_mode, device="cpu",
+                             max_start_episodes=dream.start_episodes)
     return BaselineSetup("MlpPolicy", make_dream_env, make_latent_env)
 
 

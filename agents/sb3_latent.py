@@ -16,7 +16,7 @@ dream acts in the real env through these wrappers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, get_args
 
 import gymnasium as gym
 import numpy as np
@@ -25,12 +25,11 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from worldmodels.controller import Controller, ControllerInputs
+from worldmodels.config_schema import BaselineLatentName, ControllerInputsName
+from worldmodels.controller import Controller
 from worldmodels.controller_policy import controller_inputs
 from worldmodels.mdnrnn import MDNRNN
 from worldmodels.vae import ConvVAE
-
-LatentKind = Literal["mu", "sample"]
 
 
 class LatentTracker:
@@ -46,10 +45,10 @@ class LatentTracker:
     :param num_envs: B.
     """
 
-    def __init__(self, vae: ConvVAE, mdnrnn: MDNRNN, action_space: gym.Space, inputs: ControllerInputs = "zh",
-                 latent: LatentKind = "mu", num_envs: int = 1) -> None:
-        if latent not in ("mu", "sample"):
-            raise ValueError(f"latent must be 'mu' or 'sample', got {latent!r}")
+    def __init__(self, vae: ConvVAE, mdnrnn: MDNRNN, action_space: gym.Space, inputs: ControllerInputsName = "zh",
+                 latent: BaselineLatentName = "mu", num_envs: int = 1) -> None:
+        if latent not in get_args(BaselineLatentName):
+            raise ValueError(f"latent must be one of {get_args(BaselineLatentName)}, got {latent!r}")
         if mdnrnn.z_size != vae.z_size:
             raise ValueError(f"M reads z of size {mdnrnn.z_size} but V encodes {vae.z_size}: they come from "
                              "different runs")
@@ -109,8 +108,8 @@ class LatentObservation(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.ndarr
         seed.
     """
 
-    def __init__(self, env: gym.Env, vae: ConvVAE, mdnrnn: MDNRNN, inputs: ControllerInputs = "zh",
-                 latent: LatentKind = "mu") -> None:
+    def __init__(self, env: gym.Env, vae: ConvVAE, mdnrnn: MDNRNN, inputs: ControllerInputsName = "zh",
+                 latent: BaselineLatentName = "mu") -> None:
         super().__init__(env)
         self.tracker = LatentTracker(vae, mdnrnn, env.action_space, inputs, latent)
         self.observation_space = self.tracker.observation_space
@@ -136,8 +135,8 @@ class LatentVecEnv(VecEnvWrapper):
     reset by the VecEnv; its ``infos[i]["terminal_observation"]`` becomes the latent of its last frame.
     """
 
-    def __init__(self, venv: VecEnv, vae: ConvVAE, mdnrnn: MDNRNN, inputs: ControllerInputs = "zh",
-                 latent: LatentKind = "mu") -> None:
+    def __init__(self, venv: VecEnv, vae: ConvVAE, mdnrnn: MDNRNN, inputs: ControllerInputsName = "zh",
+                 latent: BaselineLatentName = "mu") -> None:
         if venv.observation_space.dtype != np.uint8 or len(venv.observation_space.shape) != 3:
             raise ValueError(f"LatentVecEnv reads (64, 64, C) uint8 frames, the envs observe {venv.observation_space}: "
                              "wrap the frame envs themselves, before any image transpose or frame stack")

@@ -18,12 +18,10 @@ from agents.dream_training import dream_spec, real_evaluator, train_controller_d
 from agents.evaluation import EvaluationReport, evaluate_params
 from agents.evaluators import SerialEvaluator
 from rollouts.atomic import atomic_write_text
-from worldmodels.config import PUBLISHED_TEMPERATURES, Config, save_config
+from worldmodels.config import save_config
+from worldmodels.config_schema import PUBLISHED_TEMPERATURES, Config
 from worldmodels.controller import load_params
-from worldmodels.run_layout import CONFIG_NAME, MEAN_PARAMS_NAME
-
-SWEEP_DIR = "sweep"
-TABLE_NAME = "temperature_sweep"
+from worldmodels.run_layout import CONFIG_NAME, MEAN_PARAMS_NAME, SWEEP_DIR, TEMPERATURE_SWEEP_STEM
 
 
 @dataclass
@@ -56,7 +54,7 @@ def temperature_sweep(config: Config, run_dir: str | Path, data_dir: str | Path,
                                  evaluate_params(real, params, episodes, seed)))
     finally:
         real.close()
-    write_table(rows, run_dir / TABLE_NAME)
+    write_table(rows, run_dir / TEMPERATURE_SWEEP_STEM)
     return rows
 
 

@@ -29,9 +29,10 @@ import torch
 
 from rollouts.collect import DataPolicySpec, EnvSpec, PolicySpec, collect_episodes, run_episodes
 from rollouts.ray_cluster import init_ray
-from worldmodels.checkpoint import save_untrained_checkpoint
+from worldmodels.checkpoint import ModelWeights, save_untrained_checkpoint
 from worldmodels.controller import Controller
 from worldmodels.controller_policy import WorldModelPolicySpec
+from worldmodels.run_layout import MDNRNN_CHECKPOINT_NAME, VAE_CHECKPOINT_NAME
 
 
 def plain_loop_fps(env_spec: EnvSpec, policy_spec: DataPolicySpec, episodes: int, envs_per_group: int = 1) -> float:
@@ -56,10 +57,12 @@ def ray_fps(env_spec: EnvSpec, policy_spec: DataPolicySpec, episodes: int, worke
 
 def untrained_world_model(folder: Path) -> WorldModelPolicySpec:
     """Paper-sized V and M, untrained, in ``folder``, and a random C reading [z, h]."""
-    save_untrained_checkpoint(folder / "vae.pt", "vae", {"z_size": 32})
-    save_untrained_checkpoint(folder / "mdnrnn.pt", "mdnrnn", {"z_size": 32, "action_size": 3, "hidden_size": 256})
+    save_untrained_checkpoint(folder / VAE_CHECKPOINT_NAME, "vae", {"z_size": 32})
+    save_untrained_checkpoint(folder / MDNRNN_CHECKPOINT_NAME, "mdnrnn",
+                              {"z_size": 32, "action_size": 3, "hidden_size": 256})
     params = np.random.default_rng(0).normal(0.0, 0.1, Controller(32, 256, 3).num_params)
-    return WorldModelPolicySpec(folder / "vae.pt", folder / "mdnrnn.pt", tuple(params.tolist()))
+    return WorldModelPolicySpec(ModelWeights.read(folder / VAE_CHECKPOINT_NAME, "vae"),
+                                ModelWeights.read(folder / MDNRNN_CHECKPOINT_NAME, "mdnrnn"), tuple(params.tolist()))
 
 
 def main() -> None:

@@ -37,15 +37,12 @@ from agents.evaluation import EvaluationReport
 from agents.real_env import evaluate_controller_real, train_controller_real
 from agents.sb3 import algorithm_class, run_baseline
 from rollouts.atomic import atomic_write_text
-from rollouts.ray_cluster import init_ray
 from rollouts.storage import episode_lengths, list_episode_files
-from worldmodels.commands import add_config_options, add_ray_address_option, config_from_args
-from worldmodels.config import Config
+from worldmodels.commands import add_config_options, add_ray_address_option, config_from_args, start_ray
+from worldmodels.config_schema import Config
 from worldmodels.dream import dream_max_steps
 from worldmodels.pictures import Series, plot_series
-from worldmodels.run_layout import EPISODES_DIR
-from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
-from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
+from worldmodels.run_layout import EPISODES_DIR, MDNRNN_CHECKPOINT_NAME, VAE_CHECKPOINT_NAME
 
 METHODS = ("cmaes-dream", "cmaes-real", "sb3-pixels", "sb3-latent", "sb3-dream")
 NEVER = 2**62
@@ -73,7 +70,7 @@ def cmaes_folder(run: Path, folder: Path) -> Path:
     """An empty run folder for one CMA-ES method, its V and M linked from ``run``."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    for name in (VAE_CHECKPOINT, MDNRNN_CHECKPOINT):
+    for name in (VAE_CHECKPOINT_NAME, MDNRNN_CHECKPOINT_NAME):
         (folder / name).symlink_to((run / name).resolve())
     return folder
 
@@ -167,7 +164,7 @@ def main() -> None:
     data = args.data or args.run / EPISODES_DIR
     out = args.out or args.run / "comparison"
     episodes = args.episodes or config.evaluate.episodes
-    init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
+    start_ray(args, config)
     results = []
     for name in args.methods:
         result = RUNNERS[name](config, args.run, data, out, args.budget, episodes)

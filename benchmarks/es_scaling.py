@@ -28,8 +28,9 @@ from agents.cmaes import generation_seeds
 from agents.evaluators import Evaluator, RayEvaluator, SerialEvaluator
 from rollouts.collect import EnvSpec
 from rollouts.ray_cluster import init_ray
-from worldmodels.checkpoint import save_untrained_checkpoint
+from worldmodels.checkpoint import ModelWeights, save_untrained_checkpoint
 from worldmodels.real_rollouts import RealEnvWorkerSpec
+from worldmodels.run_layout import MDNRNN_CHECKPOINT_NAME, VAE_CHECKPOINT_NAME
 
 
 def seconds_per_generation(evaluator: Evaluator, popsize: int, rollouts: int, num_params: int) -> float:
@@ -52,10 +53,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         run = Path(folder)
-        save_untrained_checkpoint(run / "vae.pt", "vae", {"z_size": 32})
-        save_untrained_checkpoint(run / "mdnrnn.pt", "mdnrnn", {"z_size": 32, "action_size": 3})
-        spec = RealEnvWorkerSpec(EnvSpec("worldmodels/CarRacing-v0", args.steps), run / "vae.pt",
-                                 run / "mdnrnn.pt", num_envs=args.envs_per_worker)
+        save_untrained_checkpoint(run / VAE_CHECKPOINT_NAME, "vae", {"z_size": 32})
+        save_untrained_checkpoint(run / MDNRNN_CHECKPOINT_NAME, "mdnrnn", {"z_size": 32, "action_size": 3})
+        spec = RealEnvWorkerSpec(EnvSpec("worldmodels/CarRacing-v0", args.steps),
+                                 ModelWeights.read(run / VAE_CHECKPOINT_NAME, "vae"),
+                                 ModelWeights.read(run / MDNRNN_CHECKPOINT_NAME, "mdnrnn"),
+                                 num_envs=args.envs_per_worker)
         serial = SerialEvaluator(spec)
         num_params = serial.worker.num_params
         reference = seconds_per_generation(serial, args.popsize, args.rollouts, num_params)

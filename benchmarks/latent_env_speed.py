@@ -28,6 +28,7 @@ from stable_baselines3.common.vec_env import VecEnv
 import envs  # noqa: F401  (registers the worldmodels/ ids)
 from agents.sb3_latent import LatentObservation, LatentVecEnv
 from worldmodels.checkpoint import load_mdnrnn, load_vae, save_untrained_checkpoint
+from worldmodels.run_layout import MDNRNN_CHECKPOINT_NAME, VAE_CHECKPOINT_NAME
 
 
 def steps_per_second(make: Callable[[], VecEnv], steps: int) -> float:
@@ -60,10 +61,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as folder:
-        save_untrained_checkpoint(Path(folder) / "vae.pt", "vae", {"z_size": 32})
-        save_untrained_checkpoint(Path(folder) / "mdnrnn.pt", "mdnrnn",
+        save_untrained_checkpoint(Path(folder) / VAE_CHECKPOINT_NAME, "vae", {"z_size": 32})
+        save_untrained_checkpoint(Path(folder) / MDNRNN_CHECKPOINT_NAME, "mdnrnn",
                                   {"z_size": 32, "action_size": 3, "hidden_size": 256})
-        vae, mdnrnn = load_vae(Path(folder) / "vae.pt"), load_mdnrnn(Path(folder) / "mdnrnn.pt")
+        vae, mdnrnn = load_vae(Path(folder) / VAE_CHECKPOINT_NAME), load_mdnrnn(Path(folder) / MDNRNN_CHECKPOINT_NAME)
 
     def frame_env() -> gym.Env:
         return gym.make(args.env, max_episode_steps=args.episode_steps)

@@ -60,9 +60,11 @@ from torch.utils.data import DataLoader
 from rollouts.datasets import FrameDataset, SequenceDataset
 from rollouts.storage import list_episode_files
 from rollouts.synthetic import write_projected_latents, write_synthetic_episodes
-from worldmodels.config import Config, load_config
+from worldmodels.config import load_config
+from worldmodels.config_schema import Config
 from worldmodels.device import resolve_device
 from worldmodels.mdnrnn import MDNRNN, mdnrnn_loss
+from worldmodels.run_layout import MDNRNN_LOG_NAME, VAE_LOG_NAME
 from worldmodels.vae import ConvVAE, vae_loss
 
 Z_SIZE = 32
@@ -165,14 +167,14 @@ def stage_rate(stage: str, config: Config, data: Path, steps: int, log_every: in
     """The training stage's own throughput, from its CSV log."""
     with tempfile.TemporaryDirectory() as run:
         if stage == "vae":
-            from worldmodels.train_vae import LOG_NAME, train_vae
+            from worldmodels.train_vae import train_vae
 
             train_vae(config, data, run, progress=False, log_every=log_every, max_steps=steps)
-            return steady_rate(Path(run) / LOG_NAME, "frames_per_s")
-        from worldmodels.train_mdnrnn import LOG_NAME, train_mdnrnn
+            return steady_rate(Path(run) / VAE_LOG_NAME, "frames_per_s")
+        from worldmodels.train_mdnrnn import train_mdnrnn
 
         train_mdnrnn(config, data, run, progress=False, log_every=log_every)
-        return steady_rate(Path(run) / LOG_NAME, "seq_steps_per_s")
+        return steady_rate(Path(run) / MDNRNN_LOG_NAME, "seq_steps_per_s")
 
 
 def data_rate(stage: str, path: str, config: Config, files: list[Path]) -> float:

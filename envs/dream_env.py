@@ -24,15 +24,15 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from worldmodels.controller import ControllerInputs
-from worldmodels.dream import DoneMode, DreamSettings, DreamSimulator, DreamSimulatorSpec, DreamState, RewardMode
+from worldmodels.config_schema import ControllerInputsName, DreamDoneName, DreamRewardName
+from worldmodels.dream import DreamSettings, DreamSimulator, DreamSimulatorSpec, DreamState
 
 RENDER_FPS = 50
 
 
 def build_simulator(mdnrnn_path: str | Path, latents_folder: str | Path, vae_path: str | Path | None,
-                    observation: ControllerInputs, temperature: float, reward_mode: RewardMode,
-                    done_mode: DoneMode, device: str, max_start_episodes: int | None,
+                    observation: ControllerInputsName, temperature: float, reward_mode: DreamRewardName,
+                    done_mode: DreamDoneName, device: str, max_start_episodes: int | None,
                     render_mode: str | None) -> DreamSimulator:
     """The simulator behind a dream env (the arguments as in :class:`DreamEnv`)."""
     if render_mode not in (None, "rgb_array"):
@@ -93,8 +93,9 @@ class DreamEnv(gym.Env[np.ndarray, np.ndarray]):
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
 
     def __init__(self, mdnrnn_path: str | Path, latents_folder: str | Path, vae_path: str | Path | None = None,
-                 observation: ControllerInputs = "zh", temperature: float = 1.0, reward_mode: RewardMode = "head",
-                 done_mode: DoneMode = "logit", device: str = "auto", max_start_episodes: int | None = None,
+                 observation: ControllerInputsName = "zh", temperature: float = 1.0,
+                 reward_mode: DreamRewardName = "head", done_mode: DreamDoneName = "logit", device: str = "auto",
+                 max_start_episodes: int | None = None,
                  render_mode: str | None = None) -> None:
         self.simulator = build_simulator(mdnrnn_path, latents_folder, vae_path, observation, temperature,
                                          reward_mode, done_mode, device, max_start_episodes, render_mode)
@@ -142,8 +143,8 @@ class DreamVectorEnv(VectorEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int, mdnrnn_path: str | Path, latents_folder: str | Path,
-                 vae_path: str | Path | None = None, observation: ControllerInputs = "zh", temperature: float = 1.0,
-                 reward_mode: RewardMode = "head", done_mode: DoneMode = "logit",
+                 vae_path: str | Path | None = None, observation: ControllerInputsName = "zh", temperature: float = 1.0,
+                 reward_mode: DreamRewardName = "head", done_mode: DreamDoneName = "logit",
                  max_episode_steps: int | None = None, device: str = "auto", max_start_episodes: int | None = None,
                  render_mode: str | None = None) -> None:
         if num_envs < 1:

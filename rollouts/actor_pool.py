@@ -1,10 +1,18 @@
 """A fixed set of Ray actors that run a list of tasks, replacing an actor that dies and retrying its task.
 
 Unlike ``ray.util.ActorPool`` the actors survive across calls to :meth:`ReplacingActorPool.map` (they
-hold loaded models), and a task whose actor died or raised is retried on a fresh actor, up to
-``max_retries`` times, so one lost worker does not lose the batch of work. Waiting for results is
-bounded (:func:`wait_for_first`): a pool whose actors can never run, or whose Ray node died, raises
+hold loaded models), and a task whose actor died or raised is retried, up to ``max_retries`` times, so one
+lost worker (or a whole lost node) does not lose the batch of work. An actor gets tasks only once it has
+started, so a retried task goes to whichever actor is free: when a node leaves the cluster, its actors'
+replacements wait for CPUs that may never come back while the actors left do the work. A pool that asks
+for more CPUs than the cluster has fails at once (:class:`ClusterTooSmallError`), and waiting for results
+is bounded (:func:`wait_for_first`): a pool whose actors can never run, or whose Ray node died, raises
 :class:`PoolStalledError` instead of waiting forever.
+
+Ray's own actor fault tolerance (``max_restarts``, ``max_task_retries``, ``retry_exceptions``) is not used:
+it would retry a task that raised on the same actor, whose environments may be left broken; it pins a
+retried task to the restarted actor, which on a shrunken cluster waits for a node that is gone; and it does
+not say how many tasks it retried, which the logs report.
 """
 
 from __future__ import annotations
@@ -20,6 +28,9 @@ log = logging.getLogger(__name__)
 
 Task = TypeVar("Task")
 
+ACTOR_CPUS = 1
+"""CPUs each rollout actor reserves (``ray.remote(num_cpus=ACTOR_CPUS)``): one actor per core."""
+
 NODE_CHECK_S = 10.0
 """Seconds between checks, while no result comes, that a live Ray node is left to run the actors."""
 
@@ -34,6 +45,29 @@ class TaskFailedError(RuntimeError):
 
 class PoolStalledError(TaskFailedError):
     """No result came from the actors for ``max_stall_s`` seconds, or no live Ray node is left to run them."""
+
+
+class ClusterTooSmallError(ValueError):
+    """The actors ask for more CPUs than the whole Ray cluster has, so some could never start."""
+
+
+def check_cluster_fits(actors: int, cpus_per_actor: float) -> None:
+    """Refuse ``actors`` actors of ``cpus_per_actor`` CPUs each when the Ray cluster's live nodes have fewer CPUs in
+    all (Ray would otherwise leave the extra actors pending, and their tasks waiting, forever).
+
+    On an autoscaling cluster only the nodes up now count: start it with enough worker nodes (``min_workers``).
+
+    :raises ClusterTooSmallError: naming the CPUs asked for, the cluster's and how many actors fit.
+    """
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    needed = actors * cpus_per_actor
+    if needed <= total:
+        return
+    fit = int(total // cpus_per_actor) if cpus_per_actor > 0 else actors
+    advice = (f"lower num_workers (collect.num_workers / cmaes.num_workers) to {fit} or fewer, or add nodes"
+              if fit else "add worker nodes with CPUs (a head started with --num-cpus=0 runs no actors)")
+    raise ClusterTooSmallError(f"{actors} Ray actors of {cpus_per_actor:g} CPU each need {needed:g} CPUs, but the "
+                               f"Ray cluster has {total:g} CPUs on {live_node_count()} live nodes: {advice}")
 
 
 def live_node_count() -> int:
@@ -90,11 +124,13 @@ def _free_cpus() -> str:
 
 
 class ReplacingActorPool(Generic[Task]):
-    """``size`` actors made by ``make_actor()``; :meth:`map` runs tasks on them as they free up."""
+    """``size`` actors made by ``make_actor()``; :meth:`map` runs tasks on them as they start and free up."""
 
     def __init__(self, make_actor: Callable[[], Any], size: int, stall_warning_s: float = 300.0,
-                 max_stall_s: float = 1800.0) -> None:
-        """:param stall_warning_s: seconds without any result after which :meth:`map` logs a warning naming
+                 max_stall_s: float = 1800.0, cpus_per_actor: float = ACTOR_CPUS) -> None:
+        """:param cpus_per_actor: the CPUs each actor asks Ray for, checked against the cluster's
+            (:func:`check_cluster_fits`).
+        :param stall_warning_s: seconds without any result after which :meth:`map` logs a warning naming
             the likely cause (actors waiting for CPUs the cluster does not have free), and again each time
             as long again passes.
         :param max_stall_s: seconds without any result after which :meth:`map` gives up with
@@ -106,12 +142,25 @@ class ReplacingActorPool(Generic[Task]):
         if stall_warning_s <= 0 or max_stall_s <= 0:
             raise ValueError(f"stall_warning_s and max_stall_s must be > 0 seconds, got {stall_warning_s} and "
                              f"{max_stall_s}")
+        check_cluster_fits(size, cpus_per_actor)
         self.make_actor = make_actor
         self.stall_warning_s = stall_warning_s
         self.max_stall_s = max_stall_s
-        self.actors = [make_actor() for _ in range(size)]
+        self.actors: list[Any] = []
+        self.starting: dict[ray.ObjectRef, int] = {}
+        """The actors not known to have started: readiness ref -> slot. They get no task until it resolves."""
+        self.failed_starts = [0] * size
+        """Per slot, how many actors in a row died before they started."""
+        for slot in range(size):
+            self.actors.append(make_actor())
+            self._watch_start(slot)
         self.retried = 0
-        """Task attempts retried on a replaced actor, over every call to :meth:`map`."""
+        """Task attempts that failed (their actor died, or the task raised) and were retried, over every call to
+        :meth:`map`."""
+
+    def _watch_start(self, slot: int) -> None:
+        """Give the actor in ``slot`` no task until Ray says it has started (its constructor ran)."""
+        self.starting[self.actors[slot].__ray_ready__.remote()] = slot
 
     def map(
         self,
@@ -123,29 +172,37 @@ class ReplacingActorPool(Generic[Task]):
     ) -> int:
         """Run every task: ``call(actor, task)`` submits it, ``on_result(task, value)`` receives its result.
 
-        :returns: how many task attempts failed and were retried on a replaced actor.
-        :raises TaskFailedError: a task failed ``max_retries + 1`` times.
+        :returns: how many task attempts failed and were retried (each failed actor is replaced).
+        :raises TaskFailedError: a task failed ``max_retries + 1`` times, or ``max_retries + 1`` actors in a row
+            died in one slot before they started (their constructor raised).
         :raises PoolStalledError: no result came for ``max_stall_s`` seconds, or no Ray node is left alive.
         """
         queue = list(reversed(range(len(tasks))))  # positions in ``tasks``, next at the end
         attempts = [0] * len(tasks)
         in_flight: dict[ray.ObjectRef, tuple[int, int]] = {}  # ref -> (actor slot, task position)
+        idle = sorted(set(range(len(self.actors))) - set(self.starting.values()))  # started actors without a task
         retried = 0
 
-        def submit(slot: int) -> None:
-            if queue:
-                position = queue.pop()
+        def dispatch() -> None:
+            while queue and idle:
+                slot, position = idle.pop(0), queue.pop()
                 in_flight[call(self.actors[slot], tasks[position])] = (slot, position)
 
-        for slot in range(len(self.actors)):
-            submit(slot)
-        while in_flight:
-            ref = wait_for_first(list(in_flight), len(self.actors), self.stall_warning_s, self.max_stall_s)
+        dispatch()
+        while in_flight or queue:  # with tasks queued, no actor is idle: each is busy or starting
+            ref = wait_for_first([*in_flight, *self.starting], len(self.actors), self.stall_warning_s,
+                                 self.max_stall_s)
+            if ref in self.starting:
+                slot = self.starting.pop(ref)
+                if self._started(ref, slot, max_retries):
+                    idle.append(slot)
+                    dispatch()
+                continue
             slot, position = in_flight.pop(ref)
             task = tasks[position]
             try:
                 value = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.ObjectLostError) as err:
                 attempts[position] += 1
                 if attempts[position] > max_retries:
                     raise TaskFailedError(f"{describe(task)} failed on all {attempts[position]} attempts; "
@@ -155,18 +212,40 @@ class ReplacingActorPool(Generic[Task]):
                 log.warning("%s failed (%s); replacing the worker and retrying", describe(task), type(err).__name__)
                 self.replace(slot)
                 queue.append(position)
-                submit(slot)
+                dispatch()  # on an idle started actor, if there is one; else the first to free up or start
                 continue
             on_result(task, value)
-            submit(slot)
+            idle.append(slot)
+            dispatch()
         return retried
 
+    def _started(self, ref: ray.ObjectRef, slot: int, max_retries: int) -> bool:
+        """Whether the actor in ``slot``, whose readiness ``ref`` resolved, started; one that died first is replaced.
+
+        :raises TaskFailedError: ``max_retries + 1`` actors in a row died in this slot before they started.
+        """
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayActorError as err:
+            self.failed_starts[slot] += 1
+            if self.failed_starts[slot] > max_retries:
+                raise TaskFailedError(f"{self.failed_starts[slot]} Ray actors in a row died before they started; "
+                                      f"last error: {err}") from err
+            log.warning("a Ray worker died before it started (%s); replacing it", type(err).__name__)
+            self.replace(slot)
+            return False
+        self.failed_starts[slot] = 0
+        return True
+
     def replace(self, slot: int) -> None:
-        """Kill the actor in ``slot`` (if still alive) and put a fresh one there."""
+        """Kill the actor in ``slot`` (if still alive) and put a fresh one there, which gets tasks once started."""
         ray.kill(self.actors[slot], no_restart=True)
+        self.starting = {ref: other for ref, other in self.starting.items() if other != slot}
         self.actors[slot] = self.make_actor()
+        self._watch_start(slot)
 
     def shutdown(self) -> None:
         """Kill every actor."""
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
+        self.starting.clear()

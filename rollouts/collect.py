@@ -24,9 +24,10 @@ import ray
 from tqdm.auto import tqdm
 
 import envs  # noqa: F401  (registers the worldmodels/ ids)
-from rollouts.actor_pool import ReplacingActorPool, TaskFailedError
+from rollouts.actor_pool import ACTOR_CPUS, ReplacingActorPool, TaskFailedError
 from rollouts.atomic import atomic_write_bytes
 from rollouts.policies import DataPolicy, make_data_policy
+from rollouts.policy_names import DataPolicyName
 from rollouts.storage import (
     EPISODE_PATTERN,
     Episode,
@@ -107,7 +108,7 @@ class PolicyPerEnv:
 class PolicySpec:
     """Which data policy a worker runs (see :func:`rollouts.policies.make_data_policy`)."""
 
-    name: str = "random_controller"
+    name: DataPolicyName = "random_controller"
     brownian_sigma: float = 0.1
     controller_weight_std: float = 0.01
     max_repeat: int = 10
@@ -194,7 +195,7 @@ class EpisodeWorker:
         return [episode_to_bytes(episode) for episode in episodes]
 
 
-RemoteEpisodeWorker = ray.remote(num_cpus=1, max_restarts=0)(EpisodeWorker)
+RemoteEpisodeWorker = ray.remote(num_cpus=ACTOR_CPUS, max_restarts=0)(EpisodeWorker)
 
 
 @dataclass
@@ -281,7 +282,9 @@ def collect_episodes(
 ) -> CollectReport:
     """Gather episodes ``first_index..episodes-1`` into ``out_dir`` (episode i uses seed ``seed + i``).
 
-    Ray must already be initialised (:func:`rollouts.ray_cluster.init_ray`). A folder holding another
+    Ray must already be initialised (:func:`rollouts.ray_cluster.init_ray`). ``policy_spec`` goes into Ray's
+    object store once for every actor, so what it carries (a world model's weights) needs no disk shared with
+    the workers; only this process reads and writes ``out_dir``. A folder holding another
     environment's episodes is refused (:func:`check_same_env`). Episodes already stored are skipped; the
     manifest lists every stored episode below ``episodes`` (those before ``first_index``, gathered by an
     earlier call, perhaps with another policy, included). Each worker steps up to ``envs_per_worker`` episodes
@@ -308,7 +311,8 @@ def collect_episodes(
     workers = max(min(num_workers or int(ray.cluster_resources().get("CPU", 1)), len(todo)), 1)
     size = min(envs_per_worker, -(-len(todo) // workers))  # a full group per worker when episodes run short
     groups = [tuple(todo[start:start + size]) for start in range(0, len(todo), size)]
-    pool = ReplacingActorPool(lambda: RemoteEpisodeWorker.remote(env_spec, policy_spec, size), workers)
+    policy_ref = ray.put(policy_spec)  # once, whatever it carries (a world model's weights), for every actor
+    pool = ReplacingActorPool(lambda: RemoteEpisodeWorker.remote(env_spec, policy_ref, size), workers)
     start = time.perf_counter()
     last_manifest = start
     bar = tqdm(total=len(todo), unit="ep", desc="collect", disable=not progress, dynamic_ncols=True)

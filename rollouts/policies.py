@@ -11,6 +11,8 @@ from typing import Protocol
 import numpy as np
 from gymnasium import spaces
 
+from rollouts.policy_names import POLICY_NAMES, DataPolicyName
+
 
 class DataPolicy(Protocol):
     """What the rollout workers need of a policy."""
@@ -142,11 +144,8 @@ class RepeatedRandomPolicy:
         return self._action.copy()
 
 
-POLICY_NAMES = ("uniform", "brownian", "random_controller", "repeated_random")
-
-
 def make_data_policy(
-    name: str, action_space: spaces.Space, brownian_sigma: float = 0.1, controller_weight_std: float = 0.01,
+    name: DataPolicyName, action_space: spaces.Space, brownian_sigma: float = 0.1, controller_weight_std: float = 0.01,
     max_repeat: int = 10,
 ) -> DataPolicy:
     """Build a data policy by its config name (``uniform``, ``brownian``, ``random_controller`` or

@@ -1,23 +1,55 @@
-"""Start or join the Ray cluster the workers run on."""
+"""Start or join the Ray cluster the workers run on; joining one ships this project's code to its nodes."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import signal
 import sys
 import threading
+from pathlib import Path
+from typing import Any
 
 import ray
 import ray._private.ray_constants
+from packaging.requirements import Requirement
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 """The only address a local Ray listens on."""
 
+DISTRIBUTION = "worldmodels"
+"""This project's installed distribution, whose metadata names its pip dependencies."""
+PACKAGES = ("envs", "rollouts", "worldmodels", "agents")
+"""This project's top-level packages (folders beside ``rollouts/``), sent to a cluster's nodes."""
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+"""The folder holding :data:`PACKAGES`."""
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+
+def project_runtime_env() -> dict[str, Any]:
+    """Ray's ``runtime_env`` that ships this project to the nodes of a cluster: :data:`PACKAGES` as ``py_modules``
+    (uploaded from this machine, caches left out) and the distribution's pip dependencies, which each node
+    installs once on top of its own environment (what it already has is kept). Ray itself is left out: a node
+    runs the cluster's Ray.
+
+    :raises RuntimeError: this project is not installed here (its dependencies are unknown).
+    """
+    try:
+        requirements = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise RuntimeError(f"the {DISTRIBUTION!r} package is not installed on this machine, so the dependencies to "
+                           "ship to the Ray cluster are unknown: install it (pip install -e .), or set "
+                           "ray.ship_code=false if every node already has it") from None
+    pip = [text for text in requirements
+           if (requirement := Requirement(text)).name.lower() != "ray"
+           and (requirement.marker is None or requirement.marker.evaluate({"extra": ""}))]
+    return {"py_modules": [str(SOURCE_ROOT / name) for name in PACKAGES], "pip": pip,
+            "excludes": ["__pycache__/", "*.pyc"]}
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, ship_code: bool = True) -> None:
     """Join the cluster at ``address`` (or ``$RAY_ADDRESS``); otherwise start a local Ray.
 
     A local Ray gets ``num_cpus`` CPUs (all cores when None) and no dashboard, and every one of its servers
@@ -25,8 +57,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     reach it, and no other machine can join it. It stops with this process: on a normal exit, an exception,
     Ctrl-C or SIGTERM (Ray's own exit hook and SIGTERM handler), and on SIGHUP, which is made to exit the same
     way. After a SIGKILL, Ray's kernel fate-sharing kills the GCS and raylet at once; their actors follow
-    within seconds, but Ray's dashboard and runtime-env agents live on about 60 s more. Joining a cluster
-    needs this package installed on every node. Does nothing if Ray is already initialised.
+    within seconds, but Ray's dashboard and runtime-env agents live on about 60 s more.
+
+    Joining a cluster ships this project to its nodes (:func:`project_runtime_env`), so a node needs Ray and
+    Python only; ``ship_code=False`` (``ray.ship_code``) skips that, for clusters whose image has this package
+    installed at the driver's version. Does nothing if Ray is already initialised.
     """
     if ray.is_initialized():
         return
@@ -34,8 +69,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         if num_cpus is not None:
             log.warning("ray.num_cpus=%s is ignored when joining the cluster at %s", num_cpus, address)
+        runtime_env = project_runtime_env() if ship_code else None
         try:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
         except ConnectionError as err:
             raise ConnectionError(f"could not join the Ray cluster at {address!r}: {err}. Check the address, "
                                   "or leave --ray-address/RAY_ADDRESS unset to start a local Ray") from None

@@ -15,10 +15,12 @@ from worldmodels.checkpoint import (
     load_model_state,
     load_vae,
     read_checkpoint,
+    read_model_args,
     restore_rng_state,
     save_checkpoint,
 )
-from worldmodels.config import VAEConfig, load_config
+from worldmodels.config import load_config
+from worldmodels.config_schema import VAEConfig
 from worldmodels.mdnrnn import MDNRNN
 from worldmodels.train_vae import train_vae
 from worldmodels.vae import ConvVAE
@@ -59,6 +61,20 @@ def test_mdnrnn_round_trip_and_kind_check(tmp_path):
     assert model.reward_head is not None and model.done_head is None
     with pytest.raises(CheckpointError, match=r"holds a 'mdnrnn' model, expected 'vae'"):
         load_vae(tmp_path / "mdnrnn.pt")
+
+
+def test_model_args_are_read_with_the_class_defaults_and_the_file_unchanged(tmp_path):
+    vae_checkpoint(tmp_path / "vae.pt", z_size=8)
+    before = digest(tmp_path / "vae.pt")
+    assert read_model_args(tmp_path / "vae.pt", "vae") == {"z_size": 8, "in_channels": 3, "encoder": "published"}
+    assert digest(tmp_path / "vae.pt") == before
+    with pytest.raises(CheckpointError, match="is not a worldmodels 'mdnrnn' checkpoint"):
+        read_model_args(tmp_path / "vae.pt", "mdnrnn")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="text.pt is not a readable torch checkpoint"):
+        read_model_args(tmp_path / "text.pt", "vae")
+    with pytest.raises(FileNotFoundError):
+        read_model_args(tmp_path / "missing.pt", "vae")
 
 
 def test_wrong_shape_names_parameter_shapes_and_file(tmp_path):

@@ -3,15 +3,17 @@ on its input, controller files, and settings that follow the env."""
 
 from __future__ import annotations
 
+import argparse
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from worldmodels.checkpoint import save_untrained_checkpoint
 from worldmodels.cli import build_parser, main
 from worldmodels.commands import run_config, undo_config_write
-from worldmodels.config import load_config, save_config
+from worldmodels.config import ConfigError, load_config, save_config
 from worldmodels.controller import load_params
 from worldmodels.dream import dream_max_steps, settings_from_config
 
@@ -76,6 +78,42 @@ def test_config_is_put_back_only_when_the_command_wrote_nothing_else(tmp_path, w
     undo_config_write(args)
     after = (run / "config.yaml").read_text()
     assert (after != before and "batch_size: 8" in after) if wrote_output else (after == before)
+
+
+def run_args(run: Path, *settings: str, preset: str | None = None) -> argparse.Namespace:
+    return argparse.Namespace(run=run, config=None, preset=preset, set=list(settings))
+
+
+def test_a_run_folder_refuses_a_config_that_would_reshape_a_model_it_holds(tmp_path):
+    run = tmp_path / "run"
+    save_untrained_checkpoint(run / "vae.pt", "vae", {"z_size": 32})  # no config.yaml: the shape is the file's
+    with pytest.raises(ConfigError, match=r"holds vae.pt, built with vae.z_size=32 \(now 16\): it would not fit. Set "
+                                          "those settings as the models were built, or use a new --run folder"):
+        run_config(run_args(run, "vae.z_size=16", preset="carracing-tiny"))
+    assert not (run / "config.yaml").exists()
+    assert run_config(run_args(run, "vae.learning_rate=0.5", preset="carracing-tiny")).vae.learning_rate == 0.5
+    save_config(load_config("carracing-tiny", ["vae.z_size=16"]), run / "config.yaml")  # disagrees with vae.pt
+    with pytest.raises(ConfigError, match=rf"holds vae.pt, built with vae.z_size=32 \(now 16\): it would not fit. Pass "
+                                          rf"--config {run / 'config.yaml'}"):
+        run_config(run_args(run))
+    save_untrained_checkpoint(run / "mdnrnn.pt", "mdnrnn", {"z_size": 32, "action_size": 3, "hidden_size": 256})
+    with pytest.raises(ConfigError, match=r"vae.pt, built with vae.z_size=32 \(now 8\), vae.encoder='published' "
+                                          r"\(now 'nature'\); mdnrnn.pt, built with vae.z_size=32 \(now 8\), "
+                                          r"mdnrnn.hidden_size=256 \(now 64\)"):
+        run_config(run_args(run, "vae.z_size=8", "vae.encoder=nature", "mdnrnn.hidden_size=64",
+                            preset="carracing-tiny"))
+
+
+def test_a_run_holding_a_controller_refuses_a_controller_of_another_shape(tmp_path):
+    run = tmp_path / "run"
+    run_config(run_args(run, preset="carracing-tiny"))  # saves RUN/config.yaml
+    save_untrained_checkpoint(run / "mdnrnn.pt", "mdnrnn", {"z_size": 32, "action_size": 3, "hidden_size": 256})
+    (run / "controller").mkdir()
+    np.save(run / "controller" / "mean.npy", np.zeros(867, np.float32))
+    assert run_config(run_args(run, "cmaes.popsize=8")).cmaes.popsize == 8
+    with pytest.raises(ConfigError, match=r"controller/mean.npy, built with 867 parameters \(now 11683, from "
+                                          r"controller.inputs"):
+        run_config(run_args(run, "controller.hidden_units=40"))
 
 
 def test_controller_files_are_checked_and_never_unpickled(tmp_path):

@@ -15,11 +15,12 @@ import pytest
 import ray
 from ray import cloudpickle
 
-from agents.cmaes import LEGACY_STATE_NAME, STATE_NAME, evolve, generation_seeds, load_state, make_strategy, save_state
+from agents.cmaes import evolve, generation_seeds, load_state, make_strategy, save_state
 from agents.evaluation import evaluate_params
 from agents.evaluators import RayEvaluator, SerialEvaluator
 from rollouts.ray_cluster import init_ray
-from worldmodels.config import CMAESConfig
+from worldmodels.config_schema import CMAESConfig
+from worldmodels.run_layout import CMAES_LEGACY_STATE_NAME, CMAES_STATE_NAME
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
 
@@ -251,7 +252,7 @@ def test_a_crafted_or_corrupt_state_file_is_one_clear_error_and_runs_nothing(tmp
     out = tmp_path / "controller"
     settings = CMAESConfig(**{**vars(SETTINGS), "generations": 1})
     evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, out)
-    path = out / (LEGACY_STATE_NAME if kind == "legacy pickle" else STATE_NAME)
+    path = out / (CMAES_LEGACY_STATE_NAME if kind == "legacy pickle" else CMAES_STATE_NAME)
     _write_crafted(kind, path, marker)
     expected = "older version of this project" if kind == "legacy pickle" else "is unreadable"
     with pytest.raises(ValueError, match=rf"{expected}.*move the folder .*controller away .*or use a new run folder"):
@@ -266,9 +267,9 @@ def test_a_replay_that_differs_from_the_stored_mean_warns_and_continues(tmp_path
     settings = CMAESConfig(**{**vars(SETTINGS), "generations": 3})
     evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path / "whole")
     evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path / "parts", stop_after=2)
-    state = load_state(tmp_path / "parts" / STATE_NAME)
+    state = load_state(tmp_path / "parts" / CMAES_STATE_NAME)
     state.mean = state.mean + 0.25
-    save_state(tmp_path / "parts" / STATE_NAME, state)
+    save_state(tmp_path / "parts" / CMAES_STATE_NAME, state)
     with caplog.at_level(logging.WARNING, logger="agents.cmaes"):
         evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path / "parts")
     assert "differ from the stored ones by up to 0.25" in caplog.text

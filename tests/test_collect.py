@@ -12,10 +12,10 @@ import ray
 
 from rollouts.actor_pool import ReplacingActorPool
 from rollouts.collect import CollectError, EnvSpec, EpisodeWorker, PolicySpec, collect_episodes
-from rollouts.policies import POLICY_NAMES
+from rollouts.policy_names import POLICY_NAMES
 from rollouts.ray_cluster import init_ray
 from rollouts.storage import EpisodeFileError, episode_path, read_episode
-from worldmodels.checkpoint import save_untrained_checkpoint
+from worldmodels.checkpoint import ModelWeights, save_untrained_checkpoint
 from worldmodels.cli import main
 from worldmodels.config import load_config
 from worldmodels.controller import Controller
@@ -102,7 +102,8 @@ def controller(tmp_path_factory) -> WorldModelPolicySpec:
     save_untrained_checkpoint(folder / "vae.pt", "vae", {"z_size": 8})
     save_untrained_checkpoint(folder / "mdnrnn.pt", "mdnrnn", {"z_size": 8, "action_size": 3, "hidden_size": 16})
     params = np.random.default_rng(0).normal(0.0, 0.5, Controller(8, 16, 3).num_params)
-    return WorldModelPolicySpec(folder / "vae.pt", folder / "mdnrnn.pt", tuple(params), action_noise=0.1)
+    return WorldModelPolicySpec(ModelWeights.read(folder / "vae.pt", "vae"),
+                                ModelWeights.read(folder / "mdnrnn.pt", "mdnrnn"), tuple(params), action_noise=0.1)
 
 
 def assert_same_episodes(folder, other, indices):

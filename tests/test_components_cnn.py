@@ -18,7 +18,8 @@ from worldmodels.components.cnn import ENCODERS, make_encoder
 from worldmodels.components.frame_tasks import ActionRegression, RewardSign, frame_inputs
 from worldmodels.components.sb3 import EncoderFeaturesExtractor
 from worldmodels.components.train_cnn import split_episodes, train_cnn
-from worldmodels.config import ConfigError, EncoderName, load_config
+from worldmodels.config import ConfigError, load_config
+from worldmodels.config_schema import EncoderName
 from worldmodels.vae import ConvVAE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -18,7 +18,8 @@ from worldmodels.components.gan import CRITIC_LAYOUTS, GAN, to_unit_range
 from worldmodels.components.gan_losses import critic_loss, gradient_penalty
 from worldmodels.components.gan_updates import BOOK_RECIPES, GANUpdates, make_optimizer, recipe_for
 from worldmodels.components.train_gan import train_gan
-from worldmodels.config import ConfigError, GANVariantName, load_config
+from worldmodels.config import ConfigError, load_config
+from worldmodels.config_schema import GANVariantName
 from worldmodels.dream_video import load_dream_renderer
 
 VARIANTS = ["dcgan", "wgan", "wgan_gp"]

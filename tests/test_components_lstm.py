@@ -17,7 +17,8 @@ from worldmodels.cli import main
 from worldmodels.components.char_lstm import CharLSTM, build_vocabulary, sample_with_temperature, tempered_probabilities
 from worldmodels.components.lstm_policy import LSTMPolicy, run_episodes
 from worldmodels.components.train_text import train_text
-from worldmodels.config import CMAESConfig, ConfigError, load_config
+from worldmodels.config import ConfigError, load_config
+from worldmodels.config_schema import CMAESConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

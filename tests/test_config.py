@@ -1,18 +1,20 @@
-"""Presets load, overrides apply, bad keys and values are refused with the key named."""
+"""Presets load, overrides apply, bad keys and values are refused with the key named; the schema documents every
+key, ``worldmodels config --help`` lists them, and each choice is defined once."""
 
-import argparse
+import ast
+import dataclasses
+import inspect
+import typing
 
-import numpy as np
 import pytest
 
-from worldmodels.commands import run_config
-from worldmodels.config import (
-    Config,
-    ConfigError,
-    available_presets,
-    load_config,
-    save_config,
-)
+from rollouts import policy_names
+from worldmodels import config_schema, controller, dream
+from worldmodels.cli import main
+from worldmodels.components import cyclegan
+from worldmodels.config import ConfigError, available_presets, load_config, save_config
+from worldmodels.config_help import attribute_docs, yaml_text
+from worldmodels.config_schema import Config
 
 
 def test_presets_ship_and_load():
@@ -94,12 +96,76 @@ def test_config_file_errors(tmp_path):
         load_config(file=bad)
 
 
-def test_a_run_holding_a_controller_refuses_a_controller_of_another_shape(tmp_path):
-    run = tmp_path / "run"
-    args = argparse.Namespace(run=run, config=None, preset="carracing-tiny", set=[])
-    run_config(args)  # saves RUN/config.yaml
-    (run / "controller").mkdir()
-    np.save(run / "controller" / "mean.npy", np.zeros(867, np.float32))
-    assert run_config(argparse.Namespace(run=run, config=None, preset=None, set=["cmaes.popsize=8"])).cmaes.popsize == 8
-    with pytest.raises(ConfigError, match=r"controller/mean.npy, built with controller.hidden_units=0 \(now 40\)"):
-        run_config(argparse.Namespace(run=run, config=None, preset=None, set=["controller.hidden_units=40"]))
+def schema_sections() -> dict[str, type]:
+    """Every section of the schema by its key ("" for Config itself, whose own keys are the top-level ones)."""
+    hints = typing.get_type_hints(Config)
+    sections = {f.name: hints[f.name] for f in dataclasses.fields(Config) if dataclasses.is_dataclass(hints[f.name])}
+    return {"": Config, **sections}
+
+
+def leaf_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of ``cls`` holding values (not sections)."""
+    hints = typing.get_type_hints(cls)
+    return [f for f in dataclasses.fields(cls) if not dataclasses.is_dataclass(hints[f.name])]
+
+
+def test_every_schema_field_and_section_has_a_docstring():
+    docs = attribute_docs(config_schema)
+    classes = {node.name: node for node in ast.parse(inspect.getsource(config_schema)).body
+               if isinstance(node, ast.ClassDef)}
+    missing = [f"{cls.__name__}.{f.name}" for cls in schema_sections().values() for f in leaf_fields(cls)
+               if not docs[cls.__name__].get(f.name)]
+    assert not missing, f"schema fields without a docstring (add one below each): {missing}"
+    assert all(ast.get_docstring(classes[cls.__name__]) for cls in schema_sections().values())
+    assert docs["VAEConfig"]["z_size"] == "Latent size (32 CarRacing, 64 Doom)."
+
+
+def test_config_help_lists_every_key_with_its_type_default_and_docstring(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["config", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # the reference is wrapped to the terminal's width
+    docs = attribute_docs(config_schema)
+    for section, cls in schema_sections().items():
+        for info in leaf_fields(cls):
+            key = f"{section}.{info.name}" if section else info.name
+            default = info.default_factory() if info.default is dataclasses.MISSING else info.default
+            doc = " ".join(docs[cls.__name__][info.name].split())
+            assert f" {key} (" in text and f"; default: {yaml_text(default)}) {doc}" in text, key
+    assert " collect.policy (one of uniform, brownian, random_controller, repeated_random; default: " in text
+    assert " vae.batch_size (int > 0; default: 100) " in text
+    assert " collect.num_workers (int > 0 or null; default: null) " in text
+
+
+def test_each_literal_choice_is_defined_once():
+    assert dream.REWARD_MODES == typing.get_args(config_schema.DreamRewardName)
+    assert dream.DONE_MODES == typing.get_args(config_schema.DreamDoneName)
+    assert tuple(dream.PRECISION_DTYPES) == typing.get_args(config_schema.DtypeName)
+    assert typing.get_args(config_schema.PrecisionName) == ("auto", *typing.get_args(config_schema.DtypeName))
+    assert controller.CONTROLLER_INPUTS == typing.get_args(config_schema.ControllerInputsName)
+    assert cyclegan.GENERATOR_NAMES == typing.get_args(config_schema.CycleGANGeneratorName)
+    assert policy_names.POLICY_NAMES == typing.get_args(policy_names.DataPolicyName)
+    assert config_schema.DataPolicyName is policy_names.DataPolicyName
+    schema = {name: typing.get_type_hints(cls) for name, cls in schema_sections().items()}
+    settings = typing.get_type_hints(dream.DreamSettings)
+    assert schema["collect"]["policy"] is policy_names.DataPolicyName
+    for name, section in (("reward_mode", "dream"), ("done_mode", "dream"), ("precision", "dream"),
+                          ("inputs", "controller")):
+        assert settings[name] is schema[section][name], name
+
+
+def test_dream_settings_name_the_keys_they_take_from_a_config():
+    """DreamSettings documents a field taken from the config by naming its key; settings_from_config copies it."""
+    overrides = ["dream.temperature=1.3", "dream.precision=bfloat16", "dream.reward_mode=survival",
+                 "controller.bias=false"]
+    config = load_config("carracing-tiny", overrides)
+    settings = dream.settings_from_config(config)
+    keys = {name: doc.split("``")[1] for name, doc in attribute_docs(dream)["DreamSettings"].items()
+            if doc.startswith("``")}
+    assert set(keys) == {"temperature", "max_steps", "reward_mode", "done_mode", "inputs", "bias", "hidden_units",
+                         "precision"}
+    for name, key in keys.items():
+        section, field_name = key.split(".")
+        assert field_name == name
+        value = getattr(getattr(config, section), name)
+        assert getattr(settings, name) == (dream.dream_max_steps(config) if value is None else value), key

@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 
 from rollouts.collect import run_episodes
-from worldmodels.checkpoint import load_mdnrnn, load_vae, save_untrained_checkpoint
+from worldmodels.checkpoint import ModelWeights, load_mdnrnn, load_vae, save_untrained_checkpoint
 from worldmodels.controller import Controller
 from worldmodels.controller_policy import WorldModelAgents, WorldModelPolicySpec
 
@@ -24,7 +24,9 @@ def spec(tmp_path) -> WorldModelPolicySpec:
     save_untrained_checkpoint(tmp_path / "mdnrnn.pt", "mdnrnn", {"z_size": 8, "action_size": 1, "hidden_size": 16})
     size = Controller(8, 16, 1, "zch", bias=False).num_params
     params = np.random.default_rng(0).normal(0.0, 1.0, size)
-    return WorldModelPolicySpec(tmp_path / "vae.pt", tmp_path / "mdnrnn.pt", tuple(params), inputs="zch", bias=False)
+    return WorldModelPolicySpec(ModelWeights.read(tmp_path / "vae.pt", "vae"),
+                                ModelWeights.read(tmp_path / "mdnrnn.pt", "mdnrnn"), tuple(params), inputs="zch",
+                                bias=False)
 
 
 def frames(count: int) -> np.ndarray:
@@ -69,7 +71,7 @@ class SeededLengthFrames(gym.Env[np.ndarray, np.ndarray]):
 @pytest.mark.parametrize("action_noise", [0.0, 0.3])
 def test_an_episode_is_the_same_bit_for_bit_alone_or_lockstepped_with_others(spec, action_noise):
     """Six episodes of different lengths stepped together (batch 6, then fewer as they end) equal each alone."""
-    noisy = WorldModelPolicySpec(spec.vae_path, spec.mdnrnn_path, spec.params, "zch", False, action_noise=action_noise)
+    noisy = WorldModelPolicySpec(spec.vae, spec.mdnrnn, spec.params, "zch", False, action_noise=action_noise)
     seeds = [10, 11, 12, 13, 14, 15]
     together = run_episodes([SeededLengthFrames() for _ in seeds], noisy.make_batch(SPACE, 6), seeds)
     alone_policy, env = noisy.make_batch(SPACE, 1), SeededLengthFrames()
@@ -81,7 +83,7 @@ def test_an_episode_is_the_same_bit_for_bit_alone_or_lockstepped_with_others(spe
 
 
 def test_lockstepped_agents_act_as_each_would_alone_and_refuse_mismatched_rows(spec):
-    vae, mdnrnn = load_vae(spec.vae_path), load_mdnrnn(spec.mdnrnn_path)
+    vae, mdnrnn = load_vae(spec.vae), load_mdnrnn(spec.mdnrnn)
     controller = Controller(8, 16, 1, "zch", bias=False)
     params = torch.randn(5, controller.num_params, generator=torch.Generator().manual_seed(0))  # (5, D)
     agents = WorldModelAgents(vae, mdnrnn, controller, params, [torch.Generator().manual_seed(s) for s in range(5)])
@@ -98,13 +100,13 @@ def test_lockstepped_agents_act_as_each_would_alone_and_refuse_mismatched_rows(s
 
 
 def test_action_noise_is_clipped_and_bad_settings_are_refused(spec):
-    noisy = WorldModelPolicySpec(spec.vae_path, spec.mdnrnn_path, spec.params, "zch", False, action_noise=5.0)
+    noisy = WorldModelPolicySpec(spec.vae, spec.mdnrnn, spec.params, "zch", False, action_noise=5.0)
     policy = noisy.make_batch(SPACE, 2)
     policy.reset([np.random.default_rng(0), np.random.default_rng(1)])
     actions = np.concatenate([policy(np.stack([frame, frame]), np.arange(2)) for frame in frames(20)])
     assert actions.shape == (40, 1) and np.all(np.abs(actions) <= 1) and np.any(np.abs(actions) == 1)
     with pytest.raises(ValueError, match="action_noise must be >= 0"):
-        WorldModelPolicySpec(spec.vae_path, spec.mdnrnn_path, spec.params, "zch", False,
+        WorldModelPolicySpec(spec.vae, spec.mdnrnn, spec.params, "zch", False,
                              action_noise=-1).make_batch(SPACE, 1)
     with pytest.raises(ValueError, match="M was trained on 1 actions"):
         spec.make_batch(spaces.Box(-1.0, 1.0, (3,), np.float32), 1)

@@ -5,9 +5,9 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from conftest import write_synthetic_episodes
 from torch.utils.data import DataLoader
 
-from conftest import write_synthetic_episodes
 from rollouts.datasets import FrameDataset, SequenceDataset
 from rollouts.storage import EpisodeFileError, list_episode_files, read_episode, write_latents
 

@@ -20,7 +20,8 @@ from envs.doom import (
 )
 from envs.wrappers import CropFrame, ResizeFrame
 from rollouts.collect import EnvSpec, PolicySpec, collect_episodes
-from rollouts.policies import POLICY_NAMES, RepeatedRandomPolicy, make_data_policy
+from rollouts.policies import RepeatedRandomPolicy, make_data_policy
+from rollouts.policy_names import POLICY_NAMES
 from rollouts.ray_cluster import init_ray
 from rollouts.storage import episode_path, read_episode
 from worldmodels.config import ConfigError, load_config

@@ -24,6 +24,7 @@ from rollouts.storage import episode_path, read_arrays, write_latents
 from rollouts.synthetic import projected_latents, write_synthetic_episodes
 from worldmodels.checkpoint import load_mdnrnn, save_untrained_checkpoint
 from worldmodels.config import ConfigError, load_config
+from worldmodels.device import has_bf16
 from worldmodels.dream import (
     DreamNoise,
     DreamSettings,
@@ -223,7 +224,7 @@ def test_a_dream_does_not_depend_on_when_the_other_dreams_end(run: Path) -> None
 
 
 def needs_bf16() -> pytest.MarkDecorator:
-    return pytest.mark.skipif(not dream_module._cpu_has_bf16(), reason="this CPU has no bf16 arithmetic")
+    return pytest.mark.skipif(not has_bf16(torch.device("cpu")), reason="this CPU has no bf16 arithmetic")
 
 
 @needs_bf16()
@@ -287,7 +288,7 @@ def test_precision_is_a_checked_setting(run: Path, monkeypatch: pytest.MonkeyPat
     assert settings_from_config(load_config("carracing", ["dream.precision=bfloat16"])).precision == "bfloat16"
     with pytest.raises(ConfigError, match="dream.precision"):
         load_config("carracing", ["dream.precision=float16"])
-    monkeypatch.setattr(dream_module, "_cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(dream_module, "has_bf16", lambda device: False)
     with pytest.raises(ValueError, match="needs bf16 arithmetic.*dream.precision to 'float32'"):
         simulator(run, precision="bfloat16")
 

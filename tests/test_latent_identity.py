@@ -16,7 +16,8 @@ from worldmodels.config import load_config
 from worldmodels.dream import DreamSimulatorSpec, load_start_latents
 from worldmodels.dream_video import load_dream_renderer
 from worldmodels.encode import encode_episodes
-from worldmodels.stages import COLLECT_CONFIG_NAME, collect_stage
+from worldmodels.run_layout import COLLECT_CONFIG_NAME
+from worldmodels.stages import collect_stage
 from worldmodels.train_mdnrnn import train_mdnrnn
 
 Z = 4

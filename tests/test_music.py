@@ -17,11 +17,12 @@ from worldmodels.cli import main
 from worldmodels.components.gan_updates import GANRecipe, GANUpdates
 from worldmodels.config import load_config
 from worldmodels.music.composition import make_composition_env
-from worldmodels.music.data import CACHE_NAME, MusicDataError, load_corpus, roll_chunks, score_tokens, token_windows
+from worldmodels.music.data import MusicDataError, load_corpus, roll_chunks, score_tokens, token_windows
 from worldmodels.music.lstm import MusicLSTM
 from worldmodels.music.midi import write_rolls_midi, write_tokens_midi
 from worldmodels.music.musegan import MuseGAN
 from worldmodels.music.train import scheduled_learning_rate, train_musegan, train_music_lstm
+from worldmodels.run_layout import MUSIC_CORPUS_NAME
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -76,7 +77,7 @@ def test_parser_round_trip_through_midi_and_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr("worldmodels.music.data.parse_corpus", lambda cfg: pytest.fail("the cache was not used"))
     assert load_corpus(config("music.limit=2").music, tmp_path).notes == corpus.notes
-    (tmp_path / CACHE_NAME).write_bytes(b"not a zip file")
+    (tmp_path / MUSIC_CORPUS_NAME).write_bytes(b"not a zip file")
     with pytest.raises(MusicDataError, match="music_corpus.npz is unreadable .* delete it and run again"):
         load_corpus(config("music.limit=2").music, tmp_path)
 

@@ -10,12 +10,20 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import ray
 
 from rollouts import actor_pool
-from rollouts.actor_pool import PoolStalledError, ReplacingActorPool, TaskFailedError, live_node_count, wait_for_first
+from rollouts.actor_pool import (
+    ClusterTooSmallError,
+    PoolStalledError,
+    ReplacingActorPool,
+    TaskFailedError,
+    live_node_count,
+    wait_for_first,
+)
 from rollouts.ray_cluster import init_ray
 
 LOOPBACK_IPS = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
@@ -47,6 +55,59 @@ def test_a_pool_whose_actors_can_never_start_raises_a_clear_error_within_seconds
     finally:
         pool.shutdown()
     assert time.monotonic() - start < 15
+
+
+def test_a_pool_larger_than_the_cluster_is_refused_naming_the_numbers(local_ray):
+    cpus = int(ray.cluster_resources()["CPU"])
+    with pytest.raises(ClusterTooSmallError, match=rf"{cpus + 1} Ray actors of 1 CPU each need {cpus + 1} CPUs, but "
+                                                   rf"the Ray cluster has {cpus} CPUs on 1 live nodes: lower "
+                                                   rf"num_workers .* to {cpus} or fewer"):
+        ReplacingActorPool(lambda: None, cpus + 1)
+
+
+@ray.remote(num_cpus=1, max_restarts=0)
+class Echo:
+    def echo(self, value: int) -> int:
+        return value
+
+
+def test_a_retried_task_goes_to_a_started_actor_while_the_replacement_waits_for_cpus(local_ray):
+    """As when a node leaves the cluster: the lost actor's replacement can never be placed."""
+    made = []
+
+    def make_actor():
+        made.append(Echo.options(num_cpus=1 if len(made) < 2 else 1000).remote())
+        return made[-1]
+
+    results = {}
+
+    def on_result(task: int, value: int) -> None:
+        results[task] = value
+        if len(results) == 1:
+            ray.kill(pool.actors[0], no_restart=True)
+
+    pool = ReplacingActorPool(make_actor, 2, stall_warning_s=5.0, max_stall_s=60.0)
+    ray.get([actor.echo.remote(0) for actor in made])  # both started: the one killed below has run tasks
+    try:
+        retried = pool.map(list(range(6)), lambda actor, task: actor.echo.remote(task), on_result)
+    finally:
+        pool.shutdown()
+    assert results == {task: task for task in range(6)}
+    assert retried >= 1 and len(made) == 3
+
+
+def test_joining_a_cluster_ships_this_projects_packages_and_dependencies(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    init_ray("ray://head:10001")
+    init_ray("ray://head:10001", ship_code=False)
+    shipped = calls[0]["runtime_env"]
+    assert [Path(folder).name for folder in shipped["py_modules"]] == ["envs", "rollouts", "worldmodels", "agents"]
+    assert all(Path(folder).is_dir() for folder in shipped["py_modules"])
+    assert "numpy>=1.26" in shipped["pip"]
+    assert not [line for line in shipped["pip"] if line.startswith("ray") or "pytest" in line]
+    assert calls[1]["runtime_env"] is None
 
 
 def test_a_stalled_pool_is_reported_as_a_task_failure_so_callers_wrapping_those_report_it():

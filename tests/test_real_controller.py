@@ -14,7 +14,7 @@ from PIL import Image
 
 from agents.real_env import evaluate_controller_real
 from rollouts.collect import EnvSpec
-from worldmodels.checkpoint import save_untrained_checkpoint
+from worldmodels.checkpoint import ModelWeights, save_untrained_checkpoint
 from worldmodels.config import load_config
 from worldmodels.real_rollouts import RealEnvWorkerSpec
 
@@ -26,10 +26,14 @@ def write_untrained_models(run: Path, z_size: int = 32, hidden_size: int = 256) 
                                                             "hidden_size": hidden_size})
 
 
+def read_models(run: Path) -> tuple[ModelWeights, ModelWeights]:
+    """V's and M's weights read from ``run``, as a worker spec carries them."""
+    return ModelWeights.read(run / "vae.pt", "vae"), ModelWeights.read(run / "mdnrnn.pt", "mdnrnn")
+
+
 def test_lockstep_worker_runs_one_episode_per_row_reproducibly(tmp_path):
     write_untrained_models(tmp_path, z_size=8, hidden_size=16)
-    spec = RealEnvWorkerSpec(EnvSpec("worldmodels/CarRacing-v0", 8), tmp_path / "vae.pt", tmp_path / "mdnrnn.pt",
-                             num_envs=2)
+    spec = RealEnvWorkerSpec(EnvSpec("worldmodels/CarRacing-v0", 8), *read_models(tmp_path), num_envs=2)
     worker = spec()
     assert worker.num_params == (8 + 16) * 3 + 3
     params = np.random.default_rng(0).normal(0, 0.5, (3, worker.num_params)).astype(np.float32)
@@ -48,8 +52,8 @@ def test_an_episodes_return_does_not_depend_on_how_rollouts_are_batched(tmp_path
     seeds = np.array([11, 12, 13])
     returns = []
     for num_envs in (1, 3):
-        spec = RealEnvWorkerSpec(EnvSpec("worldmodels/CarRacing-v0", 6), tmp_path / "vae.pt", tmp_path / "mdnrnn.pt",
-                                 inputs="zch", num_envs=num_envs)
+        spec = RealEnvWorkerSpec(EnvSpec("worldmodels/CarRacing-v0", 6), *read_models(tmp_path), inputs="zch",
+                                 num_envs=num_envs)
         worker = spec()
         returns.append(worker.run(params, seeds))
         if num_envs == 1:

@@ -21,9 +21,10 @@ from agents.sb3 import algorithm_class, run_baseline
 from agents.sb3_features import VAEFeaturesExtractor
 from agents.sb3_latent import LatentObservation, LatentVecEnv
 from rollouts.storage import episode_path, write_latents
-from worldmodels.checkpoint import load_mdnrnn, load_vae, save_untrained_checkpoint
+from worldmodels.checkpoint import ModelWeights, load_mdnrnn, load_vae, save_untrained_checkpoint
 from worldmodels.cli import main
-from worldmodels.config import Config, load_config
+from worldmodels.config import load_config
+from worldmodels.config_schema import Config
 from worldmodels.controller import Controller
 from worldmodels.real_rollouts import RealEnvWorkerSpec
 from worldmodels.stages import env_spec
@@ -59,22 +60,23 @@ def frames(count: int) -> torch.Tensor:
     return torch.randint(0, 256, (count, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 
 
-def test_features_extractor_reads_either_layout_and_gives_vs_mu(run: Path) -> None:
+def test_features_extractor_reads_sb3s_channel_first_frames_and_gives_vs_mu(run: Path) -> None:
     vae = load_vae(run / "vae.pt")
-    hwc = frames(5)  # (5, 64, 64, 3) uint8
-    chw = hwc.permute(0, 3, 1, 2)  # (5, 3, 64, 64), what VecTransposeImage gives
+    chw = frames(5).permute(0, 3, 1, 2).float() / 255  # (5, 3, 64, 64) in [0, 1], what the policy hands on
     with torch.no_grad():
-        expected = vae.encode(chw.float() / 255)[0]  # (5, Z)
+        expected = vae.encode(chw)[0]  # (5, Z)
         sb3_scaled = VAEFeaturesExtractor(spaces.Box(0, 255, (3, 64, 64), np.uint8), run / "vae.pt")
         assert sb3_scaled.features_dim == Z
-        torch.testing.assert_close(sb3_scaled(chw.float() / 255), expected)  # SB3 divided by 255 already
-        raw_hwc = VAEFeaturesExtractor(spaces.Box(0, 255, (64, 64, 3), np.uint8), run / "vae.pt",
-                                       normalize_images=False)
-        torch.testing.assert_close(raw_hwc(hwc.float()), expected)
+        torch.testing.assert_close(sb3_scaled(chw), expected)
+        already_scaled = VAEFeaturesExtractor(spaces.Box(0.0, 1.0, (3, 64, 64), np.float32), run / "vae.pt",
+                                              normalized_image=True)
+        torch.testing.assert_close(already_scaled(chw), expected)
         both = VAEFeaturesExtractor(spaces.Box(0, 255, (3, 64, 64), np.uint8), run / "vae.pt", features="mu_logvar")
-        assert both(chw.float() / 255).shape == (5, 2 * Z) and both.features_dim == 2 * Z
-    with pytest.raises(ValueError, match=r"must be \(3, 64, 64\) or \(64, 64, 3\)"):
-        VAEFeaturesExtractor(spaces.Box(0, 255, (96, 96, 3), np.uint8), run / "vae.pt")
+        assert both(chw).shape == (5, 2 * Z) and both.features_dim == 2 * Z
+    with pytest.raises(ValueError, match=r"VAEFeaturesExtractor needs channel-first \(C, H, W\) observations"):
+        VAEFeaturesExtractor(spaces.Box(0, 255, (64, 64, 3), np.uint8), run / "vae.pt")
+    with pytest.raises(ValueError, match=r"the observation space must be \(3, 64, 64\)"):
+        VAEFeaturesExtractor(spaces.Box(0, 255, (3, 96, 96), np.uint8), run / "vae.pt")
 
 
 @pytest.mark.parametrize("fine_tune", [False, True])
@@ -181,7 +183,8 @@ def test_the_batched_latent_vec_env_observes_bit_for_bit_as_one_wrapper_per_env(
 def test_a_controller_reading_the_latent_env_scores_the_cma_es_workers_return(run: Path, tmp_path: Path) -> None:
     """LatentObservation's [z, h] ("sample", seeded by the episode's seed) is what the CMA-ES worker's C reads."""
     config = tiny_config("env.max_episode_steps=12")
-    worker = RealEnvWorkerSpec(env_spec(config), run / "vae.pt", run / "mdnrnn.pt", num_envs=1)()
+    worker = RealEnvWorkerSpec(env_spec(config), ModelWeights.read(run / "vae.pt", "vae"),
+                               ModelWeights.read(run / "mdnrnn.pt", "mdnrnn"), num_envs=1)()
     controller = Controller(Z, H, A)
     params = np.random.default_rng(3).normal(0.0, 0.5, (1, controller.num_params)).astype(np.float32)
     env = LatentObservation(env_spec(config).make(), worker.vae, worker.mdnrnn, latent="sample")

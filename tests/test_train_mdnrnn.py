@@ -12,9 +12,9 @@ from rollouts.storage import list_episode_files, read_arrays, read_latents
 from worldmodels.checkpoint import Checkpoint, capture_rng_state, read_checkpoint, save_checkpoint
 from worldmodels.cli import main
 from worldmodels.config import load_config
+from worldmodels.device import has_bf16
 from worldmodels.encode import encode_episodes, encode_frames
 from worldmodels.train_mdnrnn import train_mdnrnn
-from worldmodels.training import cpu_has_bf16
 from worldmodels.vae import ConvVAE
 
 Z = 8
@@ -73,7 +73,7 @@ class Crash(Exception):
     """Stands for the process dying in the middle of training."""
 
 
-needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bf16 arithmetic")
+needs_bf16 = pytest.mark.skipif(not has_bf16(torch.device("cpu")), reason="this CPU has no bf16 arithmetic")
 
 
 @pytest.mark.parametrize("settings", [

@@ -10,9 +10,10 @@ from PIL import Image
 
 from worldmodels.checkpoint import load_vae, read_checkpoint
 from worldmodels.config import load_config
-from worldmodels.device import resolve_device
+from worldmodels.device import has_bf16, resolve_device
+from worldmodels.pictures import write_image_grid
 from worldmodels.train_vae import train_vae
-from worldmodels.training import autocast_dtype, cpu_has_bf16, keep_resident
+from worldmodels.training import autocast_dtype, keep_resident
 
 
 def tiny_config(*overrides: str):
@@ -45,7 +46,7 @@ def test_loss_falls_and_log_image_checkpoint_are_written(episode_folder, tmp_pat
     assert checkpoint.config["batch_size"] == 16
 
 
-needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bf16 arithmetic")
+needs_bf16 = pytest.mark.skipif(not has_bf16(torch.device("cpu")), reason="this CPU has no bf16 arithmetic")
 SETTINGS = [pytest.param([], id="streamed"), pytest.param(["vae.resident=true"], id="resident"),
             pytest.param(["vae.precision=bfloat16"], id="bfloat16", marks=needs_bf16),
             pytest.param(["vae.resident=true", "vae.precision=bfloat16"], id="resident-bfloat16", marks=needs_bf16)]
@@ -174,7 +175,19 @@ def test_precision_and_resident_settings_refuse_bad_values_clearly():
 def test_bfloat16_without_cpu_support_is_a_clear_error(monkeypatch, episode_folder, tmp_path):
     from worldmodels import training
 
-    monkeypatch.setattr(training, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(training, "has_bf16", lambda device: False)
     with pytest.raises(ValueError, match="precision 'bfloat16' needs bf16 arithmetic.*use precision 'float32'"):
         train_vae(tiny_config("vae.precision=bfloat16"), episode_folder(1, 3), tmp_path, progress=False)
     assert not (tmp_path / "vae.pt").exists()
+
+
+def test_image_grid_puts_each_row_of_frames_in_a_row_of_pixels(tmp_path):
+    frames = np.zeros((2, 3, 4, 5, 1), np.uint8)  # (R, N, H, W, C)
+    frames[1, 2] = 255  # the last frame of the second row
+    write_image_grid(tmp_path / "grid.png", frames)
+    with Image.open(tmp_path / "grid.png") as image:
+        assert image.size == (3 * 5, 2 * 4) and image.mode == "L"
+        pixels = np.asarray(image)  # (2 * 4, 3 * 5)
+    assert pixels[4:, 10:].min() == 255 and pixels[:4].max() == 0 and pixels[:, :10].max() == 0
+    with pytest.raises(ValueError, match=r"\(R, N, H, W, 1 or 3\) uint8, got \(3, 4, 5, 1\)"):
+        write_image_grid(tmp_path / "bad.png", frames[0])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import types
 import typing
 import zipfile
@@ -150,6 +151,37 @@ def read_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
     return checkpoint
 
 
+def model_args_of(settings: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments from settings keyed ``"section.name"``: each argument is named as its setting's field
+    (``{"vae.z_size": 32}`` gives ``{"z_size": 32}``)."""
+    return {key.rpartition(".")[2]: value for key, value in settings.items()}
+
+
+def read_model_args(path: str | Path, kind: str) -> dict[str, Any]:
+    """The constructor arguments a ``kind`` checkpoint records, every argument it left out at the model class's
+    default; the tensors are memory-mapped, not read (a cheap look at a model's shape; :func:`read_checkpoint`
+    checks the whole file).
+
+    :raises FileNotFoundError: there is no such file.
+    :raises CheckpointError: the file is not a checkpoint of this format and kind.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch.load raises many types on damaged bytes (KeyError, IndexError, ...)
+        raise CheckpointError(f"checkpoint {path} is not a readable torch checkpoint "
+                              f"({_failure_reason(err)})") from None
+    if (not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT or record.get("kind") != kind
+            or not isinstance(record.get("model_args"), dict)):
+        raise CheckpointError(f"checkpoint {path} is not a worldmodels {kind!r} checkpoint of format "
+                              f"{CHECKPOINT_FORMAT}")
+    defaults = {name: parameter.default for name, parameter in
+                inspect.signature(model_class(kind)).parameters.items() if parameter.default is not parameter.empty}
+    return {**defaults, **record["model_args"]}
+
+
 def _check_field_types(record: dict[str, Any], path: Path) -> None:
     """Raise :class:`CheckpointError` unless each field of ``record`` has the type :class:`Checkpoint` declares
     (its outer type: dict, str, int) and ``model`` maps names to tensors."""
@@ -226,30 +258,65 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: str
     model.load_state_dict(state)
 
 
-def build_model(checkpoint: Checkpoint, path: str | Path) -> nn.Module:
-    """A fresh model of the checkpoint's kind and constructor arguments, holding its weights (CPU, eval mode)."""
-    cls = model_class(checkpoint.kind)
-    try:
-        model = cls(**checkpoint.model_args)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint {path}: model_args {checkpoint.model_args} do not build a "
-                              f"{cls.__name__} ({err})") from None
-    load_model_state(model, checkpoint.model, path)
-    return model.eval()
+@dataclass(frozen=True, eq=False)
+class ModelWeights:
+    """A trained model as plain data (its kind, constructor arguments and weights), read once from a checkpoint.
+
+    This is what Ray workers receive through the object store instead of a path on the driver's disk (a node of
+    a cluster may share no disk with the driver). Only a dict of tensors travels, never a pickled module: the
+    worker rebuilds the model of ``MODEL_CLASSES[kind]`` itself and checks every weight (:meth:`build`).
+    """
+
+    kind: str
+    """A key of :data:`MODEL_CLASSES`."""
+    model_args: dict[str, Any]
+    """The model's constructor keyword arguments."""
+    model: dict[str, torch.Tensor]
+    """The model's state_dict, CPU tensors."""
+    source: str
+    """The checkpoint file they were read from, named in errors."""
+
+    @classmethod
+    def read(cls, path: str | Path, kind: str) -> ModelWeights:
+        """The model of the ``kind`` checkpoint in ``path`` (see :func:`read_checkpoint` for what is checked and
+        raised); its optimiser and random states are left behind."""
+        checkpoint = read_checkpoint(path, kind=kind)
+        return cls(kind, checkpoint.model_args, checkpoint.model, str(path))
+
+    def build(self, device: torch.device | str = "cpu") -> nn.Module:
+        """A fresh model of this kind and constructor arguments, holding these weights, on ``device``, in eval mode.
+
+        :raises CheckpointError: the arguments do not build the model, or a weight is missing, unexpected, of
+            another shape or not finite (naming :attr:`source`).
+        """
+        cls = model_class(self.kind)
+        try:
+            model = cls(**self.model_args)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"checkpoint {self.source}: model_args {self.model_args} do not build a "
+                                  f"{cls.__name__} ({err})") from None
+        load_model_state(model, self.model, self.source)
+        return model.eval().to(device)
 
 
-def _load(path: str | Path, kind: str, device: torch.device | str) -> nn.Module:
-    """The model of the ``kind`` checkpoint stored in ``path``, on ``device``, in eval mode."""
-    return build_model(read_checkpoint(path, kind=kind), path).to(device)
+def _load(source: str | Path | ModelWeights, kind: str, device: torch.device | str) -> nn.Module:
+    """The model of the ``kind`` checkpoint stored in ``source`` (a path, or weights already read), on ``device``,
+    in eval mode."""
+    weights = source if isinstance(source, ModelWeights) else ModelWeights.read(source, kind)
+    if weights.kind != kind:
+        raise CheckpointError(f"checkpoint {weights.source} holds a {weights.kind!r} model, expected {kind!r}")
+    return weights.build(device)
 
 
-def load_vae(path: str | Path, device: torch.device | str = "cpu") -> ConvVAE:
-    """The trained V stored in ``path`` (a ``train-vae`` checkpoint), on ``device``, in eval mode."""
+def load_vae(path: str | Path | ModelWeights, device: torch.device | str = "cpu") -> ConvVAE:
+    """The trained V stored in ``path`` (a ``train-vae`` checkpoint, or its :class:`ModelWeights` already read), on
+    ``device``, in eval mode."""
     return cast("ConvVAE", _load(path, "vae", device))
 
 
-def load_mdnrnn(path: str | Path, device: torch.device | str = "cpu") -> MDNRNN:
-    """The trained M stored in ``path`` (a ``train-mdnrnn`` checkpoint), on ``device``, in eval mode."""
+def load_mdnrnn(path: str | Path | ModelWeights, device: torch.device | str = "cpu") -> MDNRNN:
+    """The trained M stored in ``path`` (a ``train-mdnrnn`` checkpoint, or its :class:`ModelWeights` already read),
+    on ``device``, in eval mode."""
     return cast("MDNRNN", _load(path, "mdnrnn", device))
 
 
@@ -259,9 +326,10 @@ def load_gan(path: str | Path, device: torch.device | str = "cpu") -> GAN:
     return cast("GAN", _load(path, "gan", device))
 
 
-def load_cyclegan(path: str | Path, device: torch.device | str = "cpu") -> CycleGAN:
-    """The trained CycleGAN stored in ``path`` (a ``train-cyclegan`` checkpoint), on ``device``, in eval mode;
-    its ``translate(frames, "ab" | "ba")`` maps (N, 64, 64, C) uint8 frames between the domains."""
+def load_cyclegan(path: str | Path | ModelWeights, device: torch.device | str = "cpu") -> CycleGAN:
+    """The trained CycleGAN stored in ``path`` (a ``train-cyclegan`` checkpoint, or its :class:`ModelWeights` already
+    read), on ``device``, in eval mode; its ``translate(frames, "ab" | "ba")`` maps (N, 64, 64, C) uint8 frames
+    between the domains."""
     return cast("CycleGAN", _load(path, "cyclegan", device))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -30,11 +31,19 @@ from worldmodels.commands import (
     error_text,
     positive_int,
     run_config,
+    start_ray,
     undo_config_write,
 )
 from worldmodels.config import ConfigError, available_presets, config_to_dict
+from worldmodels.config_help import config_reference
 from worldmodels.music.cli import add_music_command
-from worldmodels.run_layout import CONTROLLER_DIR, MEAN_PARAMS_NAME
+from worldmodels.run_layout import (
+    CHAR_LSTM_CHECKPOINT_NAME,
+    CONTROLLER_DIR,
+    GAN_CHECKPOINT_NAME,
+    MEAN_PARAMS_NAME,
+    VAE_CHECKPOINT_NAME,
+)
 
 
 def cmd_config(args: argparse.Namespace) -> None:
@@ -49,11 +58,10 @@ def cmd_presets(args: argparse.Namespace) -> None:
 
 def cmd_collect(args: argparse.Namespace) -> None:
     """Gather episodes with Ray workers into --out (resumes: stored episodes are skipped)."""
-    from rollouts.ray_cluster import init_ray
     from worldmodels.stages import collect_stage
 
     config = config_from_args(args)
-    init_ray(args.ray_address or config.ray.address, config.ray.num_cpus)
+    start_ray(args, config)
     report = collect_stage(config, Path(args.out))
     print(f"collect: {report.describe()} -> {args.out}")
 
@@ -69,10 +77,9 @@ def cmd_train_vae(args: argparse.Namespace) -> None:
 def cmd_encode(args: argparse.Namespace) -> None:
     """Store V's posterior (mu, logvar) for every episode in --data, using RUN/vae.pt."""
     from worldmodels.encode import encode_episodes
-    from worldmodels.train_vae import CHECKPOINT_NAME
 
     config = run_config(args)
-    count = encode_episodes(Path(args.run) / CHECKPOINT_NAME, args.data, batch_size=args.batch_size,
+    count = encode_episodes(Path(args.run) / VAE_CHECKPOINT_NAME, args.data, batch_size=args.batch_size,
                             device=config.device, overwrite=args.overwrite)
     print(f"encode: {count} episodes encoded in {args.data} (the others were up to date)")
 
@@ -118,10 +125,9 @@ def cmd_generate_text(args: argparse.Namespace) -> None:
 
     from worldmodels.checkpoint import load_char_lstm
     from worldmodels.components.char_lstm import check_temperature
-    from worldmodels.components.train_text import CHECKPOINT_NAME
 
     temperatures = [check_temperature(t) for t in args.temperature]
-    model = load_char_lstm(Path(args.run) / CHECKPOINT_NAME)
+    model = load_char_lstm(Path(args.run) / CHAR_LSTM_CHECKPOINT_NAME)
     seed_text = model.seed_text if args.seed_text is None else args.seed_text
     for temperature in temperatures:
         text = model.generate(seed_text, args.length, temperature, torch.Generator().manual_seed(args.seed))
@@ -157,11 +163,10 @@ def cmd_dream(args: argparse.Namespace) -> None:
     renderer = None
     if args.renderer == "gan":
         from worldmodels.checkpoint import load_mdnrnn
-        from worldmodels.components.train_gan import CHECKPOINT_NAME as GAN_CHECKPOINT
 
-        z_size = load_mdnrnn(spec.mdnrnn_path).z_size
-        renderer = load_dream_renderer(args.gan or Path(args.run) / GAN_CHECKPOINT, z_size, device,
-                                       vae_path=spec.vae_path)
+        z_size = load_mdnrnn(spec.mdnrnn).z_size
+        renderer = load_dream_renderer(args.gan or Path(args.run) / GAN_CHECKPOINT_NAME, z_size, device,
+                                       vae_path=Path(spec.vae.source))
     video = dream_beside_real(spec, settings_from_config(config), params, seed, device, renderer)
     write_gif(args.gif, video.frames)
     print(f"dream: controller {params_path if params is not None else 'all zeros (no controller yet)'}; real "
@@ -173,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="worldmodels", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_command(sub, "config", cmd_config)
+    config = add_command(sub, "config", cmd_config)
+    config.formatter_class = argparse.RawDescriptionHelpFormatter
+    config.epilog = config_reference(shutil.get_terminal_size().columns - 2)  # argparse's width
     add_command(sub, "presets", cmd_presets, configured=False)
     collect = add_command(sub, "collect", cmd_collect)
     collect.add_argument("--out", required=True, type=Path, help="folder for the episode files")

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollouts.atomic import atomic_write_text
-from worldmodels.config import Config, ConfigError, available_presets, load_config, save_config
-from worldmodels.run_layout import CONFIG_NAME, CONTROLLER_DIR, MEAN_PARAMS_NAME
+from worldmodels.config import ConfigError, available_presets, load_config, save_config
+from worldmodels.config_schema import Config
+from worldmodels.run_layout import CONFIG_NAME, CONTROLLER_DIR, MDNRNN_CHECKPOINT_NAME, VAE_CHECKPOINT_NAME
+from worldmodels.run_models import changed_model_args
 
 DEFAULT_PRESET = "carracing"
 RUN_FOLDER_HELP = "folder for this run's config, checkpoints and logs"
-MODELS_RUN_HELP = "run folder holding vae.pt and mdnrnn.pt"
+MODELS_RUN_HELP = f"run folder holding {VAE_CHECKPOINT_NAME} and {MDNRNN_CHECKPOINT_NAME}"
 COMMAND_GROUP = "worldmodels.commands"
 """Entry-point group of functions ``add_commands(subparsers)`` adding commands from other packages."""
 
@@ -35,64 +37,21 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(preset=args.preset or DEFAULT_PRESET, overrides=args.set, file=args.config)
 
 
-VAE_SHAPE_SETTINGS = ("vae.z_size", "vae.encoder")
-"""Settings that shape V's tensors."""
-MDNRNN_SHAPE_SETTINGS = ("vae.z_size", "mdnrnn.hidden_size", "mdnrnn.num_mixtures", "mdnrnn.reward_head",
-                         "mdnrnn.done_head")
-"""Settings that shape M's tensors."""
-CNN_SHAPE_SETTINGS = ("cnn.encoder", "cnn.features_dim", "cnn.task", "cnn.input")
-"""Settings that shape the train-cnn model's tensors."""
-GAN_SHAPE_SETTINGS = ("gan.variant", "gan.latent_size", "gan.width")
-"""Settings that shape the GAN's tensors."""
-CYCLEGAN_SHAPE_SETTINGS = ("cyclegan.generator", "cyclegan.width", "cyclegan.resnet_blocks")
-"""Settings that shape the CycleGAN's tensors."""
-CONTROLLER_SHAPE_SETTINGS = ("controller.inputs", "controller.bias", "controller.hidden_units")
-"""Settings that shape C's parameter vector."""
-TEXT_SHAPE_SETTINGS = ("text.hidden_size", "text.lowercase")
-"""Settings that shape the character LSTM's tensors (with the text's vocabulary)."""
-MUSIC_LSTM_SHAPE_SETTINGS = ("music_lstm.embedding_size", "music_lstm.hidden_size", "music_lstm.layers",
-                             "music.folder", "music.limit", "music.tokens")
-"""Settings that shape the music LSTM's tensors (the music read decides its vocabularies)."""
-MUSEGAN_SHAPE_SETTINGS = ("musegan.bars", "musegan.pitches", "musegan.latent_size", "musegan.width")
-"""Settings that shape MuseGAN's tensors."""
-
-
-def _setting(config: Config, key: str) -> object:
-    section, name = key.split(".")
-    return getattr(getattr(config, section), name)
-
-
 def checked_config(args: argparse.Namespace) -> Config:
     """The merged config for a command reading or writing --run (see :func:`config_from_args`); nothing is written.
 
-    Refused when it changes a setting that shapes a model the run folder already holds.
+    Refused when it would build a model the run folder already holds with other constructor arguments than the
+    model's file records (:func:`worldmodels.run_models.changed_model_args`).
     """
-    from worldmodels.components.train_cnn import CHECKPOINT_NAME as CNN_CHECKPOINT
-    from worldmodels.components.train_cyclegan import CHECKPOINT_NAME as CYCLEGAN_CHECKPOINT
-    from worldmodels.components.train_gan import CHECKPOINT_NAME as GAN_CHECKPOINT
-    from worldmodels.components.train_text import CHECKPOINT_NAME as TEXT_CHECKPOINT
-    from worldmodels.music.train import LSTM_CHECKPOINT_NAME, MUSEGAN_CHECKPOINT_NAME
-    from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
-    from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
-
     config = config_from_args(args)
     run = Path(args.run)
-    saved = run / CONFIG_NAME
-    if saved.exists():
-        earlier = load_config(file=saved)
-        for checkpoint, keys in ((VAE_CHECKPOINT, VAE_SHAPE_SETTINGS), (MDNRNN_CHECKPOINT, MDNRNN_SHAPE_SETTINGS),
-                                 (f"{CONTROLLER_DIR}/{MEAN_PARAMS_NAME}", CONTROLLER_SHAPE_SETTINGS),
-                                 (CNN_CHECKPOINT, CNN_SHAPE_SETTINGS), (GAN_CHECKPOINT, GAN_SHAPE_SETTINGS),
-                                 (TEXT_CHECKPOINT, TEXT_SHAPE_SETTINGS),
-                                 (CYCLEGAN_CHECKPOINT, CYCLEGAN_SHAPE_SETTINGS),
-                                 (LSTM_CHECKPOINT_NAME, MUSIC_LSTM_SHAPE_SETTINGS),
-                                 (MUSEGAN_CHECKPOINT_NAME, MUSEGAN_SHAPE_SETTINGS)):
-            changed = [f"{key}={_setting(earlier, key)!r} (now {_setting(config, key)!r})"
-                       for key in keys if _setting(earlier, key) != _setting(config, key)]
-            if changed and (run / checkpoint).exists():
-                raise ConfigError(
-                    f"run folder {run} holds {checkpoint}, built with {', '.join(changed)}: it would not fit. "
-                    f"Pass --config {saved} (plus --set for other settings), or use a new --run folder")
+    changes = changed_model_args(config, run)
+    if changes:
+        saved = run / CONFIG_NAME
+        advice = (f"Pass --config {saved} (plus --set for other settings)" if saved.is_file()
+                  else "Set those settings as the models were built")
+        held = "; ".join(f"{name}, built with {', '.join(changed)}" for name, changed in changes.items())
+        raise ConfigError(f"run folder {run} holds {held}: it would not fit. {advice}, or use a new --run folder")
     return config
 
 
@@ -159,6 +118,14 @@ def add_config_options(parser: argparse.ArgumentParser, with_run: bool = False) 
 def add_ray_address_option(parser: argparse.ArgumentParser) -> None:
     """--ray-address, for commands that run Ray workers."""
     parser.add_argument("--ray-address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local one)")
+
+
+def start_ray(args: argparse.Namespace, config: Config) -> None:
+    """Join the Ray cluster of --ray-address, ``ray.address`` or $RAY_ADDRESS (shipping this project's code to it
+    unless ``ray.ship_code`` is false), else start a local Ray of ``ray.num_cpus`` CPUs."""
+    from rollouts.ray_cluster import init_ray
+
+    init_ray(args.ray_address or config.ray.address, config.ray.num_cpus, config.ray.ship_code)
 
 
 def _int_at_least(text: str, minimum: int) -> int:

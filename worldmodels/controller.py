@@ -15,13 +15,14 @@ Flat layout, layer by layer from the input: W row-major (out, in), then b (out,)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import get_args
 
 import numpy as np
 import torch
 
-ControllerInputs = Literal["z", "zh", "zch"]
-CONTROLLER_INPUTS: tuple[str, ...] = ("z", "zh", "zch")
+from worldmodels.config_schema import ControllerInputsName
+
+CONTROLLER_INPUTS: tuple[ControllerInputsName, ...] = get_args(ControllerInputsName)
 
 
 def load_params(path: str | Path, num_params: int | None = None) -> np.ndarray:
@@ -72,7 +73,7 @@ class Controller:
     """a = tanh(W x + b), or tanh(W2 tanh(W1 x + b1) + b2) with ``hidden_units`` U > 0; F = Z, Z + H or Z + 2H
     for inputs "z", "zh", "zch"; A actions."""
 
-    def __init__(self, z_size: int, hidden_size: int, action_size: int, inputs: ControllerInputs = "zh",
+    def __init__(self, z_size: int, hidden_size: int, action_size: int, inputs: ControllerInputsName = "zh",
                  bias: bool = True, hidden_units: int = 0) -> None:
         if inputs not in CONTROLLER_INPUTS:
             raise ValueError(f"controller inputs must be one of {CONTROLLER_INPUTS}, got {inputs!r}")

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from worldmodels.checkpoint import load_mdnrnn, load_vae
-from worldmodels.controller import Controller, ControllerInputs
+from worldmodels.checkpoint import ModelWeights, load_mdnrnn, load_vae
+from worldmodels.config_schema import ControllerInputsName
+from worldmodels.controller import Controller
 from worldmodels.mdnrnn import MDNRNN, LSTMState
 from worldmodels.vae import ConvVAE
 
@@ -98,13 +98,17 @@ class WorldModelAgents:
 
 @dataclass(frozen=True)
 class WorldModelPolicySpec:
-    """A picklable recipe of :class:`WorldModelPolicy` (satisfies ``rollouts.collect.DataPolicySpec``)."""
+    """A picklable recipe of :class:`WorldModelPolicy` (satisfies ``rollouts.collect.DataPolicySpec``).
 
-    vae_path: Path
-    mdnrnn_path: Path
+    It carries V's and M's weights, read once on the driver (``ModelWeights.read(RUN/vae.pt, "vae")``), not their
+    paths: the collecting workers may run on nodes that share no disk with the driver.
+    """
+
+    vae: ModelWeights
+    mdnrnn: ModelWeights
     params: tuple[float, ...] = field(repr=False)
     """The controller's flat parameters (D,), e.g. RUN/controller/mean.npy."""
-    inputs: ControllerInputs = "zh"
+    inputs: ControllerInputsName = "zh"
     bias: bool = True
     hidden_units: int = 0
     action_noise: float = 0.0
@@ -126,9 +130,9 @@ class WorldModelPolicy:
     """
 
     def __init__(self, spec: WorldModelPolicySpec, action_space: gym.Space) -> None:
-        self.vae, self.mdnrnn = load_vae(spec.vae_path), load_mdnrnn(spec.mdnrnn_path)
+        self.vae, self.mdnrnn = load_vae(spec.vae), load_mdnrnn(spec.mdnrnn)
         if self.mdnrnn.z_size != self.vae.z_size:
-            raise ValueError(f"{spec.mdnrnn_path} reads z of size {self.mdnrnn.z_size} but {spec.vae_path} "
+            raise ValueError(f"{spec.mdnrnn.source} reads z of size {self.mdnrnn.z_size} but {spec.vae.source} "
                              f"encodes {self.vae.z_size}: they come from different runs")
         if action_space.shape != (self.mdnrnn.action_size,):
             raise ValueError(f"M was trained on {self.mdnrnn.action_size} actions but the env's action space is "

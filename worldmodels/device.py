@@ -23,3 +23,11 @@ def resolve_device(name: str) -> torch.device:
             )
         return torch.device("cuda")
     raise ValueError(f"unknown device {name!r}; use 'auto', 'cpu' or 'cuda'")
+
+
+def has_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CUDA device that supports it, or a CPU with AVX-512 BF16
+    or AMX (oneDNN's check). Elsewhere torch emulates bfloat16, slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()

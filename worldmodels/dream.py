@@ -49,50 +49,60 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple, get_args
 
 import numpy as np
 import torch
 
 from rollouts.storage import list_episode_files, read_latents
 from worldmodels.checkpoint import load_mdnrnn, load_vae
-from worldmodels.config import Config
-from worldmodels.controller import Controller, ControllerInputs, ControllerRows
-from worldmodels.device import resolve_device
+from worldmodels.config_schema import (
+    Config,
+    ControllerInputsName,
+    DeviceName,
+    DreamDoneName,
+    DreamRewardName,
+    DtypeName,
+)
+from worldmodels.controller import Controller, ControllerRows
+from worldmodels.device import has_bf16, resolve_device
 from worldmodels.encode import check_latents_identity
 from worldmodels.mdnrnn import MDNRNN
 from worldmodels.vae import ConvVAE
 
-RewardMode = Literal["head", "survival"]
-DoneMode = Literal["logit", "sample"]
-REWARD_MODES: tuple[str, ...] = ("head", "survival")
-DONE_MODES: tuple[str, ...] = ("logit", "sample")
-Precision = Literal["float32", "bfloat16"]
-PRECISION_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+REWARD_MODES: tuple[DreamRewardName, ...] = get_args(DreamRewardName)
+DONE_MODES: tuple[DreamDoneName, ...] = get_args(DreamDoneName)
+PRECISION_DTYPES: dict[DtypeName, torch.dtype] = {name: getattr(torch, name) for name in get_args(DtypeName)}
+"""The torch dtype of each ``dream.precision``."""
 
 
 @dataclass(frozen=True)
 class DreamSettings:
-    """How dreams are run and which controller acts in them."""
+    """What one :class:`DreamSimulator` runs with, as plain checked values: a run's ``dream`` settings with
+    ``max_steps`` a number, the shape of the controller acting in the dreams, and how the batch is stepped.
+
+    :func:`settings_from_config` builds it from a run's config; a project without one builds it directly. The fields
+    named after a config key mean what that key's docstring says (:class:`worldmodels.config_schema.DreamConfig`,
+    :class:`worldmodels.config_schema.ControllerConfig`, ``worldmodels config --help``); the last three are
+    settings of this simulator alone.
+    """
 
     temperature: float = 1.0
-    """tau: M's mixture logits are divided by tau and its Gaussian noise scaled by sqrt(tau)."""
+    """``dream.temperature``."""
     max_steps: int = 1000
-    """Steps after which a dream is cut (1000 for CarRacing, 2100 for Doom TakeCover)."""
-    reward_mode: RewardMode = "head"
-    """"head": M's reward head; "survival": +1 per step alive (Doom TakeCover), needs M's done head."""
-    done_mode: DoneMode = "logit"
-    """"logit": a dream ends when the done logit is > 0 (published); "sample": with probability sigmoid(logit)."""
-    inputs: ControllerInputs = "zh"
-    """What the controller reads: "z", "zh" ([z, h]) or "zch" ([z, c, h])."""
+    """``dream.max_steps``, always a number here (:func:`dream_max_steps` resolves a null one)."""
+    reward_mode: DreamRewardName = "head"
+    """``dream.reward_mode``."""
+    done_mode: DreamDoneName = "logit"
+    """``dream.done_mode``."""
+    inputs: ControllerInputsName = "zh"
+    """``controller.inputs``."""
     bias: bool = True
-    """Whether the controller has a bias (CarRacing: yes, 867 parameters; Doom: no)."""
+    """``controller.bias``."""
     hidden_units: int = 0
-    """Tanh units of the controller's hidden layer; 0 is the published linear controller."""
-    precision: Precision = "float32"
-    """M's matrix products: "float32" (published) or "bfloat16" (weights and inputs in bf16, accumulated in
-    float32; the cell state, the mixture draw and the returns stay float32). bfloat16 needs bf16 instructions
-    on the CPU (AVX-512 BF16 or AMX)."""
+    """``controller.hidden_units``."""
+    precision: DtypeName = "float32"
+    """``dream.precision``."""
     check_every: int = 10
     """Steps between checks (host syncs) of which dreams have ended: a rollout stops when all have, and drops
     the ended ones from the batch (``compact_below``)."""
@@ -337,12 +347,7 @@ def sample_mixture(head: HeadOutput, component: torch.Tensor, eps: torch.Tensor)
     return torch.addcmul(mu, sigma, eps)
 
 
-def _cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (oneDNN's check: AVX-512 BF16 or AMX)."""
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def matmul_dtype(precision: str, device: torch.device) -> torch.dtype:
+def matmul_dtype(precision: DtypeName, device: torch.device) -> torch.dtype:
     """The dtype of M's matrix products for a ``precision`` setting on ``device``.
 
     :raises ValueError: bfloat16 on a device without bf16 arithmetic (there torch would emulate it, slower
@@ -350,8 +355,7 @@ def matmul_dtype(precision: str, device: torch.device) -> torch.dtype:
     """
     dtype = PRECISION_DTYPES[precision]
     if dtype == torch.bfloat16:
-        supported = torch.cuda.is_bf16_supported() if device.type == "cuda" else _cpu_has_bf16()
-        if not supported:
+        if not has_bf16(device):
             raise ValueError(f"dream precision 'bfloat16' needs bf16 arithmetic, which this {device.type.upper()} "
                              "lacks (on the CPU: AVX-512 BF16 or AMX); set dream.precision to 'float32'")
     return dtype
@@ -569,10 +573,10 @@ class DreamSimulatorSpec:
     vae_path: Path | None = None
     """V: draws the dreams, and the start latents must be its (refused otherwise); None: neither."""
     settings: DreamSettings = field(default_factory=DreamSettings)
-    device: str = "auto"
-    """"auto" (CUDA when present), "cpu" or "cuda"."""
+    device: DeviceName = "auto"
+    """Where the simulator runs, as the ``device`` key."""
     max_start_episodes: int | None = None
-    """Read the first frames of at most this many episodes (None: all)."""
+    """``dream.start_episodes``."""
 
     def __call__(self) -> DreamSimulator:
         device = resolve_device(self.device)

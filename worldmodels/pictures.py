@@ -1,4 +1,5 @@
-"""Pictures written next to the numbers: animated GIFs of episodes and dreams, learning curves as PNG."""
+"""Pictures written next to the numbers: animated GIFs of episodes and dreams, grids of frames and learning curves
+as PNG."""
 
 from __future__ import annotations
 
@@ -27,6 +28,20 @@ def write_gif(path: str | Path, frames: np.ndarray, fps: float = 25.0, scale: in
     with atomic_path(path) as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps),
                        loop=0)
+
+
+def write_image_grid(path: str | Path, frames: np.ndarray) -> None:
+    """Write ``frames`` (R, N, H, W, C) uint8 as one PNG of R rows and N columns (R * H by N * W pixels; grey for
+    C = 1, RGB for C = 3), atomically."""
+    frames = np.asarray(frames)
+    if frames.ndim != 5 or frames.shape[-1] not in (1, 3) or frames.dtype != np.uint8:
+        raise ValueError(f"an image grid needs frames of shape (R, N, H, W, 1 or 3) uint8, got {frames.shape} "
+                         f"{frames.dtype}")
+    rows, columns, height, width, channels = frames.shape
+    grid = frames.transpose(0, 2, 1, 3, 4).reshape(rows * height, columns * width, channels)  # (R * H, N * W, C)
+    image = Image.fromarray(grid[..., 0] if channels == 1 else grid)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
 
 
 class Series(NamedTuple):

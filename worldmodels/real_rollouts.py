@@ -18,60 +18,81 @@ import numpy as np
 import torch
 
 from rollouts.collect import EnvSpec
-from worldmodels.checkpoint import load_mdnrnn, load_vae
+from worldmodels.checkpoint import ModelWeights, load_mdnrnn, load_vae
 from worldmodels.components.translator import CycleGANTranslator
-from worldmodels.config import Config
-from worldmodels.controller import Controller, ControllerInputs
+from worldmodels.config_schema import Config, ControllerInputsName
+from worldmodels.controller import Controller
 from worldmodels.controller_policy import WorldModelAgents
+from worldmodels.run_layout import MDNRNN_CHECKPOINT_NAME, VAE_CHECKPOINT_NAME
 from worldmodels.stages import env_spec
-from worldmodels.train_mdnrnn import CHECKPOINT_NAME as MDNRNN_CHECKPOINT
-from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
+
+
+def world_model_paths(run_dir: Path) -> tuple[Path, Path]:
+    """A run folder's V and M checkpoints: RUN/vae.pt and RUN/mdnrnn.pt.
+
+    :raises FileNotFoundError: either is missing, naming the stage that makes it.
+    """
+    paths = run_dir / VAE_CHECKPOINT_NAME, run_dir / MDNRNN_CHECKPOINT_NAME
+    for path, stage in zip(paths, ("train-vae", "train-mdnrnn")):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: run `worldmodels {stage} --run {run_dir}` first")
+    return paths
 
 
 @dataclass(frozen=True)
 class RealEnvWorkerSpec:
-    """A picklable factory of :class:`RealEnvWorker` (Ray builds the worker inside each actor)."""
+    """A picklable factory of :class:`RealEnvWorker` (Ray builds the worker inside each actor).
+
+    It carries V's and M's weights (and the translator's), read once on the driver, not their paths: a Ray node
+    may share no disk with the driver, and the driver puts the spec in the object store once for all its actors.
+    """
 
     env: EnvSpec
-    vae_path: Path
-    mdnrnn_path: Path
-    inputs: ControllerInputs = "zh"
+    vae: ModelWeights
+    mdnrnn: ModelWeights
+    inputs: ControllerInputsName = "zh"
     bias: bool = True
     num_envs: int = 4
     hidden_units: int = 0
-    translator: Path | None = None
-    """A ``train-cyclegan`` checkpoint whose B->A generator maps every frame before V sees it (env.translator)."""
+    translator: ModelWeights | None = None
+    """A ``train-cyclegan`` model whose B->A generator maps every frame before V sees it (env.translator)."""
 
     def __call__(self) -> RealEnvWorker:
         return RealEnvWorker(self)
 
+    @property
+    def num_params(self) -> int:
+        """The number of controller parameters (D) that V's and M's sizes imply."""
+        vae, mdnrnn = load_vae(self.vae), load_mdnrnn(self.mdnrnn)
+        return Controller(vae.z_size, mdnrnn.hidden_size, mdnrnn.action_size, self.inputs, self.bias,
+                          self.hidden_units).num_params
+
     @classmethod
     def for_run(cls, config: Config, run_dir: Path, num_envs: int | None = None) -> RealEnvWorkerSpec:
-        """The worker of a run folder: its env, RUN/vae.pt, RUN/mdnrnn.pt and controller settings;
-        ``num_envs`` defaults to ``cmaes.envs_per_worker``.
+        """The worker of a run folder: its env, V and M read now from RUN/vae.pt and RUN/mdnrnn.pt, and controller
+        settings; ``num_envs`` defaults to ``cmaes.envs_per_worker``.
 
         :raises FileNotFoundError: V or M is missing, naming the stage that makes it.
+        :raises CheckpointError: V, M or the translator is not a readable checkpoint of its kind.
         """
-        for name, stage in ((VAE_CHECKPOINT, "train-vae"), (MDNRNN_CHECKPOINT, "train-mdnrnn")):
-            if not (run_dir / name).is_file():
-                raise FileNotFoundError(f"{run_dir / name} does not exist: run `worldmodels {stage} --run {run_dir}` "
-                                        "first")
+        vae_path, mdnrnn_path = world_model_paths(run_dir)
         if config.env.translator and not Path(config.env.translator).is_file():
             raise FileNotFoundError(f"env.translator {config.env.translator} does not exist: train one with "
                                     "`worldmodels train-cyclegan`, or set env.translator=null")
-        return cls(env_spec(config), run_dir / VAE_CHECKPOINT, run_dir / MDNRNN_CHECKPOINT, config.controller.inputs,
-                   config.controller.bias, num_envs or config.cmaes.envs_per_worker, config.controller.hidden_units,
-                   Path(config.env.translator) if config.env.translator else None)
+        return cls(env_spec(config), ModelWeights.read(vae_path, "vae"), ModelWeights.read(mdnrnn_path, "mdnrnn"),
+                   config.controller.inputs, config.controller.bias, num_envs or config.cmaes.envs_per_worker,
+                   config.controller.hidden_units,
+                   ModelWeights.read(config.env.translator, "cyclegan") if config.env.translator else None)
 
 
 class RealEnvWorker:
     """Holds V and M on the CPU and ``num_envs`` environments; runs controller rollouts in lock-step."""
 
     def __init__(self, spec: RealEnvWorkerSpec) -> None:
-        self.vae = load_vae(spec.vae_path)
-        self.mdnrnn = load_mdnrnn(spec.mdnrnn_path)
+        self.vae = load_vae(spec.vae)
+        self.mdnrnn = load_mdnrnn(spec.mdnrnn)
         if self.mdnrnn.z_size != self.vae.z_size:
-            raise ValueError(f"{spec.mdnrnn_path} reads z of size {self.mdnrnn.z_size} but {spec.vae_path} "
+            raise ValueError(f"{spec.mdnrnn.source} reads z of size {self.mdnrnn.z_size} but {spec.vae.source} "
                              f"encodes {self.vae.z_size}: they come from different runs")
         self.controller = Controller(self.vae.z_size, self.mdnrnn.hidden_size, self.mdnrnn.action_size,
                                      spec.inputs, spec.bias, spec.hidden_units)

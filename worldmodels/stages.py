@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rollouts.collect import CollectReport, EnvSpec, PolicySpec, check_same_env, collect_episodes
-from worldmodels.config import Config, save_config
-
-COLLECT_CONFIG_NAME = "collect_config.yaml"
+from worldmodels.config import save_config
+from worldmodels.config_schema import Config
+from worldmodels.run_layout import COLLECT_CONFIG_NAME
 
 
 def env_spec(config: Config) -> EnvSpec:

@@ -12,17 +12,19 @@ the authors do. Writes into the run folder:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
 from rollouts.datasets import SequenceDataset
 from rollouts.storage import latent_path, list_episode_files, read_arrays, read_latents
-from worldmodels.config import Config
+from worldmodels.checkpoint import model_args_of
+from worldmodels.config_schema import Config
 from worldmodels.device import resolve_device
 from worldmodels.encode import check_latents_identity
 from worldmodels.mdnrnn import MDNRNN, MDNRNNOutput, mdnrnn_loss
-from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
+from worldmodels.run_layout import MDNRNN_CHECKPOINT_NAME, MDNRNN_LOG_NAME, VAE_CHECKPOINT_NAME
 from worldmodels.training import (
     TrainingPlan,
     TrainSummary,
@@ -33,13 +35,21 @@ from worldmodels.training import (
 )
 from worldmodels.vae import ConvVAE
 
-CHECKPOINT_NAME = "mdnrnn.pt"
-LOG_NAME = "mdnrnn_log.csv"
 METRICS = ("loss", "z_nll", "reward", "done")
 
 
-def _data_sizes(files: list[Path], z_size: int) -> tuple[int, int]:
-    """(Z, A) of the stored latents and actions; clear errors when the latents are missing or do not fit."""
+def mdnrnn_config_args(config: Config) -> dict[str, Any]:
+    """M's constructor arguments the config decides, by setting (:func:`worldmodels.checkpoint.model_args_of`), V's
+    ``z_size`` among them; the data decides ``action_size``."""
+    cfg = config.mdnrnn
+    return {"vae.z_size": config.vae.z_size, "mdnrnn.hidden_size": cfg.hidden_size,
+            "mdnrnn.num_mixtures": cfg.num_mixtures, "mdnrnn.reward_head": cfg.reward_head,
+            "mdnrnn.done_head": cfg.done_head}
+
+
+def _action_size(files: list[Path], z_size: int) -> int:
+    """A of the stored actions, once the stored latents are known to be of size ``z_size``; clear errors when the
+    latents are missing or do not fit."""
     missing = [f.name for f in files if not latent_path(f).exists()]
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
@@ -53,7 +63,7 @@ def _data_sizes(files: list[Path], z_size: int) -> tuple[int, int]:
     if actions.ndim != 2:
         raise ValueError(f"the MDN-RNN needs continuous actions stored as (T, A); {files[0]} holds actions of "
                          f"shape {actions.shape} {actions.dtype}")
-    return mu.shape[1], actions.shape[1]
+    return actions.shape[1]
 
 
 def train_mdnrnn(
@@ -84,12 +94,11 @@ def train_mdnrnn(
     device = resolve_device(config.device)
     run_dir = Path(run_dir)
     files = list_episode_files(data_dir)
-    z_size, action_size = _data_sizes(files, config.vae.z_size)
-    if (run_dir / VAE_CHECKPOINT).is_file():
-        check_latents_identity(files, run_dir / VAE_CHECKPOINT)
+    action_size = _action_size(files, config.vae.z_size)
+    if (run_dir / VAE_CHECKPOINT_NAME).is_file():
+        check_latents_identity(files, run_dir / VAE_CHECKPOINT_NAME)
     torch.manual_seed(seed)
-    model_args = {"z_size": z_size, "action_size": action_size, "hidden_size": cfg.hidden_size,
-                  "num_mixtures": cfg.num_mixtures, "reward_head": cfg.reward_head, "done_head": cfg.done_head}
+    model_args = {**model_args_of(mdnrnn_config_args(config)), "action_size": action_size}
     model = MDNRNN(**model_args).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     dtype = autocast_dtype(cfg.precision, device)
@@ -118,8 +127,8 @@ def train_mdnrnn(
 
     plan = TrainingPlan(
         stage="mdnrnn",
-        checkpoint_path=run_dir / CHECKPOINT_NAME,
-        log_path=run_dir / LOG_NAME,
+        checkpoint_path=run_dir / MDNRNN_CHECKPOINT_NAME,
+        log_path=run_dir / MDNRNN_LOG_NAME,
         metric_names=METRICS,
         rate_name="seq_steps_per_s",
         checkpoint_every=cfg.checkpoint_every,

@@ -11,17 +11,19 @@ Writes into the run folder:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
-from rollouts.atomic import atomic_path
 from rollouts.datasets import FrameDataset
 from rollouts.storage import list_episode_files, read_arrays
-from worldmodels.config import Config
+from worldmodels.checkpoint import model_args_of
+from worldmodels.config_schema import Config
 from worldmodels.device import resolve_device
+from worldmodels.pictures import write_image_grid
+from worldmodels.run_layout import VAE_CHECKPOINT_NAME, VAE_LOG_NAME, VAE_RECONSTRUCTIONS_NAME
 from worldmodels.training import (
     TrainingPlan,
     TrainSummary,
@@ -32,12 +34,15 @@ from worldmodels.training import (
 )
 from worldmodels.vae import ConvVAE, vae_loss
 
-CHECKPOINT_NAME = "vae.pt"
-LOG_NAME = "vae_log.csv"
-RECONSTRUCTIONS_NAME = "vae_reconstructions.png"
 METRICS = ("loss", "reconstruction", "kl", "kl_raw")
 FRAME_SIZE = 64
 GRID_FRAMES = 8
+
+
+def vae_config_args(config: Config) -> dict[str, Any]:
+    """V's constructor arguments the config decides, by setting (:func:`worldmodels.checkpoint.model_args_of`); the
+    data decides ``in_channels``."""
+    return {"vae.z_size": config.vae.z_size, "vae.encoder": config.vae.encoder}
 
 
 def train_vae(
@@ -73,7 +78,7 @@ def train_vae(
         raise ValueError(f"the ConvVAE needs {FRAME_SIZE}x{FRAME_SIZE} frames; {files[0]} holds "
                          f"{sample.shape[1]}x{sample.shape[2]} frames")
     torch.manual_seed(seed)
-    model_args = {"z_size": cfg.z_size, "in_channels": int(sample.shape[3]), "encoder": cfg.encoder}
+    model_args = {**model_args_of(vae_config_args(config)), "in_channels": int(sample.shape[3])}
     model = ConvVAE(**model_args).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     dtype = autocast_dtype(cfg.precision, device)
@@ -98,8 +103,8 @@ def train_vae(
 
     plan = TrainingPlan(
         stage="vae",
-        checkpoint_path=run_dir / CHECKPOINT_NAME,
-        log_path=run_dir / LOG_NAME,
+        checkpoint_path=run_dir / VAE_CHECKPOINT_NAME,
+        log_path=run_dir / VAE_LOG_NAME,
         metric_names=METRICS,
         rate_name="frames_per_s",
         checkpoint_every=cfg.checkpoint_every,
@@ -110,7 +115,7 @@ def train_vae(
     )
     summary = run_training(plan, model, optimizer, model_args, resolved_settings(cfg, dtype, resident), dataset,
                            loader, step, progress)
-    grid_path = run_dir / RECONSTRUCTIONS_NAME
+    grid_path = run_dir / VAE_RECONSTRUCTIONS_NAME
     if not summary.already_finished or not grid_path.exists():
         index = np.linspace(0, len(sample) - 1, GRID_FRAMES).round().astype(int)
         save_reconstruction_grid(model, sample[index], grid_path)
@@ -128,8 +133,4 @@ def save_reconstruction_grid(model: ConvVAE, frames: np.ndarray, path: str | Pat
     x = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 255  # (N, C, 64, 64)
     mu, _ = model.encode(x)  # (N, Z)
     recon = model.decode(mu).permute(0, 2, 3, 1).mul(255).round().clamp(0, 255)  # (N, 64, 64, C)
-    rows = [np.concatenate(list(images), axis=1) for images in (frames, recon.to(torch.uint8).cpu().numpy())]
-    grid = np.concatenate(rows, axis=0)  # (2 * 64, N * 64, C)
-    image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+    write_image_grid(path, np.stack([frames, recon.to(torch.uint8).cpu().numpy()]))  # (2, N, 64, 64, C)

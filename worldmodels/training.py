@@ -10,7 +10,9 @@ A stage supplies a model, its optimiser, a streaming dataset (with ``set_epoch``
   skipped part of the epoch again, without computing on it.
 - metrics: each ``log_every`` steps, the means over those steps of what ``step`` returns, plus a
   throughput, are appended to a CSV file (rows past the resumed step, written before a crash, are
-  dropped on resume) and shown on a tqdm bar.
+  dropped on resume) and shown on a tqdm bar; the same values, the steps per second and the learning rate go
+  to TensorBoard as ``<stage>/<name>`` in RUN/tensorboard/<stage>/ (:mod:`worldmodels.tensorboard`; a resumed
+  run hides the points past its checkpoint).
 - checkpoints: every ``checkpoint_every`` steps and at the end, to a single file, written atomically.
 - divergence: a metric that is NaN or infinite stops the run with :class:`TrainingDivergedError` (naming the
   stage, the step and the metric) and leaves the last good checkpoint as it was. The metric sums stay on the
@@ -31,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 import torch
 import torch.nn as nn
@@ -47,6 +49,9 @@ from worldmodels.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from worldmodels.config_schema import PrecisionName
+from worldmodels.device import has_bf16
+from worldmodels.tensorboard import ScalarLog, event_dir
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +105,11 @@ class TrainingPlan:
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ValueError(f"checkpoint_every and log_every must be >= 1, got "
                              f"{self.checkpoint_every} and {self.log_every}")
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """Where the TensorBoard event files go: RUN/tensorboard/<stage>, RUN being the CSV log's folder."""
+        return event_dir(self.log_path.parent, self.stage)
 
     def finished(self, step: int, epoch: int) -> bool:
         """Whether a loop at this position has nothing left to do."""
@@ -258,6 +268,15 @@ def run_training(
         save_checkpoint(path, Checkpoint(plan.stage, model_args, state, optimizer.state_dict(), config_section,
                                          step_count, epoch, epoch_batches, capture_rng_state(), plan.vae_identity))
 
+    def write_row() -> None:
+        """Turn the steps since the last row into a CSV row and TensorBoard scalars; stop on a non-finite metric."""
+        nonlocal last_row
+        last_row, steps_per_s = interval.flush(step_count, step_epoch, plan.rate_name)
+        metrics_log.write(last_row)
+        scalars.write(step_count, {**{name: last_row[name] for name in (*plan.metric_names, plan.rate_name)},
+                                   "steps_per_s": steps_per_s, **_learning_rates(optimizer)})
+        check_row(last_row)
+
     interval = _Interval(plan.metric_names)
     saved_at = step_count
     if plan.finished(step_count, epoch):
@@ -268,6 +287,7 @@ def run_training(
 
     metrics_log = MetricsLog(plan.log_path, ("step", "epoch", *plan.metric_names, plan.rate_name),
                              resume_step=step_count if resumed_from else None)
+    scalars = ScalarLog(plan.tensorboard_dir, plan.stage, first_step=step_count + 1)
     bar = tqdm(total=plan.total_steps(), initial=step_count, desc=plan.stage, unit="step", disable=not progress)
     last_row: dict[str, float] = {}
     consumed, step_epoch = skip, epoch
@@ -285,9 +305,7 @@ def run_training(
                 bar.update(1)
                 last_step = plan.max_steps is not None and step_count >= plan.max_steps
                 if step_count % plan.log_every == 0 or last_step:
-                    last_row = interval.flush(step_count, step_epoch, plan.rate_name)
-                    metrics_log.write(last_row)
-                    check_row(last_row)
+                    write_row()
                     bar.set_postfix({plan.metric_names[0]: f"{last_row[plan.metric_names[0]]:.4g}"})
                 if step_count % plan.checkpoint_every == 0:
                     save(consumed)
@@ -301,36 +319,39 @@ def run_training(
                 continue
             break
         if interval.steps:
-            last_row = interval.flush(step_count, step_epoch, plan.rate_name)
-            metrics_log.write(last_row)
-            check_row(last_row)
+            write_row()
         if saved_at != step_count or consumed == 0:
             save(consumed)
     finally:
         bar.close()
         metrics_log.close()
+        scalars.close()
     return summary(already_finished=False, metrics=last_row)
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+def _learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The optimiser's learning rate as ``learning_rate``, or ``learning_rate_<i>`` per parameter group when the
+    groups differ (a GAN's critic and generator); empty when it has none."""
+    rates = [float(group["lr"]) for group in optimizer.param_groups if "lr" in group]
+    if len(set(rates)) == 1:
+        return {"learning_rate": rates[0]}
+    return {f"learning_rate_{i}": rate for i, rate in enumerate(rates)}
+
+
+def autocast_dtype(precision: PrecisionName, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of a ``precision`` setting on ``device``: bfloat16, or None for float32.
 
     auto: bfloat16 on a CUDA device that supports it, float32 elsewhere (the CPU included).
     :raises ValueError: an unknown value, or bfloat16 on hardware without bf16 arithmetic.
     """
-    if precision not in ("auto", "float32", "bfloat16"):
-        raise ValueError(f"unknown precision {precision!r}; use 'auto', 'float32' or 'bfloat16'")
-    supported = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
+    if precision not in get_args(PrecisionName):
+        raise ValueError(f"unknown precision {precision!r}; use one of {get_args(PrecisionName)}")
+    supported = has_bf16(device)
     if precision == "bfloat16" and not supported:
         raise ValueError(f"precision 'bfloat16' needs bf16 arithmetic, which this {device.type.upper()} lacks "
                          "(on the CPU: AVX-512 BF16 or AMX); use precision 'float32'")
     wanted = precision == "bfloat16" or (precision == "auto" and device.type == "cuda")
     return torch.bfloat16 if wanted and supported else None
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (oneDNN's check: AVX-512 BF16 or AMX)."""
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def keep_resident(setting: bool | str, nbytes: int, device: torch.device) -> bool:
@@ -385,11 +406,12 @@ class _Interval:
         finite = torch.isfinite(torch.stack([self.sums[n] for n in self.names])).tolist()
         return next((name for name, ok in zip(self.names, finite) if not ok), None)
 
-    def flush(self, step: int, epoch: int, rate_name: str) -> dict[str, float]:
-        """The CSV row for the steps since the last flush, the last of them being ``step`` of ``epoch``:
-        metric means and items per second; then reset."""
+    def flush(self, step: int, epoch: int, rate_name: str) -> tuple[dict[str, float], float]:
+        """The CSV row for the steps since the last flush, the last of them being ``step`` of ``epoch`` (metric
+        means and items per second), and those steps per second of wall time; then reset."""
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         row = {"step": step, "epoch": epoch, **{n: float(self.sums[n]) / self.steps for n in self.names},
                rate_name: float(self.items) / elapsed}
+        steps_per_s = self.steps / elapsed
         self._reset()
-        return row
+        return row, steps_per_s

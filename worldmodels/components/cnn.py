@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from worldmodels.components.blocks import InceptionBlock, ResidualBlock, conv_relu, vgg_block
+from worldmodels.config_schema import EncoderName
 
 
 def mnist_trunk(in_channels: int) -> nn.Sequential:
@@ -85,7 +86,7 @@ def nature_trunk(in_channels: int) -> nn.Sequential:
     )
 
 
-ENCODERS: dict[str, Callable[[int], nn.Module]] = {
+ENCODERS: dict[EncoderName, Callable[[int], nn.Module]] = {
     "mnist": mnist_trunk,
     "alexnet": alexnet_trunk,
     "vgg": vgg_trunk,
@@ -93,7 +94,7 @@ ENCODERS: dict[str, Callable[[int], nn.Module]] = {
     "resnet": resnet_trunk,
     "nature": nature_trunk,
 }
-"""Each encoder's trunk builder, taking the input channel count (the names are ``config.EncoderName``'s)."""
+"""Each encoder's trunk builder, taking the input channel count (the names are ``EncoderName``'s)."""
 
 
 class ImageEncoder(nn.Module):

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from worldmodels.components.gan import FRAME_SIZE, to_uint8_frames, to_unit_range
+from worldmodels.config_schema import CycleGANGeneratorName
 
-GeneratorName = Literal["unet", "resnet"]
-GENERATOR_NAMES: tuple[str, ...] = get_args(GeneratorName)
+GENERATOR_NAMES: tuple[CycleGANGeneratorName, ...] = get_args(CycleGANGeneratorName)
 
 
 def conv4(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
@@ -139,7 +139,7 @@ class CycleGAN(nn.Module):
     :param resnet_blocks: residual blocks of the ResNet generators (ignored by the U-Net).
     """
 
-    def __init__(self, generator: GeneratorName = "unet", channels: int = 3, width: int = 32,
+    def __init__(self, generator: CycleGANGeneratorName = "unet", channels: int = 3, width: int = 32,
                  resnet_blocks: int = 9) -> None:
         super().__init__()
         if generator not in GENERATOR_NAMES:

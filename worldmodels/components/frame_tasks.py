@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from worldmodels.config import FrameInputName, FrameTaskName
+from worldmodels.config_schema import FrameInputName, FrameTaskName
 
 INPUT_FRAMES: dict[FrameInputName, int] = {"frame": 1, "transition": 2}
 """Frames the network reads per item."""

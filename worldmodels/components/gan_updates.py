@@ -16,7 +16,7 @@ import torch
 
 from worldmodels.components.gan import GAN
 from worldmodels.components.gan_losses import LossName, clip_weights, critic_loss, generator_loss, gradient_penalty
-from worldmodels.config import GANConfig, GANVariantName
+from worldmodels.config_schema import GANConfig, GANVariantName
 
 
 @dataclass(frozen=True)

@@ -25,16 +25,13 @@ from torch.utils.data import DataLoader
 
 from rollouts.datasets import SequenceDataset
 from rollouts.storage import list_episode_files, read_arrays
-from worldmodels.checkpoint import read_checkpoint
+from worldmodels.checkpoint import model_args_of, read_checkpoint
 from worldmodels.components.cnn import FramePredictor
 from worldmodels.components.frame_tasks import INPUT_FRAMES, FrameTask, frame_inputs, make_task
-from worldmodels.config import Config, FrameInputName
+from worldmodels.config_schema import Config, FrameInputName
 from worldmodels.device import resolve_device
+from worldmodels.run_layout import CNN_CHECKPOINT_NAME, CNN_EVAL_LOG_NAME, CNN_LOG_NAME
 from worldmodels.training import MetricsLog, TrainingPlan, TrainSummary, run_training
-
-CHECKPOINT_NAME = "cnn.pt"
-LOG_NAME = "cnn_log.csv"
-EVAL_LOG_NAME = "cnn_eval.csv"
 
 
 @dataclass
@@ -52,6 +49,13 @@ class CNNReport:
         scores = ", ".join(f"{name} {value:.4g}" for name, value in self.scores.items())
         return (f"{self.summary.describe()}; {self.heldout_episodes} held-out episodes (trained on "
                 f"{self.train_episodes}): {scores}")
+
+
+def cnn_config_args(config: Config) -> dict[str, Any]:
+    """The frame model's constructor arguments the config decides, by setting
+    (:func:`worldmodels.checkpoint.model_args_of`); the data decides ``in_channels`` (with ``cnn.input``),
+    ``image_size`` and ``outputs`` (with ``cnn.task``)."""
+    return {"cnn.encoder": config.cnn.encoder, "cnn.features_dim": config.cnn.features_dim}
 
 
 def split_episodes(files: Sequence[Path], heldout_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
@@ -123,8 +127,9 @@ def train_cnn(
                          f"shape {actions.shape} {actions.dtype}")
     task = make_task(cfg.task, actions.shape[1])
     torch.manual_seed(seed)
-    model_args = {"encoder": cfg.encoder, "in_channels": INPUT_FRAMES[cfg.input] * observations.shape[3],
-                  "image_size": observations.shape[1:3], "features_dim": cfg.features_dim, "outputs": task.outputs}
+    model_args = {**model_args_of(cnn_config_args(config)),
+                  "in_channels": INPUT_FRAMES[cfg.input] * observations.shape[3],
+                  "image_size": observations.shape[1:3], "outputs": task.outputs}
     model = FramePredictor(**model_args).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     dataset = SequenceDataset(train_files, seq_len=1, source="observations", shuffle=True,
@@ -136,11 +141,11 @@ def train_cnn(
     heldout = DataLoader(heldout_data, batch_size=cfg.batch_size, num_workers=cfg.loader_workers,
                          generator=torch.Generator())
 
-    checkpoint_path = run_dir / CHECKPOINT_NAME
+    checkpoint_path = run_dir / CNN_CHECKPOINT_NAME
     resumed = checkpoint_path.exists()
     # The step count labels the held-out rows; run_training restores everything else from the same file.
     step_count = read_checkpoint(checkpoint_path, kind="cnn").step if resumed else 0
-    eval_log = MetricsLog(run_dir / EVAL_LOG_NAME, ("step", "epoch", *task.metric_names),
+    eval_log = MetricsLog(run_dir / CNN_EVAL_LOG_NAME, ("step", "epoch", *task.metric_names),
                           resume_step=step_count if resumed else None)
 
     def step(batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
@@ -163,7 +168,7 @@ def train_cnn(
     plan = TrainingPlan(
         stage="cnn",
         checkpoint_path=checkpoint_path,
-        log_path=run_dir / LOG_NAME,
+        log_path=run_dir / CNN_LOG_NAME,
         metric_names=("loss",),
         rate_name="frames_per_s",
         checkpoint_every=cfg.checkpoint_every,

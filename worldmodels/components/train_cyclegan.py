@@ -20,27 +20,38 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
-from rollouts.atomic import atomic_path
 from rollouts.datasets import FrameDataset
 from rollouts.storage import list_episode_files, read_arrays
-from worldmodels.checkpoint import read_checkpoint
+from worldmodels.checkpoint import model_args_of, read_checkpoint
 from worldmodels.components.cyclegan import CycleGAN
 from worldmodels.components.cyclegan_updates import METRIC_NAMES, CycleGANUpdates, CycleGANWeights, make_optimizer
 from worldmodels.components.gan import FRAME_SIZE, to_unit_range
-from worldmodels.config import Config
+from worldmodels.config_schema import Config
 from worldmodels.device import resolve_device
+from worldmodels.pictures import write_image_grid
+from worldmodels.run_layout import (
+    CYCLEGAN_CHECKPOINT_NAME,
+    CYCLEGAN_LOG_NAME,
+    CYCLEGAN_SAMPLES_DIR,
+    sample_grid_path,
+)
 from worldmodels.training import TrainingPlan, TrainSummary, run_training
 
-CHECKPOINT_NAME = "cyclegan.pt"
-LOG_NAME = "cyclegan_log.csv"
-SAMPLES_DIR = "cyclegan_samples"
 GRID_COLUMNS = 8
+
+
+def cyclegan_config_args(config: Config) -> dict[str, Any]:
+    """The CycleGAN's constructor arguments the config decides, by setting
+    (:func:`worldmodels.checkpoint.model_args_of`); the data decides ``channels``."""
+    cfg = config.cyclegan
+    return {"cyclegan.generator": cfg.generator, "cyclegan.width": cfg.width,
+            "cyclegan.resnet_blocks": cfg.resnet_blocks}
 
 
 class UnpairedFrameBatches:
@@ -109,14 +120,13 @@ def train_cyclegan(
                                   pin_memory=device.type == "cuda", generator=torch.Generator()))
     batches = UnpairedFrameBatches(*loaders)
     torch.manual_seed(seed)
-    model_args = {"generator": cfg.generator, "channels": int(sample_a.shape[3]), "width": cfg.width,
-                  "resnet_blocks": cfg.resnet_blocks}
+    model_args = {**model_args_of(cyclegan_config_args(config)), "channels": int(sample_a.shape[3])}
     model = CycleGAN(**model_args).to(device)
     optimizer = make_optimizer(model, cfg.learning_rate)
     updates = CycleGANUpdates(model, optimizer, CycleGANWeights(cfg.validity_weight, cfg.cycle_weight,
                                                                 cfg.identity_weight), cfg.pool_size)
     grid_a, grid_b = (fixed_frames(frames, GRID_COLUMNS) for frames in (sample_a, sample_b))
-    checkpoint_path = run_dir / CHECKPOINT_NAME
+    checkpoint_path = run_dir / CYCLEGAN_CHECKPOINT_NAME
     # The step count decides when grids are due; run_training restores everything else from the same file.
     step_count = read_checkpoint(checkpoint_path, kind="cyclegan").step if checkpoint_path.exists() else 0
 
@@ -126,13 +136,13 @@ def train_cyclegan(
         metrics = updates.step(real_a, real_b)
         step_count += 1
         if step_count % cfg.sample_every == 0:
-            save_translation_grid(model, grid_a, grid_b, sample_grid_path(run_dir, step_count))
+            save_translation_grid(model, grid_a, grid_b, sample_grid_path(run_dir, CYCLEGAN_SAMPLES_DIR, step_count))
         return metrics, real_a.shape[0] + real_b.shape[0]
 
     plan = TrainingPlan(
         stage="cyclegan",
         checkpoint_path=checkpoint_path,
-        log_path=run_dir / LOG_NAME,
+        log_path=run_dir / CYCLEGAN_LOG_NAME,
         metric_names=METRIC_NAMES,
         rate_name="frames_per_s",
         checkpoint_every=cfg.checkpoint_every,
@@ -143,7 +153,7 @@ def train_cyclegan(
     summary = run_training(plan, model, optimizer, model_args, dataclasses.asdict(cfg), batches, batches, step,
                            progress)
     if not summary.already_finished and summary.step % cfg.sample_every:
-        save_translation_grid(model, grid_a, grid_b, sample_grid_path(run_dir, summary.step))
+        save_translation_grid(model, grid_a, grid_b, sample_grid_path(run_dir, CYCLEGAN_SAMPLES_DIR, summary.step))
     return summary
 
 
@@ -153,18 +163,10 @@ def fixed_frames(frames: np.ndarray, count: int) -> np.ndarray:
     return frames[np.linspace(0, len(frames) - 1, count).round().astype(int)]
 
 
-def sample_grid_path(run_dir: Path, step: int) -> Path:
-    """Where the grid of ``step`` goes: ``RUN/cyclegan_samples/step_NNNNNNN.png``."""
-    return run_dir / SAMPLES_DIR / f"step_{step:07d}.png"
-
-
 def save_translation_grid(model: CycleGAN, frames_a: np.ndarray, frames_b: np.ndarray, path: str | Path) -> None:
     """Write one PNG, atomically, of N columns and six rows of 64x64 frames: frames_a (N, 64, 64, C) uint8, their
     A->B translation and A->B->A round trip, then frames_b (N, 64, 64, C), B->A and B->A->B."""
     to_b = model.translate(frames_a, "ab")
     to_a = model.translate(frames_b, "ba")
     rows = [frames_a, to_b, model.translate(to_b, "ba"), frames_b, to_a, model.translate(to_a, "ab")]
-    grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)  # (6 * 64, N * 64, C)
-    image = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+    write_image_grid(path, np.stack(rows))  # (6, N, 64, 64, C)

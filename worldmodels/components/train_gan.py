@@ -18,27 +18,40 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
-from rollouts.atomic import atomic_path
 from rollouts.datasets import FrameDataset
 from rollouts.storage import list_episode_files, read_arrays
-from worldmodels.checkpoint import load_vae, read_checkpoint, vae_identity
+from worldmodels.checkpoint import load_vae, model_args_of, read_checkpoint, vae_identity
 from worldmodels.components.gan import FRAME_SIZE, GAN, to_unit_range
 from worldmodels.components.gan_updates import GANUpdates, make_optimizer, recipe_for
-from worldmodels.config import Config
+from worldmodels.config_schema import Config
 from worldmodels.device import resolve_device
-from worldmodels.train_vae import CHECKPOINT_NAME as VAE_CHECKPOINT
+from worldmodels.pictures import write_image_grid
+from worldmodels.run_layout import (
+    GAN_CHECKPOINT_NAME,
+    GAN_LOG_NAME,
+    GAN_SAMPLES_DIR,
+    VAE_CHECKPOINT_NAME,
+    sample_grid_path,
+)
 from worldmodels.training import TrainingPlan, TrainSummary, run_training
 from worldmodels.vae import ConvVAE
 
-CHECKPOINT_NAME = "gan.pt"
-LOG_NAME = "gan_log.csv"
-SAMPLES_DIR = "gan_samples"
 GRID_SIDE = 8
+
+
+def gan_config_args(config: Config) -> dict[str, Any]:
+    """The GAN's constructor arguments the config decides, by setting (:func:`worldmodels.checkpoint.model_args_of`);
+    the data decides ``channels``, and with ``gan.latent_source`` "vae" V decides ``latent_size``."""
+    cfg = config.gan
+    settings: dict[str, Any] = {"gan.variant": cfg.variant, "gan.width": cfg.width}
+    if cfg.latent_source == "noise":
+        settings["gan.latent_size"] = cfg.latent_size
+    return settings
 
 
 def train_gan(
@@ -79,16 +92,17 @@ def train_gan(
                          "gan.n_critic, or gather more episodes")
     loader = DataLoader(dataset, batch_size=frames_per_step, drop_last=True, num_workers=cfg.loader_workers,
                         pin_memory=device.type == "cuda", generator=torch.Generator())
-    vae_path = vae_path or run_dir / VAE_CHECKPOINT
+    vae_path = vae_path or run_dir / VAE_CHECKPOINT_NAME
     vae = _latent_source_vae(cfg.latent_source, vae_path, int(sample.shape[3]), device)
     identity = None if vae is None else vae_identity(vae_path)
     torch.manual_seed(seed)
-    model_args = {"variant": cfg.variant, "channels": int(sample.shape[3]),
-                  "latent_size": cfg.latent_size if vae is None else vae.z_size, "width": cfg.width}
+    model_args = {**model_args_of(gan_config_args(config)), "channels": int(sample.shape[3])}
+    if vae is not None:
+        model_args["latent_size"] = vae.z_size
     model = GAN(**model_args).to(device)
     optimizer = make_optimizer(model, recipe)
     updates = GANUpdates(model, optimizer, recipe)
-    checkpoint_path = run_dir / CHECKPOINT_NAME
+    checkpoint_path = run_dir / GAN_CHECKPOINT_NAME
     # The step count decides when grids are due; run_training restores everything else from the same file.
     earlier = read_checkpoint(checkpoint_path, kind="gan") if checkpoint_path.exists() else None
     step_count = 0 if earlier is None else earlier.step
@@ -113,13 +127,13 @@ def train_gan(
             metrics.update(updates.generator_update(cfg.batch_size, latent=pairs[-1][1], target=pairs[-1][0]))
         step_count += 1
         if step_count % cfg.sample_every == 0:
-            save_sample_grid(model, sample_grid_path(run_dir, step_count), seed)
+            save_sample_grid(model, sample_grid_path(run_dir, GAN_SAMPLES_DIR, step_count), seed)
         return metrics, real.shape[0]
 
     plan = TrainingPlan(
         stage="gan",
         checkpoint_path=checkpoint_path,
-        log_path=run_dir / LOG_NAME,
+        log_path=run_dir / GAN_LOG_NAME,
         metric_names=recipe.metric_names(),
         rate_name="frames_per_s",
         checkpoint_every=cfg.checkpoint_every,
@@ -131,7 +145,7 @@ def train_gan(
     summary = run_training(plan, model, optimizer, model_args, dataclasses.asdict(cfg), dataset, loader, step,
                            progress)
     if not summary.already_finished and summary.step % cfg.sample_every:
-        save_sample_grid(model, sample_grid_path(run_dir, summary.step), seed)
+        save_sample_grid(model, sample_grid_path(run_dir, GAN_SAMPLES_DIR, summary.step), seed)
     return summary
 
 
@@ -152,11 +166,6 @@ def _latent_source_vae(source: str, path: Path, channels: int, device: torch.dev
     return vae
 
 
-def sample_grid_path(run_dir: Path, step: int) -> Path:
-    """Where the grid of ``step`` goes: ``RUN/gan_samples/step_NNNNNNN.png``."""
-    return run_dir / SAMPLES_DIR / f"step_{step:07d}.png"
-
-
 def save_sample_grid(model: GAN, path: str | Path, seed: int, side: int = GRID_SIDE) -> None:
     """Write ``side`` x ``side`` frames of ``model``'s generator, from noise seeded with ``seed`` (the same every
     time, so grids of different steps compare), as one PNG (side * 64 pixels square), atomically.
@@ -165,9 +174,4 @@ def save_sample_grid(model: GAN, path: str | Path, seed: int, side: int = GRID_S
     """
     device = next(model.parameters()).device
     frames = model.generate(side * side, torch.Generator(device=device).manual_seed(seed))  # (N, 64, 64, C)
-    _, height, width, channels = frames.shape
-    grid = frames.reshape(side, side, height, width, channels).transpose(0, 2, 1, 3, 4)
-    grid = grid.reshape(side * height, side * width, channels)  # (side * 64, side * 64, C)
-    image = Image.fromarray(grid[..., 0] if channels == 1 else grid)
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+    write_image_grid(path, frames.reshape(side, side, *frames.shape[1:]))  # (side, side, 64, 64, C)

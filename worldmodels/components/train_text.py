@@ -17,25 +17,31 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from worldmodels.checkpoint import read_checkpoint
+from worldmodels.checkpoint import model_args_of, read_checkpoint
 from worldmodels.components.char_lstm import CharLSTM, build_vocabulary
-from worldmodels.config import Config, TextConfig
+from worldmodels.config_schema import Config, TextConfig
 from worldmodels.device import resolve_device
+from worldmodels.run_layout import CHAR_LSTM_CHECKPOINT_NAME, TEXT_LOG_NAME, TEXT_SAMPLES_NAME
 from worldmodels.training import MetricsLog, TrainingPlan, TrainSummary, run_training
 
-CHECKPOINT_NAME = "char_lstm.pt"
-LOG_NAME = "text_log.csv"
-SAMPLES_NAME = "text_samples.csv"
 SAMPLE_COLUMNS = ("step", "temperature", "sample")
 RMSPROP_RHO = 0.9
 """Keras' RMSprop decay (torch's ``alpha``; torch's own default is 0.99)."""
 RMSPROP_EPS = 1e-7
 """Keras' RMSprop epsilon."""
+
+
+def char_lstm_config_args(config: Config) -> dict[str, Any]:
+    """The character LSTM's constructor arguments the config decides, by setting
+    (:func:`worldmodels.checkpoint.model_args_of`); the text decides ``vocabulary`` and ``seed_text``."""
+    cfg = config.text
+    return {"text.hidden_size": cfg.hidden_size, "text.maxlen": cfg.maxlen, "text.lowercase": cfg.lowercase}
 
 
 def read_training_text(path: str | Path, cfg: TextConfig) -> str:
@@ -121,9 +127,9 @@ def train_text(
     device = resolve_device(config.device)
     run_dir = Path(run_dir)
     text = read_training_text(text_path, cfg)
-    checkpoint_path = run_dir / CHECKPOINT_NAME
-    model_args = {"vocabulary": build_vocabulary(text), "hidden_size": cfg.hidden_size, "maxlen": cfg.maxlen,
-                  "lowercase": cfg.lowercase, "seed_text": text[:cfg.maxlen]}
+    checkpoint_path = run_dir / CHAR_LSTM_CHECKPOINT_NAME
+    model_args = {**model_args_of(char_lstm_config_args(config)), "vocabulary": build_vocabulary(text),
+                  "seed_text": text[:cfg.maxlen]}
     step_count = 0
     if checkpoint_path.exists():
         earlier = read_checkpoint(checkpoint_path, kind="char_lstm")
@@ -142,7 +148,7 @@ def train_text(
     plan = TrainingPlan(
         stage="char_lstm",
         checkpoint_path=checkpoint_path,
-        log_path=run_dir / LOG_NAME,
+        log_path=run_dir / TEXT_LOG_NAME,
         metric_names=("loss",),
         rate_name="windows_per_s",
         checkpoint_every=cfg.checkpoint_every,
@@ -151,7 +157,7 @@ def train_text(
         max_steps=cfg.steps,
         steps_per_epoch=windows.batches_per_epoch(),
     )
-    samples = MetricsLog(run_dir / SAMPLES_NAME, SAMPLE_COLUMNS, resume_step=step_count if step_count else None)
+    samples = MetricsLog(run_dir / TEXT_SAMPLES_NAME, SAMPLE_COLUMNS, resume_step=step_count if step_count else None)
 
     def write_sample() -> None:
         generator = torch.Generator(device=device).manual_seed(seed + step_count)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from worldmodels.checkpoint import load_cyclegan
+from worldmodels.checkpoint import ModelWeights, load_cyclegan
 from worldmodels.components.cyclegan import CycleGAN
 from worldmodels.components.gan import FRAME_SIZE
 
@@ -39,9 +39,10 @@ class CycleGANTranslator(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
         self.direction = direction
 
     @classmethod
-    def from_checkpoint(cls, env: gym.Env, path: str | Path, direction: Literal["ab", "ba"] = "ba"
+    def from_checkpoint(cls, env: gym.Env, path: str | Path | ModelWeights, direction: Literal["ab", "ba"] = "ba"
                         ) -> CycleGANTranslator:
-        """Wrap ``env`` with the CycleGAN of a ``train-cyclegan`` checkpoint (RUN/cyclegan.pt)."""
+        """Wrap ``env`` with the CycleGAN of a ``train-cyclegan`` checkpoint (RUN/cyclegan.pt), or of its weights
+        already read (what a Ray worker gets)."""
         return cls(env, load_cyclegan(path), direction)
 
     @torch.inference_mode()

@@ -10,7 +10,7 @@ import torch
 
 import envs  # noqa: F401  (registers worldmodels/Composition-v0)
 from worldmodels.checkpoint import load_music_lstm
-from worldmodels.config import MusicConfig
+from worldmodels.config_schema import MusicConfig
 from worldmodels.music.lstm import MusicLSTM
 
 

@@ -27,7 +27,8 @@ import numpy as np
 
 from envs.music_notation import REST, START, chord_token, duration_token, quarter_length, token_pitches
 from rollouts.atomic import atomic_path
-from worldmodels.config import MusicConfig
+from worldmodels.config_schema import MusicConfig
+from worldmodels.run_layout import MUSIC_CORPUS_NAME
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ TRACKS = 4
 """Voices of a piano-roll: soprano, alto, tenor, bass."""
 STEPS_PER_QUARTER = 4
 STEPS_PER_BAR = 16
-CACHE_NAME = "music_corpus.npz"
 CACHE_FORMAT = 1
 
 
@@ -204,7 +204,7 @@ def load_corpus(config: MusicConfig, cache_dir: str | Path) -> MusicCorpus:
     :raises MusicDataError: see :func:`source_names`, :func:`parse_piece`, :func:`read_corpus`; or no piece
         yields tokens.
     """
-    path = Path(cache_dir) / CACHE_NAME
+    path = Path(cache_dir) / MUSIC_CORPUS_NAME
     if path.exists():
         meta, corpus = read_corpus(path)
         if meta == _meta(config):

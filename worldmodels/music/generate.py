@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from worldmodels.checkpoint import load_musegan, load_music_lstm
-from worldmodels.config import MusicConfig
+from worldmodels.config_schema import MusicConfig
 from worldmodels.music.midi import write_rolls_midi, write_tokens_midi
-from worldmodels.music.train import LSTM_CHECKPOINT_NAME, MUSEGAN_CHECKPOINT_NAME
+from worldmodels.run_layout import MUSEGAN_CHECKPOINT_NAME, MUSIC_LSTM_CHECKPOINT_NAME
 
 QUARTERS_PER_BAR = 4
 
@@ -24,7 +24,7 @@ def generate_music(run_dir: str | Path, model: str, out: str | Path, config: Mus
     """
     generator = torch.Generator().manual_seed(config.seed)
     if model == "lstm":
-        lstm = load_music_lstm(Path(run_dir) / LSTM_CHECKPOINT_NAME)
+        lstm = load_music_lstm(Path(run_dir) / MUSIC_LSTM_CHECKPOINT_NAME)
         notes, durations = lstm.compose(config.bars * QUARTERS_PER_BAR, config.temperature, generator)
         write_tokens_midi(notes, durations, out)
         quarters = sum(Fraction(d) for d in durations)

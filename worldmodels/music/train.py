@@ -19,23 +19,29 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from worldmodels.checkpoint import model_args_of, read_model_args
 from worldmodels.components.gan_updates import GANRecipe, GANUpdates
 from worldmodels.components.train_text import RMSPROP_EPS, RMSPROP_RHO
-from worldmodels.config import Config, MusicLSTMConfig
+from worldmodels.config_schema import Config, MusicLSTMConfig
 from worldmodels.device import resolve_device
 from worldmodels.music.data import MusicDataError, load_corpus, roll_chunks, token_windows, vocabulary
 from worldmodels.music.lstm import MusicLSTM
 from worldmodels.music.musegan import MuseGAN, check_shape
+from worldmodels.run_layout import (
+    MUSEGAN_CHECKPOINT_NAME,
+    MUSEGAN_LOG_NAME,
+    MUSIC_LSTM_CHECKPOINT_NAME,
+    MUSIC_LSTM_LOG_NAME,
+)
 from worldmodels.training import TrainingPlan, TrainSummary, run_training
 
-LSTM_CHECKPOINT_NAME = "music_lstm.pt"
-MUSEGAN_CHECKPOINT_NAME = "musegan.pt"
 DATA_SETTINGS = ("folder", "limit", "tokens", "seed")
 """``music`` settings stored with each model's settings in its checkpoint."""
 
@@ -66,6 +72,22 @@ def steps_taken(optimizer: torch.optim.Optimizer) -> int:
     return int(state["step"]) if state else 0
 
 
+def music_lstm_config_args(config: Config) -> dict[str, Any]:
+    """The music LSTM's constructor arguments the config decides, by setting
+    (:func:`worldmodels.checkpoint.model_args_of`); the music read decides ``notes`` and ``durations``."""
+    cfg = config.music_lstm
+    return {"music_lstm.seq_len": cfg.seq_len, "music_lstm.embedding_size": cfg.embedding_size,
+            "music_lstm.hidden_size": cfg.hidden_size, "music_lstm.layers": cfg.layers}
+
+
+def musegan_config_args(config: Config) -> dict[str, Any]:
+    """MuseGAN's constructor arguments the config decides, by setting (:func:`worldmodels.checkpoint.model_args_of`);
+    the music read decides ``lowest_pitch``."""
+    cfg = config.musegan
+    return {"musegan.bars": cfg.bars, "musegan.pitches": cfg.pitches, "musegan.latent_size": cfg.latent_size,
+            "musegan.width": cfg.width}
+
+
 def _section(config: Config, name: str) -> dict:
     music = dataclasses.asdict(config.music)
     return {**dataclasses.asdict(getattr(config, name)), **{k: music[k] for k in DATA_SETTINGS}}
@@ -76,21 +98,28 @@ def train_music_lstm(config: Config, run_dir: str | Path, progress: bool = True,
     epsilon, the book's), gradients clipped to ``grad_clip``, the learning rate following ``lr_schedule``;
     resuming ``run_dir/music_lstm.pt``.
 
-    :raises MusicDataError: the music cannot be read (see ``worldmodels.music.data``).
-    :raises CheckpointError: the run folder's checkpoint does not fit (e.g. another corpus's vocabulary).
+    :raises MusicDataError: the music cannot be read (see ``worldmodels.music.data``), or the checkpoint being
+        resumed was trained on music of other vocabularies.
+    :raises CheckpointError: the run folder's checkpoint does not fit.
     """
     cfg = config.music_lstm
     device = resolve_device(config.device)
     run_dir = Path(run_dir)
     corpus = load_corpus(config.music, run_dir)
     notes, durations = vocabulary(corpus.notes, "notes"), vocabulary(corpus.durations, "durations")
+    checkpoint_path = run_dir / MUSIC_LSTM_CHECKPOINT_NAME
+    if checkpoint_path.exists():
+        earlier = read_model_args(checkpoint_path, "music_lstm")
+        if (earlier["notes"], earlier["durations"]) != (notes, durations):
+            raise MusicDataError(f"{checkpoint_path} was trained on other music (its note and duration vocabularies "
+                                 "differ from the music read now): use the music settings it was trained with "
+                                 "(music.folder, limit, tokens, seed), or a new --run folder")
     arrays = token_windows(corpus, notes, durations, cfg.seq_len)  # (N, T), (N, T), (N,), (N,)
     generator = torch.Generator()
     dataset = EpochShuffledTensors(*map(torch.from_numpy, arrays), generator=generator, seed=config.music.seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator)
     torch.manual_seed(config.music.seed)
-    model_args = {"notes": notes, "durations": durations, "seq_len": cfg.seq_len,
-                  "embedding_size": cfg.embedding_size, "hidden_size": cfg.hidden_size, "layers": cfg.layers}
+    model_args = {**model_args_of(music_lstm_config_args(config)), "notes": notes, "durations": durations}
     model = MusicLSTM(**model_args).to(device)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.learning_rate, alpha=RMSPROP_RHO, eps=RMSPROP_EPS)
 
@@ -112,8 +141,8 @@ def train_music_lstm(config: Config, run_dir: str | Path, progress: bool = True,
         return {"loss": loss.detach(), "note_loss": note_loss.detach(), "duration_loss": duration_loss.detach(),
                 "note_accuracy": accuracy}, next_notes.shape[0]
 
-    plan = TrainingPlan(stage="music_lstm", checkpoint_path=run_dir / LSTM_CHECKPOINT_NAME,
-                        log_path=run_dir / "music_lstm_log.csv",
+    plan = TrainingPlan(stage="music_lstm", checkpoint_path=checkpoint_path,
+                        log_path=run_dir / MUSIC_LSTM_LOG_NAME,
                         metric_names=("loss", "note_loss", "duration_loss", "note_accuracy"),
                         rate_name="tokens_per_s", checkpoint_every=cfg.checkpoint_every, log_every=log_every,
                         max_steps=cfg.steps, steps_per_epoch=len(loader))
@@ -148,8 +177,7 @@ def train_musegan(config: Config, run_dir: str | Path, progress: bool = True, lo
                                    seed=config.music.seed)
     loader = DataLoader(dataset, batch_size=per_step, shuffle=True, drop_last=True, generator=generator)
     torch.manual_seed(config.music.seed)
-    model_args = {"bars": cfg.bars, "pitches": cfg.pitches, "latent_size": cfg.latent_size, "width": cfg.width,
-                  "lowest_pitch": lowest}
+    model_args = {**model_args_of(musegan_config_args(config)), "lowest_pitch": lowest}
     model = MuseGAN(**model_args).to(device)
     optimizer = torch.optim.Adam([{"params": list(model.critic.parameters())},
                                   {"params": list(model.generator.parameters())}],
@@ -166,7 +194,7 @@ def train_musegan(config: Config, run_dir: str | Path, progress: bool = True, lo
         return metrics, real.shape[0]
 
     plan = TrainingPlan(stage="musegan", checkpoint_path=run_dir / MUSEGAN_CHECKPOINT_NAME,
-                        log_path=run_dir / "musegan_log.csv", metric_names=recipe.metric_names(),
+                        log_path=run_dir / MUSEGAN_LOG_NAME, metric_names=recipe.metric_names(),
                         rate_name="samples_per_s", checkpoint_every=cfg.checkpoint_every, log_every=log_every,
                         max_steps=cfg.steps, steps_per_epoch=len(loader))
     return run_training(plan, model, optimizer, model_args, _section(config, "musegan"), dataset, loader, step,
