@@ -9,27 +9,40 @@ way the real environment does. A controller whose dream return is far above its 
 - any controllers given by file (by default the run's ``controller/mean.npy`` and ``best.npy``).
 
 The table (dream and real mean +- std, and their gap) goes to ``RUN/calibration.md`` and ``.json``, with
-Spearman's rank correlation of the dream and real means; ``RUN/calibration.png`` plots real against dream.
+Spearman's rank correlation of the dream and real means; ``RUN/calibration.png`` plots real against dream;
+``RUN/calibration_trust.json`` sums it up and judges it (``agents.dream_trust``). :func:`trust_before_evolving` is
+``worldmodels run``'s check before it evolves C in the dream.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from agents.dream_training import dream_spec, real_evaluator
+from agents.dream_trust import TrustSummary
 from agents.evaluation import EvaluationReport, evaluation_seeds
 from agents.evaluators import SerialEvaluator
 from rollouts.atomic import atomic_write_text
-from worldmodels.config_schema import CALIBRATION_SCALES, Config
+from worldmodels.config_schema import CALIBRATION_SCALES, Config, TrustConfig
 from worldmodels.controller import load_params
 from worldmodels.pictures import new_figure, save_figure
-from worldmodels.run_layout import BEST_PARAMS_NAME, CALIBRATION_STEM, CONTROLLER_DIR, MEAN_PARAMS_NAME
+from worldmodels.run_layout import (
+    BEST_PARAMS_NAME,
+    CALIBRATION_STEM,
+    CALIBRATION_TRUST_NAME,
+    CONTROLLER_DIR,
+    MDNRNN_CHECKPOINT_NAME,
+    MEAN_PARAMS_NAME,
+)
 
 RUN_CONTROLLERS = (MEAN_PARAMS_NAME, BEST_PARAMS_NAME)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,6 +74,16 @@ class Calibration:
         if len(self.rows) < 2 or np.ptp(dream) == 0 or np.ptp(real) == 0:
             return None
         return float(np.corrcoef(average_ranks(dream), average_ranks(real))[0, 1])
+
+    def trust(self, settings: TrustConfig) -> TrustSummary:
+        """The rank correlation and the largest dream - real gap, judged by ``settings``' thresholds.
+
+        :raises ValueError: there are no rows.
+        """
+        episodes = self.rows[0].real.episodes if self.rows else 0
+        return TrustSummary.measure([row.name for row in self.rows], [row.dream.mean for row in self.rows],
+                                    [row.real.mean for row in self.rows], self.rank_correlation, episodes,
+                                    self.temperature, settings)
 
     def describe_rank_correlation(self) -> str:
         rho = self.rank_correlation
@@ -104,7 +127,8 @@ def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episode
               files: list[Path] | None = None) -> Calibration:
     """Score the fixed controllers (see the module docstring) over seeds ``evaluate.seed ..`` in the dream at
     ``dream.temperature`` and in the real env (Ray must be initialised); writes RUN/calibration.md, .json
-    and .png. ``files`` None means the run's own controllers.
+    and .png, and the trust summary (judged by ``config.trust``) to RUN/calibration_trust.json. ``files`` None
+    means the run's own controllers.
 
     :raises FileNotFoundError: V or M is missing from ``run_dir``.
     """
@@ -125,7 +149,25 @@ def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episode
             for i, name in enumerate(controllers)]
     calibration = Calibration(config.dream.temperature, rows)
     write_calibration(calibration, run_dir / CALIBRATION_STEM)
+    calibration.trust(config.trust).write_json(run_dir / CALIBRATION_TRUST_NAME)
     return calibration
+
+
+def trust_before_evolving(config: Config, run_dir: Path, data_dir: Path) -> tuple[TrustSummary, bool]:
+    """The trust summary of ``run_dir``'s M (judged by ``config.trust``) and whether it was reused:
+    RUN/calibration_trust.json when it is newer than RUN/mdnrnn.pt, else a calibration of the fixed controllers
+    alone (``trust.episodes``, ``trust.random_per_scale``; not the run's own, so a resumed run scores the same
+    ones). Ray must be initialised.
+    """
+    path = run_dir / CALIBRATION_TRUST_NAME
+    if path.is_file() and path.stat().st_mtime_ns > (run_dir / MDNRNN_CHECKPOINT_NAME).stat().st_mtime_ns:
+        try:
+            return TrustSummary.read_json(path).judged_by(config.trust), True
+        except ValueError as err:
+            log.warning("%s; calibrating again", err)
+    calibration = calibrate(config, run_dir, data_dir, config.trust.episodes,
+                            random_per_scale=config.trust.random_per_scale, files=[])
+    return calibration.trust(config.trust), False
 
 
 def markdown_table(calibration: Calibration) -> str:

@@ -106,7 +106,8 @@ def cmd_temperature_sweep(args: argparse.Namespace) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
     """Score fixed controllers (zeros, random weights, the run's evolved ones) on the same seeds in M's dream and
-    in the real env: is the dream calibrated, where does C exploit M? Writes RUN/calibration.md, .json, .png."""
+    in the real env: is the dream calibrated, where does C exploit M? Writes RUN/calibration.md, .json, .png and
+    the trust summary RUN/calibration_trust.json (judged by the ``trust`` settings)."""
     from agents.calibration import calibrate, markdown_table
 
     config = config_from_args(args)
@@ -114,6 +115,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     result = calibrate(config, args.run, args.data or Path(args.run) / EPISODES_DIR, args.episodes,
                        tuple(args.scales), args.random, args.params)
     print(markdown_table(result), end="")
+    trust = result.trust(config.trust)
+    print("\n".join(["", *trust.describe(), *filter(None, [trust.warning()])]))
 
 
 def cmd_baseline(args: argparse.Namespace) -> None:

@@ -43,7 +43,7 @@ from worldmodels.run_layout import (
     VAE_CHECKPOINT_NAME,
     VAE_LOG_NAME,
 )
-from worldmodels.stages import env_spec
+from worldmodels.stages import env_spec, log_episodes
 from worldmodels.train_mdnrnn import train_mdnrnn
 from worldmodels.train_vae import train_vae
 
@@ -119,6 +119,8 @@ def _collect_with_controller(config: Config, previous: Path, episodes: Path, rou
                               max_retries=config.collect.max_retries,
                               first_index=episodes_after(config, round_number - 1),
                               envs_per_worker=config.iterate.envs_per_worker)
+    if report.collected:
+        log_episodes(episodes)
     return report.describe()
 
 

@@ -2,6 +2,9 @@
 
     RUN/episodes/            collect (skips stored episodes), then encode (skips up-to-date latents)
     RUN/vae.pt, mdnrnn.pt    train-vae, train-mdnrnn (resume from their last checkpoint; a finished one returns)
+    RUN/calibration*         before CMA-ES spends generations in the dream (``trust.before_dream``): fixed
+                             controllers scored in the dream and the real env, the summary printed, with a warning
+                             when the dream is not to be trusted (agents/calibration.py; reused when newer than M)
     RUN/controller/          CMA-ES in the real env or the dream (``controller.train_in``; resumes)
     RUN/evaluation.json      the mean solution over ``evaluate.episodes`` real episodes (redone only when
                              the controller is newer), RUN/episode.gif its first episode; each episode's return
@@ -30,6 +33,7 @@ import cma
 import numpy as np
 import torch
 
+from agents.calibration import trust_before_evolving
 from agents.cmaes import generations_done
 from agents.dream_training import train_controller_dream
 from agents.evaluation import EvaluationReport, evaluation_seeds
@@ -43,6 +47,7 @@ from worldmodels.device import resolve_device
 from worldmodels.encode import encode_episodes
 from worldmodels.pictures import read_csv_columns
 from worldmodels.run_layout import (
+    CALIBRATION_TRUST_NAME,
     CMAES_LOG_NAME,
     CONTROLLER_DIR,
     EPISODE_GIF_NAME,
@@ -92,26 +97,42 @@ def run_pipeline(config: Config, run_dir: str | Path, say: Callable[[str], None]
     stage("encode", lambda: f"{encode_episodes(run_dir / VAE_CHECKPOINT_NAME, episodes, device=config.device)} "
                             "episodes encoded (the others were up to date)")
     stage("train-mdnrnn", lambda: train_mdnrnn(config, episodes, run_dir).describe())
-    stage("train-controller", lambda: _train_controller(config, run_dir, episodes, print_generation))
+    stage("train-controller", lambda: _train_controller(config, run_dir, episodes, print_generation, say))
     stage("evaluate", lambda: _evaluate(config, run_dir).summary())
     stage("pictures", lambda: write_pictures(config, run_dir))
     last = config
     for round_number in range(2, config.iterate.iterations + 1):
         last = run_round(config, run_dir, round_number, stage,
-                         train_controller=lambda cfg, here: _train_controller(cfg, here, episodes, print_generation),
+                         train_controller=lambda cfg, here: _train_controller(cfg, here, episodes, print_generation,
+                                                                              say),
                          evaluate=lambda cfg, here: _evaluate(cfg, here).summary(), pictures=write_pictures)
     summary = _summary(last, run_dir, stages, time.perf_counter() - start)
     atomic_write_text(run_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def _train_controller(config: Config, run_dir: Path, episodes: Path, on_generation: Callable[[Any], None]) -> str:
+def _train_controller(config: Config, run_dir: Path, episodes: Path, on_generation: Callable[[Any], None],
+                      say: Callable[[str], None]) -> str:
     if config.controller.train_in == "dream":
+        if config.trust.before_dream and generations_done(run_dir / CONTROLLER_DIR) < config.cmaes.generations:
+            _say_trust(config, run_dir, episodes, say)
         records = train_controller_dream(config, run_dir, episodes, on_generation)
     else:
         records = train_controller_real(config, run_dir, on_generation)
     return (f"{len(records)} generations run, {generations_done(run_dir / CONTROLLER_DIR)} in total, in the "
             f"{config.controller.train_in} env")
+
+
+def _say_trust(config: Config, run_dir: Path, episodes: Path, say: Callable[[str], None]) -> None:
+    """Print whether the dream of ``run_dir``'s M can be trusted, and a warning line when it cannot."""
+    began = time.perf_counter()
+    summary, reused = trust_before_evolving(config, run_dir, episodes)
+    path = run_dir / CALIBRATION_TRUST_NAME
+    how = f"reused {path}, newer than M" if reused else f"scored in {time.perf_counter() - began:.1f} s -> {path}"
+    for line in [*summary.describe(), f"  ({how})"]:
+        say(f"run: train-controller: {line}")
+    if (warning := summary.warning()) is not None:
+        say(f"run: train-controller: {warning}")
 
 
 def _evaluate(config: Config, run_dir: Path) -> EvaluationReport:

@@ -3,6 +3,7 @@
     python benchmarks/dream_speed.py --sizes carracing
     python benchmarks/dream_speed.py --sizes doom
     python benchmarks/dream_speed.py --sizes doom --device cuda --compile
+    python benchmarks/dream_speed.py --sizes doom --dropout 0.05     # dropout dreams: one mask per dream
 
 Sizes (M untrained: a step costs the same whatever the weights):
   carracing  z 32, LSTM 256, 5 mixtures per dimension, action 3, controller tanh(W [z, h] + b) (867 params),
@@ -89,10 +90,12 @@ SIZES = {"carracing": Sizes(32, 256, 3, "zh", True, reward_head=True, done_head=
          "doom": Sizes(64, 512, 1, "zch", False, reward_head=False, done_head=True)}
 
 
-def build_mdnrnn(sizes: Sizes, ending: bool) -> MDNRNN:
-    """The untrained M of ``sizes`` (seed 0); with a done head, dreams end when ``ending`` and never otherwise."""
+def build_mdnrnn(sizes: Sizes, ending: bool, dropout: float = 0.0) -> MDNRNN:
+    """The untrained M of ``sizes`` (seed 0) as trained with ``dropout``; with a done head, dreams end when
+    ``ending`` and never otherwise."""
     torch.manual_seed(0)
-    mdnrnn = MDNRNN(sizes.z, sizes.action, sizes.hidden, MIXTURES, sizes.reward_head, sizes.done_head).eval()
+    mdnrnn = MDNRNN(sizes.z, sizes.action, sizes.hidden, MIXTURES, sizes.reward_head, sizes.done_head,
+                    dropout).eval()
     if mdnrnn.done_head is not None:
         scale, bias = ENDING_DONE if ending else (1.0, ALIVE_DONE_BIAS)
         with torch.no_grad():
@@ -101,15 +104,16 @@ def build_mdnrnn(sizes: Sizes, ending: bool) -> MDNRNN:
     return mdnrnn
 
 
-def build_simulator(sizes: Sizes, ending: bool, device: torch.device, **settings: object) -> DreamSimulator:
-    """A simulator over :func:`build_mdnrnn`; starts are random latents."""
+def build_simulator(sizes: Sizes, ending: bool, device: torch.device, dropout: float = 0.0,
+                    **settings: object) -> DreamSimulator:
+    """A simulator over :func:`build_mdnrnn`; starts are random latents; dropout > 0: dropout dreams at that rate."""
     rng = np.random.default_rng(0)
     starts = StartLatents(rng.normal(size=(100, sizes.z)).astype(np.float32),
                           np.full((100, sizes.z), -2.0, np.float32))
     reward_mode = "head" if sizes.reward_head else "survival"
     dream = DreamSettings(temperature=TEMPERATURE, inputs=sizes.inputs, bias=sizes.bias, reward_mode=reward_mode,
-                          **settings)  # type: ignore[arg-type]
-    return DreamSimulator(build_mdnrnn(sizes, ending), starts, dream, device=device)
+                          dropout_mask=dropout > 0, **settings)  # type: ignore[arg-type]
+    return DreamSimulator(build_mdnrnn(sizes, ending, dropout), starts, dream, device=device)
 
 
 def synchronize(device: torch.device) -> None:
@@ -292,6 +296,8 @@ def main() -> None:
     parser.add_argument("--ending-steps", type=int, default=2100, help="step cap of the generation-like batch")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the batched step (CUDA graphs on cuda: mode reduce-overhead)")
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="dropout dreams: M with this dropout rate, one mask per dream (0: plain dreams)")
     args = parser.parse_args()
 
     if args.threads is not None:
@@ -302,7 +308,7 @@ def main() -> None:
     reference_cap = args.ending_steps if sizes.done_head else args.steps
     simulators = {}
     for precision in precisions:
-        simulators[precision] = build_simulator(sizes, False, device, precision=precision)
+        simulators[precision] = build_simulator(sizes, False, device, args.dropout, precision=precision)
         if args.compile:
             compile_step(simulators[precision], device)
     rates: dict[str, dict[str, float]] = {}
@@ -324,7 +330,8 @@ def main() -> None:
 
     print(f"\nsizes {args.sizes}: z {sizes.z}, LSTM {sizes.hidden}, {MIXTURES} mixtures, action {sizes.action}, "
           f"controller [{', '.join(sizes.inputs)}]{'' if sizes.bias else ' without bias'}; "
-          f"{sizes.flops / 1e6:.3f} MFLOP per dream step")
+          f"{sizes.flops / 1e6:.3f} MFLOP per dream step"
+          + (f"; dropout dreams at rate {args.dropout}" if args.dropout else ""))
     print(f"device {device} ({torch.get_num_threads()} CPU threads){', compiled' if args.compile else ''}; "
           f"load average {os.getloadavg()[0]:.2f} ({os.getloadavg()[1]:.2f} over 5 min) on {os.cpu_count()} CPUs; "
           f"the best of {args.rounds} rounds")
@@ -351,8 +358,8 @@ def main() -> None:
             alive_rates[precision, batch] = batched_rate(simulators[precision], batch, args.steps, args.repeats)
         all_alive = batch * args.ending_steps / alive_rates[precision, batch]
         for path, compact_below in (("masked", 0.0), ("dropped", DreamSettings.compact_below)):
-            simulator = build_simulator(sizes, True, device, precision=precision, max_steps=args.ending_steps,
-                                        compact_below=compact_below)
+            simulator = build_simulator(sizes, True, device, args.dropout, precision=precision,
+                                        max_steps=args.ending_steps, compact_below=compact_below)
             if args.compile:
                 compile_step(simulator, device)
             seconds, lengths = generation(simulator, args.popsize, args.rollouts)

@@ -1,4 +1,5 @@
-"""Start or join the Ray cluster the workers run on; joining one ships this project's code to its nodes."""
+"""Start or join the Ray cluster the workers run on; joining one ships this project's code to its nodes. Tests and
+benchmarks simulate a multi-node cluster on this machine (:func:`simulated_cluster`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 import ray._private.ray_constants
 from packaging.requirements import Requirement
+
+if TYPE_CHECKING:
+    from ray.cluster_utils import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +56,8 @@ def project_runtime_env() -> dict[str, Any]:
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, ship_code: bool = True) -> None:
-    """Join the cluster at ``address`` (or ``$RAY_ADDRESS``); otherwise start a local Ray.
+    """Join the cluster at ``address`` (or ``$RAY_ADDRESS``); otherwise start a new local Ray (even where a cluster
+    started by ``ray start`` or :func:`simulated_cluster` runs on this machine, which Ray's own default would join).
 
     A local Ray gets ``num_cpus`` CPUs (all cores when None) and no dashboard, and every one of its servers
     (GCS, raylet, agents, this driver, every actor) listens on 127.0.0.1 only: nothing on the network can
@@ -82,24 +89,73 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, ship_code:
 
 def _start_loopback_ray(num_cpus: int | None) -> None:
     """Start a local Ray whose node IP, and so every server's listening address, is 127.0.0.1."""
-    # On Linux Ray swaps a node IP of 127.0.0.1 for the machine's external one (so that other machines can
-    # join) unless multi-machine clusters are off: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which Ray reads into
-    # ENABLE_RAY_CLUSTER when it is imported (before this runs), so the flag is set here, for this start only.
-    # A Ray without that flag gets the loopback address alone, and the check below says if it did not take.
-    constants = ray._private.ray_constants
-    clusters_enabled = getattr(constants, "ENABLE_RAY_CLUSTER", None)
-    if clusters_enabled is not None:
-        constants.ENABLE_RAY_CLUSTER = False
-    try:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, configure_logging=True, logging_level=logging.WARNING,
-                 _node_ip_address=LOOPBACK)
-    finally:
-        if clusters_enabled is not None:
-            constants.ENABLE_RAY_CLUSTER = clusters_enabled
+    with _multi_machine_clusters_off():  # "local": a new Ray, even while a cluster started on this machine runs
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=True,
+                 logging_level=logging.WARNING, _node_ip_address=LOOPBACK)
     node_ip = ray.util.get_node_ip_address()
     if node_ip != LOOPBACK:
         log.warning("the local Ray runs on %s, not %s: its servers may be reachable from the network (this Ray "
                     "version ignored the loopback setting)", node_ip, LOOPBACK)
+
+
+@contextmanager
+def _multi_machine_clusters_off(child_processes: bool = False) -> Iterator[None]:
+    """Turn Ray's multi-machine clusters off while the block runs, so that Ray keeps a node IP of 127.0.0.1.
+
+    On Linux Ray swaps a node IP of 127.0.0.1 for the machine's external one (so that other machines can join)
+    unless multi-machine clusters are off: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which Ray reads into
+    ENABLE_RAY_CLUSTER when it is imported (before this runs), so this process gets the constant; with
+    ``child_processes`` the Ray servers the block starts (other processes) get the environment variable too. Both
+    are restored afterwards. A Ray without the flag gets the loopback address alone.
+    """
+    constants = ray._private.ray_constants
+    clusters_enabled = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    variable = getattr(constants, "ENABLE_RAY_CLUSTERS_ENV_VAR", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    environment = os.environ.get(variable)
+    if clusters_enabled is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    if child_processes:
+        os.environ[variable] = "0"
+    try:
+        yield
+    finally:
+        if clusters_enabled is not None:
+            constants.ENABLE_RAY_CLUSTER = clusters_enabled
+        if child_processes:
+            if environment is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = environment
+
+
+@contextmanager
+def simulated_cluster(nodes: int, cpus_per_node: int = 1) -> Iterator[Cluster]:
+    """A Ray cluster on this machine (``ray.cluster_utils.Cluster``): a head with no CPUs, so that it runs no
+    actors, and ``nodes`` worker nodes of ``cpus_per_node`` CPUs each, with this process joined as its driver and
+    :data:`PACKAGES` shipped to the nodes as on a real cluster (their pip dependencies left out: this machine has
+    them, and installing them would need the network). Every node and the driver use 127.0.0.1, as a local Ray
+    does. The nodes share this machine's cores, whatever CPUs they declare. On exit the driver leaves and the
+    cluster stops. Tests remove nodes from the yielded cluster (``cluster.remove_node``) to lose one mid-run.
+
+    :raises RuntimeError: Ray is already initialised in this process.
+    """
+    from ray.cluster_utils import Cluster  # only tests and benchmarks simulate a cluster
+
+    if ray.is_initialized():
+        raise RuntimeError("Ray is already initialised in this process: call ray.shutdown() before starting a "
+                           "simulated cluster")
+    with _multi_machine_clusters_off(child_processes=True):
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+        try:
+            for _ in range(nodes):
+                cluster.add_node(num_cpus=cpus_per_node)
+            cluster.wait_for_nodes()
+            shipped = {key: value for key, value in project_runtime_env().items() if key != "pip"}
+            ray.init(address=cluster.address, runtime_env=shipped)
+            yield cluster
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
 
 
 def _exit_on_hangup() -> None:

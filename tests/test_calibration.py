@@ -1,16 +1,28 @@
-"""The calibration diagnostic's pieces: tie-aware ranks, the rank correlation, the fixed controllers."""
+"""The calibration diagnostic's pieces: tie-aware ranks, the rank correlation, the fixed controllers, the trust
+summary and its reuse."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
-from agents.calibration import Calibration, CalibrationRow, average_ranks, fixed_controllers
+from agents.calibration import Calibration, CalibrationRow, average_ranks, fixed_controllers, trust_before_evolving
+from agents.dream_trust import TrustSummary
 from agents.evaluation import EvaluationReport
+from worldmodels.config_schema import Config, TrustConfig
+from worldmodels.run_layout import CALIBRATION_TRUST_NAME, MDNRNN_CHECKPOINT_NAME
 
 
 def report(mean: float) -> EvaluationReport:
     return EvaluationReport.from_returns(np.array([mean]), np.array([0]))
+
+
+def calibration(dream: list[float], real: list[float]) -> Calibration:
+    """Controllers c0, c1, ... with these dream and real means (one episode each), at tau 1.15."""
+    return Calibration(1.15, [CalibrationRow(f"c{i}", report(d), report(r)) for i, (d, r) in
+                              enumerate(zip(dream, real))])
 
 
 def test_average_ranks_share_ties():
@@ -19,10 +31,6 @@ def test_average_ranks_share_ties():
 
 
 def test_rank_correlation_is_one_when_the_dream_orders_controllers_as_the_real_env_does():
-    def calibration(dream: list[float], real: list[float]) -> Calibration:
-        return Calibration(1.15, [CalibrationRow(str(i), report(d), report(r)) for i, (d, r) in
-                                  enumerate(zip(dream, real))])
-
     assert calibration([100, 700, 300], [150, 900, 200]).rank_correlation == pytest.approx(1.0)
     assert calibration([100, 700, 300], [900, 150, 400]).rank_correlation == pytest.approx(-1.0)
     # The wall exploit: the dream's best controller is no better than the others in the real game.
@@ -44,3 +52,46 @@ def test_fixed_controllers_are_seeded_and_files_are_checked(tmp_path):
         fixed_controllers(12, files=[wrong])
     with pytest.raises(ValueError, match="weight scales must be > 0"):
         fixed_controllers(12, scales=(0.0,))
+
+
+def test_trust_summary_judges_the_rank_correlation_and_the_largest_gap():
+    settings = TrustConfig(min_rank_correlation=0.5, max_gap_fraction=1.0)
+    faithful = calibration([100, 700, 300], [150, 900, 200]).trust(settings)
+    assert faithful.verdict == "trusted" and faithful.warning() is None and faithful.reasons == []
+    assert faithful.rank_correlation == pytest.approx(1.0) and faithful.controllers == 3
+    assert (faithful.largest_gap, faithful.largest_gap_controller, faithful.real_spread) == (100, "c2", 750)
+    # The wall exploit: M flatters c1 by 593, more than the 46.4 the controllers differ by for real.
+    exploit = calibration([145, 786, 641], [147, 193.4, 193.4]).trust(settings)
+    assert exploit.verdict == "untrusted" and exploit.rank_correlation == pytest.approx(0.866, abs=1e-3)
+    assert exploit.reasons == ["'c1' scores +592.6 more in the dream, over 1 x the real spread 46.4"]
+    reversed_order = calibration([100, 700, 300], [900, 150, 400]).trust(settings)
+    assert reversed_order.reasons == ["rank correlation -1.00 < 0.5"]
+    assert "WARNING: the dream is not to be trusted (rank correlation -1.00 < 0.5)" in reversed_order.warning()
+    lenient = reversed_order.judged_by(TrustConfig(min_rank_correlation=-1.0))
+    assert lenient.verdict == "trusted" and lenient.rank_correlation == reversed_order.rank_correlation
+    capped = calibration([80, 60], [80, 80]).trust(settings)  # every real episode hit the step cap
+    assert capped.verdict == "unjudged" and "cannot be judged" in capped.warning()
+    assert capped.describe()[1] == ("  rank correlation of dream and real means: undefined (equal means) "
+                                    "(trusted from 0.5)")
+
+
+def test_trust_summary_is_written_and_read_back(tmp_path):
+    summary = calibration([145, 786, 641], [147, 193.4, 193.4]).trust(TrustConfig())
+    path = tmp_path / CALIBRATION_TRUST_NAME
+    summary.write_json(path)
+    document = json.loads(path.read_text())
+    assert document["verdict"] == "untrusted" and document["reasons"] == summary.reasons
+    assert document["min_rank_correlation"] == 0.5 and document["largest_gap_controller"] == "c1"
+    assert TrustSummary.read_json(path) == summary
+    path.write_text('{"rank_correlation": 0.5}')
+    with pytest.raises(ValueError, match=r"calibration_trust.json is not a dream trust summary \(KeyError"):
+        TrustSummary.read_json(path)
+
+
+def test_a_summary_newer_than_m_is_reused_and_judged_by_the_current_thresholds(tmp_path):
+    (tmp_path / MDNRNN_CHECKPOINT_NAME).write_bytes(b"M")
+    calibration([100, 700, 300], [150, 900, 200]).trust(TrustConfig()).write_json(tmp_path / CALIBRATION_TRUST_NAME)
+    strict = Config(trust=TrustConfig(min_rank_correlation=1.01))
+    summary, reused = trust_before_evolving(strict, tmp_path, tmp_path / "episodes")  # no V: calibrating would fail
+    assert reused and summary.verdict == "untrusted" and summary.min_rank_correlation == 1.01
+    assert summary.reasons == ["rank correlation 1.00 < 1.01"]

@@ -161,10 +161,11 @@ def test_resume_at_the_carracing_controller_size_is_bit_exact(tmp_path):
 def test_a_killed_worker_does_not_lose_the_generation(local_ray):
     killed = []
 
-    def kill_once(pool):
+    def kill_once(pool):  # every worker, at the first result: the one that sent it is started and gets the next task
         if not killed:
             killed.append(True)
-            ray.kill(pool.actors[0], no_restart=True)
+            for actor in pool.actors:
+                ray.kill(actor, no_restart=True)
 
     evaluator = RayEvaluator(QuadraticWorker, num_workers=2, chunk_size=2, on_chunk=kill_once)
     candidates = np.random.default_rng(0).normal(size=(6, len(TARGET))).astype(np.float32)

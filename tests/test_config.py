@@ -157,13 +157,13 @@ def test_each_literal_choice_is_defined_once():
 def test_dream_settings_name_the_keys_they_take_from_a_config():
     """DreamSettings documents a field taken from the config by naming its key; settings_from_config copies it."""
     overrides = ["dream.temperature=1.3", "dream.precision=bfloat16", "dream.reward_mode=survival",
-                 "controller.bias=false"]
+                 "dream.dropout_mask=true", "controller.bias=false"]
     config = load_config("carracing-tiny", overrides)
     settings = dream.settings_from_config(config)
     keys = {name: doc.split("``")[1] for name, doc in attribute_docs(dream)["DreamSettings"].items()
             if doc.startswith("``")}
     assert set(keys) == {"temperature", "max_steps", "reward_mode", "done_mode", "inputs", "bias", "hidden_units",
-                         "precision"}
+                         "precision", "dropout_mask"}
     for name, key in keys.items():
         section, field_name = key.split(".")
         assert field_name == name

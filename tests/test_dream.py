@@ -1,6 +1,6 @@
 """The dream: M's fused single step against MDNRNN.step, the mixture draw, batched steps against single-dream
-steps, per-row controllers, done masking, dropping ended dreams, bfloat16 dreams against float32, the survival
-reward, starts from stored latents, and the Gymnasium dream envs."""
+steps, per-row controllers, done masking, dropping ended dreams, bfloat16 dreams against float32, dropout dreams, the
+survival reward, starts from stored latents, and the Gymnasium dream envs."""
 
 from __future__ import annotations
 
@@ -181,11 +181,21 @@ def test_chunked_cpu_steps_give_the_same_rollouts(run: Path) -> None:
     np.testing.assert_allclose(result.z, expected.z, rtol=1e-4, atol=1e-5)
 
 
-def ending(run: Path, **settings: object) -> DreamSimulator:
+def with_dropout(mdnrnn: MDNRNN, rate: float) -> MDNRNN:
+    """An M of ``mdnrnn``'s shape and weights, trained (as if) with dropout ``rate``, in eval mode."""
+    args = {"z_size": mdnrnn.z_size, "action_size": mdnrnn.action_size, "hidden_size": mdnrnn.hidden_size,
+            "num_mixtures": mdnrnn.num_mixtures, "reward_head": mdnrnn.reward_head is not None,
+            "done_head": mdnrnn.done_head is not None}
+    model = MDNRNN(**args, dropout=rate)
+    model.load_state_dict(mdnrnn.state_dict())
+    return model.eval()
+
+
+def ending(run: Path, dropout: float = 0.0, **settings: object) -> DreamSimulator:
     """The run's M with a done head that ends dreams at various times (done sampled with probability
     sigmoid(5 w h - 3): about 5% a step, more or less with the controller's course, its actions weighing 5x in
-    the LSTM); max_steps 60."""
-    mdnrnn = load_mdnrnn(run / "mdnrnn.pt")
+    the LSTM), as trained with ``dropout``; max_steps 60."""
+    mdnrnn = with_dropout(load_mdnrnn(run / "mdnrnn.pt"), dropout)
     with torch.no_grad():
         mdnrnn.lstm.weight_ih_l0[:, Z : Z + A] *= 5.0
         mdnrnn.done_head.weight.mul_(5.0)
@@ -435,3 +445,84 @@ def test_dream_vector_env_steps_and_autoresets_next_step(run: Path) -> None:
 def test_importing_envs_does_not_import_worldmodels() -> None:
     code = "import sys, envs; assert not any(m.startswith('worldmodels') for m in sys.modules), sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_masked_fused_step_matches_mdnrnn_step_with_the_same_mask(run: Path) -> None:
+    mdnrnn = with_dropout(load_mdnrnn(run / "mdnrnn.pt"), 0.4)
+    sim = DreamSimulator(mdnrnn, load_start_latents(run / "episodes"), DreamSettings(dropout_mask=True))
+    generator = sim.generator(1)
+    state = sim.start(5, generator)
+    masks = sim.draw_dropout_masks(5, generator)  # (5, Z + A + H)
+    assert masks is not None and masks.shape == (5, Z + A + H)
+    torch.testing.assert_close(masks[:, Z : Z + A], torch.ones(5, A))  # the action is never dropped
+    state = DreamState(state.z, torch.rand(5, H) - 0.5, torch.randn(5, H))
+    action = torch.rand(5, A) * 2 - 1
+    step = sim.step(state, action, sim.draw_noise(5, generator), masks)
+    unmasked = sim.step(state, action, sim.draw_noise(5, sim.generator(2)))
+    with torch.no_grad():
+        model_mask = torch.cat([masks[:, :Z], masks[:, Z + A :]], dim=1)  # (5, Z + H): M's [z, h] mask
+        expected = mdnrnn.step(state.z, action, (state.h[None], state.c[None]), model_mask)
+    torch.testing.assert_close(step.state.h, expected.state[0][0])
+    torch.testing.assert_close(step.state.c, expected.state[1][0])
+    torch.testing.assert_close(step.reward, expected.reward)
+    assert not torch.allclose(step.state.h, unmasked.state.h)
+
+
+def test_dropout_dreams_replay_their_seeds_and_differ_from_plain_dreams(run: Path) -> None:
+    masked, plain = ending(run, 0.3, dropout_mask=True), ending(run, 0.3)
+    params, seeds = random_params(masked, 48), np.arange(48) % 16  # some seeds shared
+    first = masked.record(params, seeds)
+    again = masked.record(params, seeds)
+    np.testing.assert_array_equal(again.returns, first.returns)
+    np.testing.assert_array_equal(again.lengths, first.lengths)
+    np.testing.assert_array_equal(again.z, first.z)
+    unmasked = plain.record(params, seeds)
+    np.testing.assert_array_equal(unmasked.z[:, 0], first.z[:, 0])  # the same starts (drawn before the masks)
+    assert (np.abs(unmasked.z[:, 1:] - first.z[:, 1:]).max(axis=(1, 2)) > 1e-3).all()  # every dream has its own M
+    assert not np.array_equal(unmasked.lengths, first.lengths)
+    untouched = ending(run).record(params, seeds)  # the plain dream of an M without dropout is unchanged by it
+    np.testing.assert_array_equal(untouched.returns, unmasked.returns)
+
+
+def test_a_dream_holds_one_mask_for_its_episode_and_shares_it_with_its_seed(
+        run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim = ending(run, 0.3, dropout_mask=True, compact_below=0.0)  # rows stay put: row i is dream i
+    used: list[torch.Tensor] = []
+    step = sim.step
+
+    def spy(state: DreamState, action: torch.Tensor, noise: DreamNoise, mask: torch.Tensor | None = None
+            ) -> object:
+        assert mask is not None
+        used.append(mask.clone())
+        return step(state, action, noise, mask)
+
+    monkeypatch.setattr(sim, "step", spy)
+    seeds = np.array([3, 4, 3, 5, 6, 7])
+    sim.record(random_params(sim, 6), seeds)
+    assert len(used) > 10
+    for mask in used[1:]:
+        torch.testing.assert_close(mask, used[0], rtol=0, atol=0)  # held for the whole episode
+    mask = used[0]  # (6, Z + A + H)
+    torch.testing.assert_close(mask[0], mask[2], rtol=0, atol=0)  # a shared seed, a shared mask
+    distinct = mask[[0, 1, 3, 4, 5]]
+    assert all(not torch.equal(distinct[i], distinct[j]) for i in range(5) for j in range(i))
+    torch.testing.assert_close(mask[:, Z : Z + A], torch.ones(6, A))  # the action's columns
+    kept = torch.cat([mask[:, :Z], mask[:, Z + A :]], dim=1)  # (6, Z + H): M's [z, h] mask
+    torch.testing.assert_close(kept.unique(), torch.tensor([0.0, 1 / 0.7]))
+
+
+def test_dropping_ended_dreams_keeps_each_dreams_mask(run: Path) -> None:
+    params, seeds = random_params(ending(run), 64), np.arange(64) % 24
+    masked = ending(run, 0.3, dropout_mask=True, compact_below=0.0).record(params, seeds)
+    assert masked.lengths.min() < 20 and masked.lengths.max() == 60
+    result = ending(run, 0.3, dropout_mask=True, compact_below=1.0).record(params, seeds)
+    np.testing.assert_array_equal(result.lengths, masked.lengths)
+    np.testing.assert_allclose(result.returns, masked.returns, rtol=1e-5)
+    chunked = ending(run, 0.3, dropout_mask=True, cpu_chunk=5).record(params, seeds)
+    np.testing.assert_array_equal(chunked.lengths, masked.lengths)
+
+
+def test_dropout_dreams_need_m_trained_with_dropout(run: Path) -> None:
+    with pytest.raises(ValueError, match="dropout_mask needs M trained with dropout"):
+        ending(run, dropout_mask=True)
+    assert settings_from_config(load_config("doom", ["dream.dropout_mask=true"])).dropout_mask

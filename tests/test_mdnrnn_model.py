@@ -1,5 +1,5 @@
 """Tests of M, the MDN-RNN: parameter count, shapes, step/sequence agreement, the mixture
-likelihood against an independent float64 computation, sampling temperature, and the loss."""
+likelihood against an independent float64 computation, sampling temperature, the loss, and dropout."""
 
 import math
 
@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels.mdnrnn import MDNRNN, MDNRNNLoss, MDNRNNOutput, mdn_nll, mdnrnn_loss, sample_next_z
+from worldmodels.mdnrnn import (
+    MDNRNN,
+    MDNRNNLoss,
+    MDNRNNOutput,
+    draw_dropout_mask,
+    mdn_nll,
+    mdnrnn_loss,
+    sample_next_z,
+)
 
 B, T, Z, A, K = 3, 6, 4, 2, 5
 
@@ -202,3 +210,79 @@ def test_sample_step_draws_next_z_and_heads_at_temperature() -> None:
     same = model.sample(z, action, state, temperature=1.0, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(again.z, same.z)
     assert MDNRNN(z_size=4, action_size=2, hidden_size=16).sample(z, action, state, 1.0).done is None
+
+
+def assert_same_output(got: MDNRNNOutput, want: MDNRNNOutput) -> None:
+    for name in ("log_pi", "mu", "log_sigma", "reward", "done_logit"):
+        torch.testing.assert_close(getattr(got, name), getattr(want, name), atol=1e-5, rtol=0)
+    for a, b in zip(got.state, want.state):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_dropout_is_off_in_eval_mode_and_a_mask_of_ones_is_the_plain_lstm() -> None:
+    torch.manual_seed(0)
+    model = MDNRNN(Z, A, hidden_size=16, num_mixtures=K, reward_head=True, done_head=True, dropout=0.3).eval()
+    plain = MDNRNN(Z, A, hidden_size=16, num_mixtures=K, reward_head=True, done_head=True)
+    plain.load_state_dict(model.state_dict())
+    z, action = torch.randn(B, T, Z), torch.randn(B, T, A)
+    state = (torch.randn(1, B, 16), torch.randn(1, B, 16))
+    expected = plain(z, action, state)
+    assert_same_output(model(z, action, state), expected)  # eval mode: no dropout
+    assert_same_output(model(z, action, state, torch.ones(B, Z + 16)), expected)  # the step loop is nn.LSTM's math
+    model.train()
+    first, second = model(z, action, state), model(z, action, state)
+    assert not torch.allclose(first.mu, second.mu)  # training mode: a fresh mask per call
+
+
+def test_a_dropout_mask_drops_z_and_the_previous_h_and_is_held_over_the_sequence() -> None:
+    torch.manual_seed(0)
+    H = 16
+    model = MDNRNN(Z, A, hidden_size=H, num_mixtures=K, done_head=True, dropout=0.5).eval()
+    z, action = torch.randn(B, T, Z), torch.randn(B, T, A)
+    mask = draw_dropout_mask(B, Z, H, 0.5, torch.Generator().manual_seed(1))  # (B, Z + H)
+    full = model(z, action, dropout_mask=mask)
+    state = model.initial_state(B)
+    for t in range(T):  # the same mask passed at every step is the sequence's mask
+        out = model.step(z[:, t], action[:, t], state, mask)
+        torch.testing.assert_close(out.mu, full.mu[:, t], atol=1e-5, rtol=0)
+        state = out.state
+    dropped_z = mask[:, :Z] == 0  # (B, Z)
+    changed = z + 5.0 * dropped_z.unsqueeze(1)  # change only the dropped dimensions of z
+    torch.testing.assert_close(model(changed, action, dropout_mask=mask).mu, full.mu)
+    h_only = mask.clone()
+    h_only[:, :Z] = 1.0  # drop only h_{t-1}: the first step (h_0 = 0) is unchanged, later ones are not
+    unmasked, masked_h = model(z, action), model(z, action, dropout_mask=h_only)
+    torch.testing.assert_close(masked_h.mu[:, 0], unmasked.mu[:, 0])
+    assert not torch.allclose(masked_h.mu[:, 1:], unmasked.mu[:, 1:])
+
+
+def test_dropout_masks_keep_inputs_with_probability_one_minus_p_and_scale_them() -> None:
+    mask = draw_dropout_mask(400, 8, 42, 0.2, torch.Generator().manual_seed(0))
+    assert mask.shape == (400, 50) and mask.dtype == torch.float32
+    torch.testing.assert_close(mask.unique(), torch.tensor([0.0, 1 / 0.8]))
+    dropped = float((mask == 0).float().mean())
+    assert abs(dropped - 0.2) < 4 * math.sqrt(0.2 * 0.8 / mask.numel()), dropped
+    with pytest.raises(ValueError, match="dropout must be in"):
+        MDNRNN(dropout=1.0)
+
+
+def test_training_with_dropout_lowers_loss_on_predictable_sequences() -> None:
+    torch.manual_seed(0)
+    action = torch.randn(16, 21, 3)
+    z = torch.zeros(16, 21, 3)
+    z[:, 0] = torch.randn(16, 3)
+    for t in range(20):
+        z[:, t + 1] = 0.9 * z[:, t] + 0.1 * action[:, t]
+    model = MDNRNN(z_size=3, action_size=3, hidden_size=32, num_mixtures=K, dropout=0.1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(100):
+        loss = mdnrnn_loss(model(z[:, :-1], action[:, :-1]), z[:, 1:]).total
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-10:]) < np.mean(losses[:3]) - 1.0, losses
+    with torch.no_grad():
+        evaluated = mdnrnn_loss(model.eval()(z[:, :-1], action[:, :-1]), z[:, 1:]).total.item()
+    assert evaluated < np.mean(losses[:3]) - 1.0, evaluated

@@ -21,7 +21,8 @@ from worldmodels.config import load_config
 DOOM_TINIER = ["--preset", "doom-tiny", "--set", "collect.episodes=4", "--set", "env.max_episode_steps=80",
                "--set", "vae.epochs=1", "--set", "mdnrnn.steps=40", "--set", "cmaes.popsize=4",
                "--set", "cmaes.rollouts=2", "--set", "cmaes.generations=1", "--set", "cmaes.eval_every=1",
-               "--set", "cmaes.eval_episodes=2", "--set", "dream.max_steps=80", "--set", "evaluate.episodes=2"]
+               "--set", "cmaes.eval_episodes=2", "--set", "dream.max_steps=80", "--set", "evaluate.episodes=2",
+               "--set", "trust.episodes=2"]
 OUTPUTS = ["episodes/manifest.json", "vae.pt", "mdnrnn.pt", "controller/mean.npy", "evaluation.json", "episode.gif",
            "vae_curves.png", "mdnrnn_curves.png", "controller_curves.png", "evaluation_curves.png", "dream.gif",
            "summary.json", "config.yaml"]
@@ -66,6 +67,11 @@ def test_doom_pipeline_runs_every_stage_and_reports_the_real_score(doom_run):
     assert [stage["name"] for stage in summary["stages"]] == ["collect", "train-vae", "encode", "train-mdnrnn",
                                                              "train-controller", "evaluate", "pictures"]
     assert f"{summary['score']['mean']:.1f} +- {summary['score']['std']:.1f} over 2 real episodes" in stdout
+    # Before evolving in the dream: 5 fixed controllers scored on 2 seeds each, summed up and printed.
+    trust = json.loads((run / "calibration_trust.json").read_text())
+    assert (trust["controllers"], trust["episodes"], trust["min_rank_correlation"]) == (5, 2, 0.5)
+    assert f"run: train-controller: dream trust: {trust['verdict']} (5 fixed controllers x 2 episodes" in stdout
+    assert stdout.index("dream trust: ") < stdout.index("run: train-controller: generation")
     envs = {row["env"] for row in csv.DictReader((run / "controller" / "eval.csv").open())}
     assert envs == {"dream", "real"}
     # One real episode of at most 80 steps (81 frames, 64x64 shown at 2x), and the dream beside its real start.
@@ -85,6 +91,7 @@ def test_a_rerun_skips_finished_stages_and_continues_a_raised_budget(doom_run):
     assert "collect: 0 episodes gathered, 4 already on disk" in stdout
     assert "train-vae: already finished" in stdout and "train-mdnrnn: already finished" in stdout
     assert "1 generations run, 2 in total" in stdout
+    assert "newer than M)" in stdout  # the trust summary of this M is reused, not scored again
     log = list(csv.DictReader((run / "controller" / "log.csv").open()))
     assert [row["generation"] for row in log] == ["0", "1"]
 
@@ -101,7 +108,8 @@ def test_iterations_gather_with_the_controller_and_train_m_and_c_further(doom_ru
     assert [read_episode_meta(episode_path(run / "episodes", i))["policy"] for i in (3, 4)] == [
         "repeated_random", "controller of round 1"]
     round2 = run / "iterations" / "2"
-    for name in ("vae.pt", "mdnrnn.pt", "controller/mean.npy", "evaluation.json", "config.yaml", "dream.gif"):
+    for name in ("vae.pt", "mdnrnn.pt", "controller/mean.npy", "evaluation.json", "config.yaml", "dream.gif",
+                 "calibration_trust.json"):  # the dream of round 2's M judged before C evolves in it
         assert (round2 / name).is_file(), name
     steps = [int(row["step"]) for row in csv.DictReader((round2 / "mdnrnn_log.csv").open())]
     assert steps[-1] == 80 and max(int(row["step"]) for row in csv.DictReader((run / "mdnrnn_log.csv").open())) == 40
@@ -142,6 +150,23 @@ def test_a_rerun_with_other_evaluation_seeds_evaluates_again(doom_run, tmp_path)
     assert before["seeds"] == [1000000, 1000001] and after["seeds"] == [7, 8]
     assert "over 2 real episodes (seeds 7..8)" in stdout
     assert json.loads((run / "summary.json").read_text())["score"]["first_seed"] == 7
+
+
+def test_the_dream_trust_warning_follows_the_thresholds(doom_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(doom_run[0], run)
+    trust = json.loads((run / "calibration_trust.json").read_text())
+    strict = worldmodels("run", "--run", str(run), "--set", "cmaes.generations=5",
+                         "--set", "trust.min_rank_correlation=1.01", "--set", "trust.max_gap_fraction=0")
+    if trust["rank_correlation"] is None and trust["real_spread"] == 0:
+        assert "run: train-controller: WARNING: the dream's trust cannot be judged" in strict
+    else:
+        assert "run: train-controller: WARNING: the dream is not to be trusted" in strict
+    assert "(trusted from 1.01)" in strict and "newer than M)" in strict
+    lenient = worldmodels("run", "--run", str(run), "--set", "cmaes.generations=6",
+                          "--set", "trust.min_rank_correlation=-1", "--set", "trust.max_gap_fraction=1.0e9")
+    assert "(trusted from -1)" in lenient and "not to be trusted" not in lenient
+    assert json.loads((run / "calibration_trust.json").read_text()) == trust  # judged again, not scored again
 
 
 def test_carracing_pipeline_trains_the_controller_in_the_real_env(tmp_path):
@@ -193,3 +218,10 @@ def test_calibrate_scores_fixed_controllers_in_the_dream_and_the_real_env(doom_r
     assert document["temperature"] == 1.15
     with Image.open(run / "calibration.png") as image:
         assert image.size == (600, 450)  # 6 x 4.5 inches at 100 dpi
+    trust = json.loads((run / "calibration_trust.json").read_text())
+    assert trust["rank_correlation"] == rho and (trust["controllers"], trust["episodes"]) == (4, 3)
+    gaps = {name: row["gap"] for name, row in rows.items()}
+    assert trust["largest_gap"] == pytest.approx(max(gaps.values())) and trust["largest_gap"] == pytest.approx(
+        gaps[trust["largest_gap_controller"]])
+    assert f"dream trust: {trust['verdict']} (4 fixed controllers x 3 episodes, dream at temperature 1.15)" in stdout
+    assert ("WARNING: the dream" in stdout) == (trust["verdict"] != "trusted")

@@ -12,20 +12,20 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import ray
-from ray._private import ray_constants
-from ray.cluster_utils import Cluster
 
 from agents.cmaes import evolve
 from agents.evaluation import evaluate_params
 from agents.evaluators import RayEvaluator, SerialEvaluator
 from rollouts.actor_pool import ClusterTooSmallError, ReplacingActorPool
 from rollouts.collect import EnvSpec, collect_episodes, run_episodes
-from rollouts.ray_cluster import PACKAGES, project_runtime_env
+from rollouts.ray_cluster import PACKAGES, simulated_cluster
 from rollouts.storage import episode_path, read_episode
 from worldmodels.checkpoint import ModelWeights, save_untrained_checkpoint
 from worldmodels.config import load_config
@@ -44,24 +44,12 @@ GENERATION = CMAESConfig(popsize=6, rollouts=1, sigma0=0.5, generations=1, seed=
 
 @pytest.fixture(scope="module")
 def cluster():
-    """The cluster, its driver connected with the project's code shipped (its pip dependencies are left out:
-    this machine has them, and installing them would need the network). Every node and the driver use 127.0.0.1,
-    as a local Ray does (:func:`rollouts.ray_cluster.init_ray`): Ray's servers, started as other processes, read
-    the environment variable, and this one the constant it was read into."""
+    """The cluster (:func:`rollouts.ray_cluster.simulated_cluster`: two worker nodes of 1 CPU), its driver connected
+    with the project's code shipped."""
     if ray.is_initialized():  # another module's local Ray
         ray.shutdown()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, "0")
-        patch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-        for _ in range(2):
-            cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        shipped = {key: value for key, value in project_runtime_env().items() if key != "pip"}
-        ray.init(address=cluster.address, runtime_env=shipped)
+    with simulated_cluster(nodes=2) as cluster:
         yield cluster
-        ray.shutdown()
-        cluster.shutdown()
 
 
 def write_run(run: Path) -> None:
@@ -134,6 +122,16 @@ def test_more_workers_than_the_cluster_has_cpus_is_a_clear_error(cluster):
     with pytest.raises(ClusterTooSmallError, match=r"3 Ray actors of 1 CPU each need 3 CPUs, but the Ray cluster "
                                                    r"has 2 CPUs on 3 live nodes: lower num_workers .* to 2 or fewer"):
         ReplacingActorPool(lambda: None, 3)
+
+
+def test_a_local_ray_started_beside_the_cluster_is_a_new_one(cluster):
+    """``init_ray`` without an address starts its own Ray while this cluster, which Ray's default would join (its
+    address is in /tmp/ray/ray_current_cluster), runs on the machine."""
+    code = ("import ray; from rollouts.ray_cluster import init_ray; init_ray(num_cpus=1); "
+            "print(ray.get_runtime_context().gcs_address)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] != cluster.address
 
 
 def test_a_node_lost_mid_generation_loses_no_return_and_changes_nothing(cluster, tmp_path, one_torch_thread):

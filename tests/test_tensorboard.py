@@ -14,9 +14,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import worldmodels.training
 from agents.cmaes import evolve
 from agents.evaluators import SerialEvaluator
+from rollouts.storage import write_manifest
 from worldmodels.config import load_config
 from worldmodels.config_schema import CMAESConfig
 from worldmodels.run_layout import TENSORBOARD_DIR
+from worldmodels.stages import log_episodes
 from worldmodels.tensorboard import ScalarLog, event_dir
 from worldmodels.train_mdnrnn import train_mdnrnn
 from worldmodels.train_vae import train_vae
@@ -152,3 +154,19 @@ def test_a_folder_that_cannot_be_made_is_warned_of_and_skipped(tmp_path, caplog)
         log.write(1, {"loss": 1.0})
         log.write(2, {"loss": 0.5})
     assert len(caplog.records) == 1 and "could not open" in caplog.records[0].getMessage()
+
+
+def test_collected_episodes_are_logged_once_each_when_the_collection_grows(tmp_path):
+    episodes = tmp_path / "run" / "episodes"
+    episodes.mkdir(parents=True)
+
+    def entry(index: int) -> dict:
+        return {"index": index, "return": 10.0 * index, "length": 100 + index, "env_id": "test", "file": f"{index}"}
+
+    write_manifest(episodes, [entry(i) for i in range(3)])
+    log_episodes(episodes)
+    write_manifest(episodes, [entry(i) for i in range(5)])  # a resumed or extended collection
+    log_episodes(episodes)
+    series = scalars(event_dir(tmp_path / "run", "collect"))
+    assert series["collect/episodic_return"] == [(i, 10.0 * i) for i in range(5)]
+    assert series["collect/episode_length"] == [(i, 100.0 + i) for i in range(5)]

@@ -9,7 +9,15 @@ import torch
 
 import worldmodels.train_mdnrnn as train_mdnrnn_module
 from rollouts.storage import list_episode_files, read_arrays, read_latents
-from worldmodels.checkpoint import Checkpoint, capture_rng_state, read_checkpoint, save_checkpoint
+from worldmodels.checkpoint import (
+    Checkpoint,
+    capture_rng_state,
+    load_mdnrnn,
+    read_checkpoint,
+    read_model_args,
+    save_checkpoint,
+    save_untrained_checkpoint,
+)
 from worldmodels.cli import main
 from worldmodels.config import load_config
 from worldmodels.device import has_bf16
@@ -47,7 +55,7 @@ def test_loss_falls_with_reward_and_done_heads(episode_folder, tmp_path):
         assert np.mean(values[-2:]) < 0.7 * values[0], (name, values)
     checkpoint = read_checkpoint(tmp_path / "mdnrnn.pt", kind="mdnrnn")
     assert checkpoint.model_args == {"z_size": Z, "action_size": 3, "hidden_size": 32, "num_mixtures": 5,
-                                     "reward_head": True, "done_head": True}
+                                     "reward_head": True, "done_head": True, "dropout": 0.0}
 
 
 def test_heads_off_log_zero_and_z_nll_alone_falls(episode_folder, tmp_path):
@@ -69,6 +77,27 @@ def test_a_zero_step_budget_leaves_the_untrained_model(episode_folder, tmp_path)
     assert checkpoint.step == 0 and checkpoint.model_args["hidden_size"] == 32
 
 
+def test_m_with_dropout_learns_and_runs_without_it_once_loaded(episode_folder, tmp_path):
+    config = tiny_config("mdnrnn.steps=40", "mdnrnn.learning_rate=1e-2", "mdnrnn.dropout=0.2")
+    train_mdnrnn(config, episode_folder(2, 12, latents_z=Z), tmp_path, progress=False, log_every=1)
+    z_nll = [float(r["z_nll"]) for r in read_log(tmp_path / "mdnrnn_log.csv")]
+    assert np.mean(z_nll[-5:]) < 0.7 * np.mean(z_nll[:2]), z_nll
+    assert read_checkpoint(tmp_path / "mdnrnn.pt", kind="mdnrnn").model_args["dropout"] == 0.2
+    mdnrnn = load_mdnrnn(tmp_path / "mdnrnn.pt")  # as the real env's rollouts load it: eval mode, no dropout
+    assert mdnrnn.dropout == 0.2 and not mdnrnn.training
+    z, action = torch.randn(6, Z), torch.randn(6, 3)
+    with torch.no_grad():
+        first, second = (mdnrnn.step(z, action, mdnrnn.initial_state(6)) for _ in range(2))
+    torch.testing.assert_close(first.mu, second.mu, rtol=0, atol=0)
+
+
+def test_a_checkpoint_from_before_dropout_loads_without_it(tmp_path):
+    save_untrained_checkpoint(tmp_path / "mdnrnn.pt", "mdnrnn", {"z_size": Z, "action_size": 3, "hidden_size": 32})
+    assert "dropout" not in read_checkpoint(tmp_path / "mdnrnn.pt", kind="mdnrnn").model_args
+    assert load_mdnrnn(tmp_path / "mdnrnn.pt").dropout == 0.0
+    assert read_model_args(tmp_path / "mdnrnn.pt", "mdnrnn")["dropout"] == 0.0
+
+
 class Crash(Exception):
     """Stands for the process dying in the middle of training."""
 
@@ -78,6 +107,7 @@ needs_bf16 = pytest.mark.skipif(not has_bf16(torch.device("cpu")), reason="this 
 
 @pytest.mark.parametrize("settings", [
     pytest.param([], id="streamed"), pytest.param(["mdnrnn.resident=true"], id="resident"),
+    pytest.param(["mdnrnn.dropout=0.1"], id="dropout"),
     pytest.param(["mdnrnn.precision=bfloat16"], id="bfloat16", marks=needs_bf16),
     pytest.param(["mdnrnn.resident=true", "mdnrnn.precision=bfloat16"], id="resident-bfloat16", marks=needs_bf16),
 ])

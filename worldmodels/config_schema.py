@@ -147,6 +147,10 @@ class MDNRNNConfig:
     """Add a head predicting each step's reward (MSE): the dream's reward with dream.reward_mode "head"."""
     done_head: bool = False
     """Add a head predicting the episode's end (a logit, BCE): dreams end by it (Doom)."""
+    dropout: float = non_negative(0.0)
+    """Dropout rate p in [0, 1) of the LSTM's gate inputs z_t and h_{t-1}, one mask per training sequence (as in
+    Dropout's Dream Land, which used 0.05; the action is never dropped); 0: none, as published. M runs without it in
+    the real env; dreams use it per episode with dream.dropout_mask."""
     done_pos_weight: float = positive(1.0)
     """Weight of terminal steps in the done BCE (10 for Doom)."""
     reward_weight: float = non_negative(1.0)
@@ -235,6 +239,10 @@ class DreamConfig:
     """M's matrix products in the dream: float32 (published) or bfloat16 (the cell state, the mixture draw and the
     returns stay float32): about 1.5-2x the float32 rate; on the CPU it needs bf16 instructions (AVX-512 BF16 or
     AMX)."""
+    dropout_mask: bool = False
+    """Dropout dreams (Wellmer and Kwok, "Dropout's Dream Land", 2021): each dream draws one dropout mask of M's gate
+    inputs at its start and holds it for the episode, so each dream runs its own M (needs mdnrnn.dropout > 0);
+    false: M without dropout, as published."""
 
 
 @dataclass
@@ -251,6 +259,31 @@ PUBLISHED_TEMPERATURES: tuple[float, ...] = (0.1, 0.5, 1.0, 1.15, 1.3)
 """The temperatures of the paper's Doom table (``worldmodels temperature-sweep``'s default)."""
 CALIBRATION_SCALES: tuple[float, ...] = (0.1, 1.0)
 """Std of the random controllers' weights that ``worldmodels calibrate`` scores by default."""
+
+
+@dataclass
+class TrustConfig:
+    """Whether M's dream can be trusted (``agents/calibration.py``): fixed controllers (zeros, and random weights
+    of std ``CALIBRATION_SCALES``) scored on the same seeds in the dream and in the real env, summed up as the rank
+    correlation of their dream and real means and the largest dream - real gap. ``worldmodels calibrate`` always
+    writes the summary; these thresholds judge it there too."""
+
+    before_dream: bool = True
+    """``worldmodels run`` scores the fixed controllers and prints the summary before CMA-ES evolves C in the dream
+    (``controller.train_in: dream``; each round of ``iterate``), warning when the dream is not to be trusted; it
+    never stops the run. A summary newer than M is reused. Cost: ``(1 + 2 random_per_scale) x episodes`` episodes
+    in each env (doom-tiny: 15 s on 2 busy CPU cores)."""
+    episodes: int = positive(4)
+    """Episodes per controller in each env, on seeds ``evaluate.seed`` and up (``calibrate --episodes`` for the
+    command)."""
+    random_per_scale: int = non_negative(2)
+    """Random controllers per weight scale (``calibrate --random`` for the command)."""
+    min_rank_correlation: float = 0.5
+    """Below this Spearman rank correlation of dream and real means the dream is not trusted: it orders controllers
+    unlike the real env (1 means the same order, 0 none, -1 reversed)."""
+    max_gap_fraction: float = non_negative(1.0)
+    """The dream is not trusted where some controller's dream mean exceeds its real mean by more than this times the
+    real spread (best minus worst real mean): M flatters it more than the controllers differ for real."""
 
 
 @dataclass
@@ -543,6 +576,7 @@ class Config:
     dream: DreamConfig = field(default_factory=DreamConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     iterate: IterateConfig = field(default_factory=IterateConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     cnn: CNNConfig = field(default_factory=CNNConfig)
     gan: GANConfig = field(default_factory=GANConfig)

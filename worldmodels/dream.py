@@ -20,12 +20,19 @@ die early then runs at the rate of its live rows; ``compact_below=0`` steps ever
 Dreams start from stored real first frames: z_0 ~ N(mu, exp(logvar)) of one episode's first frame,
 chosen at random among the latents files of an episode folder (:func:`load_start_latents`).
 
+Dropout dreams (``dropout_mask``, Wellmer and Kwok, "Dropout's Dream Land", 2021): with an M trained with dropout
+p > 0 (``mdnrnn.dropout``), each dream draws one dropout mask of M's gate inputs [z_t, h_{t-1}] at its start and
+holds it for the whole episode (:func:`worldmodels.mdnrnn.draw_dropout_mask`, the mask M trained with), so every
+dream runs its own M, a domain randomisation inside the dream. A mask is one elementwise multiply per step on the
+gates' input; off (the default, as published) M runs without dropout, and so does M in the real env always.
+
 Randomness: every draw comes from one ``torch.Generator`` per call, seeded from the call's episode seeds,
-so the same ``(params, seeds)`` call returns the same returns on the same machine. Each step draws the noise
-of every distinct seed of the call, whether its dreams are alive or not, so a dream's draws do not depend on
-which other dreams have ended. Dreams that share a seed in one call share their start and every noise draw
-(common random numbers, as candidates sharing a seed share a track in the real environment); a dream's return
-therefore depends on the call's distinct seeds, not on its seed alone. The mixture component is drawn by
+so the same ``(params, seeds)`` call returns the same returns on the same machine: the starts first, then the
+dropout masks when on, then each step's noise. Each step draws the noise of every distinct seed of the call, whether
+its dreams are alive or not, so a dream's draws do not depend on which other dreams have ended. Dreams that share a
+seed in one call share their start, dropout mask and every noise draw (common random numbers, as candidates sharing
+a seed share a track in the real environment); a dream's return therefore depends on the call's distinct seeds, not
+on its seed alone. The mixture component is drawn by
 inverse CDF from one uniform per dimension. :meth:`DreamSimulator.step` takes its noise explicitly
 (:class:`DreamNoise`), so a batched step can be checked against B single-dream steps with the same noise.
 
@@ -67,7 +74,7 @@ from worldmodels.config_schema import (
 from worldmodels.controller import Controller, ControllerRows
 from worldmodels.device import has_bf16, resolve_device
 from worldmodels.encode import check_latents_identity
-from worldmodels.mdnrnn import MDNRNN
+from worldmodels.mdnrnn import MDNRNN, draw_dropout_mask
 from worldmodels.vae import ConvVAE
 
 REWARD_MODES: tuple[DreamRewardName, ...] = get_args(DreamRewardName)
@@ -103,6 +110,8 @@ class DreamSettings:
     """``controller.hidden_units``."""
     precision: DtypeName = "float32"
     """``dream.precision``."""
+    dropout_mask: bool = False
+    """``dream.dropout_mask``."""
     check_every: int = 10
     """Steps between checks (host syncs) of which dreams have ended: a rollout stops when all have, and drops
     the ended ones from the batch (``compact_below``)."""
@@ -155,7 +164,8 @@ def settings_from_config(config: Config) -> DreamSettings:
     dream = config.dream
     return DreamSettings(temperature=dream.temperature, max_steps=dream_max_steps(config), reward_mode=dream.reward_mode,
                          done_mode=dream.done_mode, inputs=config.controller.inputs, bias=config.controller.bias,
-                         hidden_units=config.controller.hidden_units, precision=dream.precision)
+                         hidden_units=config.controller.hidden_units, precision=dream.precision,
+                         dropout_mask=dream.dropout_mask)
 
 
 class StartLatents(NamedTuple):
@@ -305,21 +315,35 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     return torch.nn.functional.linear(x, weight, bias)
 
 
-def lstm_step(m: FusedM, z: torch.Tensor, action: torch.Tensor, h: torch.Tensor,
-              c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def lstm_step(m: FusedM, z: torch.Tensor, action: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+              dropout_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """M's LSTM on one step: z (B, Z), action (B, A), h and c (B, H) to the new (h, c), each (B, H) float32.
 
     The gates' matrix product runs in ``m.dtype``; the gates and the state are float32. tanh is computed as
-    2 sigmoid(2x) - 1 (torch's CPU tanh is several times slower than its sigmoid).
+    2 sigmoid(2x) - 1 (torch's CPU tanh is several times slower than its sigmoid). ``dropout_mask``
+    (B, Z + A + H) in ``m.dtype`` multiplies the gates' input [z, a, h] (see :func:`gate_input_masks`); None: none.
     """
     x = torch.empty(len(z), m.lstm_weight.shape[1], dtype=m.dtype, device=z.device)  # (B, Z + A + H)
     torch.cat([z, action, h], dim=1, out=x)  # cast to m.dtype on the way
+    if dropout_mask is not None:
+        x.mul_(dropout_mask)  # (B, Z + A + H): this dream's M
     gates = linear(x, m.lstm_weight, m.lstm_bias).float()  # (B, 4H): i, f, o, 2g
     gates = gates.sigmoid_()  # (B, 4H): sigmoid(i), sigmoid(f), sigmoid(o), (tanh(g) + 1) / 2
     i, f, o, g = gates.chunk(4, dim=1)  # (B, H) each
     c = torch.addcmul(f * c, i, g, value=2.0).sub_(i)  # (B, H): f c + i tanh(g)
     h = torch.addcmul(o.neg(), o, torch.sigmoid(2.0 * c), value=2.0)  # (B, H): o tanh(c)
     return h, c
+
+
+def gate_input_masks(m: FusedM, action_size: int, rate: float, count: int,
+                     generator: torch.Generator) -> torch.Tensor:
+    """``count`` dropout masks (count, Z + A + H) of the fused gates' input [z, a, h], in ``m.dtype`` on the
+    generator's device: M's masks of [z, h] (:func:`worldmodels.mdnrnn.draw_dropout_mask`) with the action's
+    columns 1 (never dropped). In bfloat16 the kept entries' 1 / (1 - p) is rounded (1.0526 to 1.0547 at p 0.05)."""
+    masks = draw_dropout_mask(count, m.z_size, m.hidden_size, rate, generator, generator.device)  # (count, Z + H)
+    z_mask, h_mask = masks.split([m.z_size, m.hidden_size], dim=1)  # (count, Z), (count, H)
+    ones = torch.ones(count, action_size, device=masks.device)  # (count, A)
+    return torch.cat([z_mask, ones, h_mask], dim=1).to(m.dtype)  # (count, Z + A + H)
 
 
 def head_output(m: FusedM, h: torch.Tensor) -> HeadOutput:
@@ -397,6 +421,9 @@ class DreamSimulator:
                              f"and logvar {starts.logvar.shape}: were they encoded by this run's V?")
         if vae is not None and vae.z_size != mdnrnn.z_size:
             raise ValueError(f"M reads z of size {mdnrnn.z_size} but V encodes {vae.z_size}: different runs")
+        if settings.dropout_mask and mdnrnn.dropout == 0:
+            raise ValueError("dropout_mask needs M trained with dropout, and this M has none: train M with "
+                             "mdnrnn.dropout > 0 (e.g. 0.05, Dropout's Dream Land), or set dream.dropout_mask false")
         if settings.reward_mode == "head" and mdnrnn.reward_head is None:
             raise ValueError("reward_mode 'head' needs M with a reward head, and this M has none (CarRacing's M "
                              "is trained without one): train M with a reward head, or set reward_mode "
@@ -405,6 +432,7 @@ class DreamSimulator:
         self.device = torch.device(device)
         self.m = fuse_mdnrnn(mdnrnn, self.device, settings.temperature, matmul_dtype(settings.precision, self.device))
         self.action_size = mdnrnn.action_size
+        self.dropout = mdnrnn.dropout if settings.dropout_mask else 0.0  # of each dream's mask; 0: no masks
         self.vae = None if vae is None else vae.to(self.device).eval()
         self.controller = Controller(mdnrnn.z_size, mdnrnn.hidden_size, mdnrnn.action_size, settings.inputs,
                                      settings.bias, settings.hidden_units)
@@ -434,6 +462,14 @@ class DreamSimulator:
         return DreamState(z, h, torch.zeros_like(h))
 
     @torch.inference_mode()
+    def draw_dropout_masks(self, count: int, generator: torch.Generator) -> torch.Tensor | None:
+        """The dropout masks (count, Z + A + H) of ``count`` fresh dreams (:func:`gate_input_masks`), one per dream
+        for its whole episode; None (nothing drawn) without ``dropout_mask``."""
+        if self.dropout == 0:
+            return None
+        return gate_input_masks(self.m, self.action_size, self.dropout, count, generator)
+
+    @torch.inference_mode()
     def draw_noise(self, count: int, generator: torch.Generator) -> DreamNoise:
         """The noise of one step of ``count`` dreams, drawn from ``generator`` (component, eps, then done)."""
         shape = (count, self.m.z_size)
@@ -460,9 +496,11 @@ class DreamSimulator:
         return self.controller.act_rows(rows, self.features(state))  # (B, A)
 
     @torch.inference_mode()
-    def step(self, state: DreamState, action: torch.Tensor, noise: DreamNoise) -> DreamStep:
-        """Advance B dreams by one step of M with actions (B, A) in [-1, 1] and the given noise."""
-        h, c = lstm_step(self.m, state.z, action, state.h, state.c)  # (B, H) each
+    def step(self, state: DreamState, action: torch.Tensor, noise: DreamNoise,
+             dropout_mask: torch.Tensor | None = None) -> DreamStep:
+        """Advance B dreams by one step of M with actions (B, A) in [-1, 1], the given noise, and each dream's
+        dropout mask (B, Z + A + H) (:meth:`draw_dropout_masks`; None: M without dropout)."""
+        h, c = lstm_step(self.m, state.z, action, state.h, state.c, dropout_mask)  # (B, H) each
         head = head_output(self.m, h)
         z = sample_mixture(head, noise.component, noise.eps)  # (B, Z)
         if self.settings.reward_mode == "head" and head.reward is not None:
@@ -514,6 +552,7 @@ class DreamSimulator:
         seed_rows = None if shared is None else torch.as_tensor(shared, device=self.device)  # (N,) row of each seed
         generator = self.generator(_seed_of(distinct))
         state = DreamState(*_take(seed_rows, *self.start(len(distinct), generator)))
+        masks = _take(seed_rows, self.draw_dropout_masks(len(distinct), generator))[0]  # (B, Z + A + H) or None
         dreams = torch.arange(len(seeds), device=self.device)  # (B,) the dream of each stepped row
         noise_rows = seed_rows  # (B,) each stepped row's noise among the distinct seeds'; None: row n is seed n
         alive = torch.ones(len(seeds), dtype=torch.bool, device=self.device)  # (B,)
@@ -528,9 +567,10 @@ class DreamSimulator:
                 if live < self.settings.compact_below * len(alive):  # drop the ended dreams
                     keep = alive.nonzero().squeeze(1)  # (B',)
                     rows, dreams, alive, state = rows[keep], dreams[keep], alive[keep], DreamState(*_take(keep, *state))
+                    masks = _take(keep, masks)[0]
                     noise_rows = dreams if seed_rows is None else seed_rows[dreams]
             noise = self.draw_noise(len(distinct), generator)  # every seed's, whichever dreams are alive
-            step = self._act_and_step(rows, state, DreamNoise(*_take(noise_rows, *noise)))
+            step = self._act_and_step(rows, state, DreamNoise(*_take(noise_rows, *noise)), masks)
             returns.index_add_(0, dreams, step.reward * alive)
             lengths.index_add_(0, dreams, alive.long())
             alive.logical_and_(~step.done)
@@ -540,17 +580,19 @@ class DreamSimulator:
         z = torch.stack(trace, dim=1).cpu().numpy() if keep_z else None  # (N, T + 1, Z)
         return DreamResult(returns.double().cpu().numpy(), lengths.cpu().numpy(), z)
 
-    def _act_and_step(self, rows: ControllerRows, state: DreamState, noise: DreamNoise) -> DreamStep:
+    def _act_and_step(self, rows: ControllerRows, state: DreamState, noise: DreamNoise,
+                      masks: torch.Tensor | None) -> DreamStep:
         """:meth:`act` then :meth:`step` for B dreams, in row chunks of ``cpu_chunk`` dreams on the CPU."""
         size = self.settings.cpu_chunk if self.device.type == "cpu" else len(state.z)
         if len(state.z) <= size:
-            return self.step(state, self.act(rows, state), noise)
+            return self.step(state, self.act(rows, state), noise, masks)
         steps = []
         for start in range(0, len(state.z), size):
             chunk = slice(start, start + size)
             part = DreamState(*(t[chunk] for t in state))
             part_noise = DreamNoise(*(None if t is None else t[chunk] for t in noise))
-            steps.append(self.step(part, self.act(rows[chunk], part), part_noise))
+            part_masks = None if masks is None else masks[chunk]
+            steps.append(self.step(part, self.act(rows[chunk], part), part_noise, part_masks))
         states = DreamState(*(torch.cat(parts) for parts in zip(*(s.state for s in steps))))  # (B, ...) each
         return DreamStep(states, torch.cat([s.reward for s in steps]), torch.cat([s.done for s in steps]))
 

@@ -20,7 +20,9 @@ format of ``rollouts.storage``, whichever folder holds them.
     RUN/tensorboard/<stage>/   TensorBoard event files of each stage (``worldmodels.tensorboard``)
     RUN/iterations/k/          round k >= 2 of ``worldmodels iterate``: a run folder of its own
     RUN/sweep/tau_T/, RUN/temperature_sweep.{json,png}  the dream-temperature sweep
-    RUN/calibration.{json,png}  M's dream returns against the real ones
+    RUN/calibration.{md,json,png}  M's dream returns against the real ones
+    RUN/calibration_trust.json  their summary and verdict: can the dream be trusted? (also before ``run`` evolves
+                               C in the dream)
     RUN/baselines/             stable-baselines3 agents
     RUN/cnn.pt, gan.pt, cyclegan.pt, char_lstm.pt, music_lstm.pt, musegan.pt  the component models, each with
                                its *_log.csv (train-cnn also cnn_eval.csv; train-text text_samples.csv), the
@@ -89,6 +91,8 @@ TEMPERATURE_SWEEP_STEM = "temperature_sweep"
 """The sweep's table, ``.json`` and ``.png`` (``agents.temperature_sweep``)."""
 CALIBRATION_STEM = "calibration"
 """M's calibration, ``.json`` and ``.png`` (``agents.calibration``)."""
+CALIBRATION_TRUST_NAME = "calibration_trust.json"
+"""The calibration's rank correlation, largest dream - real gap and verdict (``agents.dream_trust``)."""
 BASELINES_DIR = "baselines"
 """Where stable-baselines3 agents are saved (``agents.sb3``)."""
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from rollouts.collect import CollectReport, EnvSpec, PolicySpec, check_same_env, collect_episodes
+from rollouts.storage import read_manifest
 from worldmodels.config import save_config
 from worldmodels.config_schema import Config
 from worldmodels.run_layout import COLLECT_CONFIG_NAME
+from worldmodels.tensorboard import ScalarLog, event_dir
 
 
 def env_spec(config: Config) -> EnvSpec:
@@ -24,7 +26,7 @@ def collect_stage(config: Config, out_dir: Path) -> CollectReport:
     check_same_env(out_dir, config.env.id)
     save_config(config, out_dir / COLLECT_CONFIG_NAME)
     collect = config.collect
-    return collect_episodes(
+    report = collect_episodes(
         out_dir,
         env_spec(config),
         PolicySpec(collect.policy, collect.brownian_sigma, collect.controller_weight_std, collect.max_repeat),
@@ -33,3 +35,18 @@ def collect_stage(config: Config, out_dir: Path) -> CollectReport:
         num_workers=collect.num_workers,
         max_retries=collect.max_retries,
     )
+    if report.collected:
+        log_episodes(out_dir)
+    return report
+
+
+def log_episodes(episodes_dir: Path) -> None:
+    """Write every stored episode's return and length, from the folder's manifest, as TensorBoard scalars
+    ``collect/episodic_return`` and ``collect/episode_length`` at step = the episode's index, into
+    ``<episodes_dir's parent>/tensorboard/collect`` (RUN/tensorboard/collect for a run's RUN/episodes). The whole
+    curve is rewritten (purge from step 0), so a resumed or extended collection shows each episode once."""
+    entries = (read_manifest(episodes_dir) or {}).get("entries", [])
+    with ScalarLog(event_dir(episodes_dir.parent, "collect"), "collect", first_step=0) as scalars:
+        for entry in entries:
+            scalars.write(int(entry["index"]), {"episodic_return": float(entry["return"]),
+                                                "episode_length": float(entry["length"])})

@@ -44,7 +44,7 @@ def mdnrnn_config_args(config: Config) -> dict[str, Any]:
     cfg = config.mdnrnn
     return {"vae.z_size": config.vae.z_size, "mdnrnn.hidden_size": cfg.hidden_size,
             "mdnrnn.num_mixtures": cfg.num_mixtures, "mdnrnn.reward_head": cfg.reward_head,
-            "mdnrnn.done_head": cfg.done_head}
+            "mdnrnn.done_head": cfg.done_head, "mdnrnn.dropout": cfg.dropout}
 
 
 def _action_size(files: list[Path], z_size: int) -> int:
@@ -82,7 +82,9 @@ def train_mdnrnn(
     the latents streamed from disk or held on the device, the forward pass in float32 or under bfloat16
     autocast (the loss in float32). The LSTM reads
     [z_t, a_t] and is scored on z_{t+1}; the reward and done heads, when enabled, on the step's reward
-    and termination (``reward_weight``, ``done_pos_weight``). Gradients are clipped to norm ``grad_clip``.
+    and termination (``reward_weight``, ``done_pos_weight``). Gradients are clipped to norm ``grad_clip``. With
+    ``mdnrnn.dropout`` > 0 each sequence of a batch draws its own dropout mask of the LSTM's inputs
+    (:mod:`worldmodels.mdnrnn`), from the seeded global generator.
 
     When ``run_dir`` holds V (``vae.pt``), latents encoded by another V are refused
     (:func:`worldmodels.encode.check_latents_identity`).

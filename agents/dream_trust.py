@@ -1,0 +1,127 @@
+"""Can M's dream be trusted? A calibration (``agents.calibration``) summed up in two numbers and judged.
+
+CMA-ES in the dream climbs dream returns, so the dream is trusted when it orders fixed controllers as the real env
+does (Spearman's rank correlation of their dream and real means at least ``trust.min_rank_correlation``) and
+flatters none of them by more than the controllers differ for real (the largest dream - real gap at most
+``trust.max_gap_fraction`` times the real spread, best minus worst real mean). Written to
+``RUN/calibration_trust.json`` beside the calibration table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Literal
+
+from rollouts.atomic import atomic_write_text
+from worldmodels.config_schema import TrustConfig
+
+TrustVerdict = Literal["trusted", "untrusted", "unjudged"]
+"""untrusted: a threshold failed; unjudged: none failed but the rank correlation is undefined (every dream mean or
+every real mean the same)."""
+
+
+@dataclass(frozen=True)
+class TrustSummary:
+    """A calibration's rank correlation and largest gap (returns, as the env scores them), and the thresholds
+    they are judged by; the verdict follows from these fields."""
+
+    rank_correlation: float | None
+    """Spearman's rho of the controllers' dream and real means; None where undefined."""
+    controllers: int
+    """Fixed controllers scored."""
+    episodes: int
+    """Episodes per controller in each env, on the same seeds."""
+    temperature: float
+    """The dream's tau."""
+    largest_gap: float
+    """The largest dream mean - real mean over the controllers (> 0: M flatters that controller)."""
+    largest_gap_controller: str
+    """The controller of ``largest_gap``."""
+    real_spread: float
+    """Best minus worst real mean over the controllers."""
+    min_rank_correlation: float
+    max_gap_fraction: float
+    """The thresholds (``trust`` settings) the verdict uses."""
+
+    @classmethod
+    def measure(cls, names: list[str], dream_means: list[float], real_means: list[float],
+                rank_correlation: float | None, episodes: int, temperature: float,
+                settings: TrustConfig) -> TrustSummary:
+        """The summary of controllers ``names`` with these means (one per name), judged by ``settings``.
+
+        :raises ValueError: no controllers, or a list of means whose length differs from ``names``.
+        """
+        if not names or len(dream_means) != len(names) or len(real_means) != len(names):
+            raise ValueError(f"one dream and one real mean per controller needed, got {len(names)} controllers, "
+                             f"{len(dream_means)} dream and {len(real_means)} real means")
+        gaps = [dream - real for dream, real in zip(dream_means, real_means)]
+        worst = max(range(len(gaps)), key=gaps.__getitem__)
+        return cls(rank_correlation, len(names), episodes, temperature, gaps[worst], names[worst],
+                   max(real_means) - min(real_means), settings.min_rank_correlation, settings.max_gap_fraction)
+
+    def judged_by(self, settings: TrustConfig) -> TrustSummary:
+        """The same measurements under ``settings``' thresholds."""
+        return replace(self, min_rank_correlation=settings.min_rank_correlation,
+                       max_gap_fraction=settings.max_gap_fraction)
+
+    @property
+    def reasons(self) -> list[str]:
+        """Each failed threshold, in words; empty when none failed."""
+        reasons = []
+        if self.rank_correlation is not None and self.rank_correlation < self.min_rank_correlation:
+            reasons.append(f"rank correlation {self.rank_correlation:.2f} < {self.min_rank_correlation:g}")
+        if self.real_spread > 0 and self.largest_gap > self.max_gap_fraction * self.real_spread:
+            reasons.append(f"'{self.largest_gap_controller}' scores {self.largest_gap:+.1f} more in the dream, over "
+                           f"{self.max_gap_fraction:g} x the real spread {self.real_spread:.1f}")
+        return reasons
+
+    @property
+    def verdict(self) -> TrustVerdict:
+        if self.reasons:
+            return "untrusted"
+        return "unjudged" if self.rank_correlation is None else "trusted"
+
+    def describe(self) -> list[str]:
+        """Three lines: the verdict and what it rests on, the rank correlation, the largest gap."""
+        rho = "undefined (equal means)" if self.rank_correlation is None else f"{self.rank_correlation:.2f}"
+        return [f"dream trust: {self.verdict} ({self.controllers} fixed controllers x {self.episodes} episodes, "
+                f"dream at temperature {self.temperature:g})",
+                f"  rank correlation of dream and real means: {rho} (trusted from {self.min_rank_correlation:g})",
+                f"  largest dream - real gap: {self.largest_gap:+.1f} ('{self.largest_gap_controller}'); real spread "
+                f"{self.real_spread:.1f} (trusted up to {self.max_gap_fraction:g} x it)"]
+
+    def warning(self) -> str | None:
+        """One line when the dream is not to be trusted or cannot be judged; None when it is trusted."""
+        if self.verdict == "untrusted":
+            return (f"WARNING: the dream is not to be trusted ({'; '.join(self.reasons)}): CMA-ES may climb M's "
+                    "errors; `worldmodels calibrate` shows the table")
+        if self.verdict == "unjudged":
+            return ("WARNING: the dream's trust cannot be judged: every dream or every real mean is the same "
+                    "(more episodes or a longer episode cap may separate them)")
+        return None
+
+    def write_json(self, path: Path) -> None:
+        """The fields, the verdict and its reasons, atomically."""
+        document = asdict(self) | {"verdict": self.verdict, "reasons": self.reasons}
+        atomic_write_text(path, json.dumps(document, indent=2) + "\n")
+
+    @classmethod
+    def read_json(cls, path: Path) -> TrustSummary:
+        """A summary written by :meth:`write_json` (its verdict is recomputed from the fields).
+
+        :raises ValueError: the file is not such a summary (the message names it).
+        """
+        try:
+            document = json.loads(path.read_text())
+            summary = cls(**{field.name: document[field.name] for field in fields(cls)})
+            numbers = [summary.largest_gap, summary.real_spread, summary.temperature]
+            valid = all(isinstance(x, (int, float)) and math.isfinite(x) for x in numbers)
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            raise ValueError(f"{path} is not a dream trust summary ({type(err).__name__}: {err})") from None
+        if not valid:
+            raise ValueError(f"{path} is not a dream trust summary: non-numeric or non-finite gap, spread or "
+                             "temperature")
+        return summary
