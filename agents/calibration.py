@@ -125,7 +125,7 @@ def run_controller_files(run_dir: Path) -> list[Path]:
 def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episodes: int,
               scales: tuple[float, ...] = CALIBRATION_SCALES, random_per_scale: int = 2,
               files: list[Path] | None = None) -> Calibration:
-    """Score the fixed controllers (see the module docstring) over seeds ``evaluate.seed ..`` in the dream at
+    """Score the fixed controllers (see the module docstring) over seeds ``trust.seed ..`` in the dream at
     ``dream.temperature`` and in the real env (Ray must be initialised); writes RUN/calibration.md, .json
     and .png, and the trust summary (judged by ``config.trust``) to RUN/calibration_trust.json. ``files`` None
     means the run's own controllers.
@@ -137,7 +137,7 @@ def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episode
     controllers = fixed_controllers(dream.worker.num_params, scales, random_per_scale, config.cmaes.seed,
                                     run_controller_files(run_dir) if files is None else files)
     params = np.stack(list(controllers.values()))  # (P, D)
-    seeds = evaluation_seeds(config.evaluate.seed, episodes)
+    seeds = evaluation_seeds(config.trust.seed, episodes)
     real = real_evaluator(config, run_dir)
     try:
         real_returns = real(params, seeds)  # (P, E): every controller in one batch over the Ray workers

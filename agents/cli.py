@@ -173,7 +173,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--data", type=Path, help=f"encoded episodes starting the dreams (default: RUN/{EPISODES_DIR})")
     calibration = add_command(subparsers, "calibrate", cmd_calibrate, run_help=MODELS_RUN_HELP)
     calibration.add_argument("--episodes", type=positive_int, default=32, help="episodes per controller, in the dream and "
-                             "in the real env, on seeds evaluate.seed and up (default 32)")
+                             "in the real env, on seeds trust.seed and up (default 32)")
     calibration.add_argument("--scales", type=float, nargs="+", default=list(CALIBRATION_SCALES),
                              help="std of the random controllers' weights (default: 0.1 1.0)")
     calibration.add_argument("--random", type=non_negative_int, default=2, help="random controllers per scale (default 2)")

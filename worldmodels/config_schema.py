@@ -274,8 +274,12 @@ class TrustConfig:
     never stops the run. A summary newer than M is reused. Cost: ``(1 + 2 random_per_scale) x episodes`` episodes
     in each env (doom-tiny: 15 s on 2 busy CPU cores)."""
     episodes: int = positive(4)
-    """Episodes per controller in each env, on seeds ``evaluate.seed`` and up (``calibrate --episodes`` for the
+    """Episodes per controller in each env, on seeds ``trust.seed`` and up (``calibrate --episodes`` for the
     command)."""
+    seed: int = non_negative(2_000_000)
+    """Calibration episode i (``run``'s trust summary and ``calibrate``) uses seed + i: apart from the evaluation
+    seeds (``evaluate.seed`` and up), so that settings chosen by calibration never look at the episodes that score
+    the final controller."""
     random_per_scale: int = non_negative(2)
     """Random controllers per weight scale (``calibrate --random`` for the command)."""
     min_rank_correlation: float = 0.5
