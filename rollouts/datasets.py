@@ -20,6 +20,7 @@ is the data set's (:attr:`nbytes`), so it is for data sets that fit on the devic
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ Batch = Any
 """A tensor (frames) or a dict of tensors (sequences), with a leading batch axis."""
 
 
-class _EpisodeStream(IterableDataset):
+class _EpisodeStream(IterableDataset, ABC):
     """Shared epoch, shuffling, buffering, batching, residency and worker-sharding logic over episode files.
 
     A subclass says how a group of episodes becomes a table in memory (``_load``), which items the table
@@ -77,9 +78,10 @@ class _EpisodeStream(IterableDataset):
         return self
 
     @property
+    @abstractmethod
     def nbytes(self) -> int:
         """Bytes the table of every episode takes (what :meth:`to` puts on the device)."""
-        raise NotImplementedError
+        ...
 
     def _rng(self) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch])
@@ -105,21 +107,25 @@ class _EpisodeStream(IterableDataset):
         frames = read_arrays(file, ("observations",))["observations"]
         return self._checked(file, "frames", frames, self.frame_shape, _SAME_FRAMES)
 
+    @abstractmethod
     def _load(self, group: list[int]) -> Any:
         """The table of the episodes ``group`` (indices into ``self.files``, in that order), on the CPU."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _load_all(self, groups: list[list[int]], device: torch.device) -> Any:
         """The table of every episode (``groups`` in order) on ``device``."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _items(self, table: Any, rng: np.random.Generator) -> tuple[int, Any]:
         """How many items ``table`` holds this epoch, and what :meth:`_take` needs to find them."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _take(self, table: Any, items: Any, index: np.ndarray) -> Batch:
         """The items ``index`` (B,) int64 of ``table``, as a batch with a leading axis of B."""
-        raise NotImplementedError
+        ...
 
     def _tables(self, rng: np.random.Generator) -> Iterator[tuple[Callable[[np.ndarray], Batch], np.ndarray]]:
         """This epoch's tables in turn, each as (take, order): a gather by item index and the item order."""
