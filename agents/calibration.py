@@ -36,8 +36,8 @@ from worldmodels.run_layout import (
     CALIBRATION_STEM,
     CALIBRATION_TRUST_NAME,
     CONTROLLER_DIR,
-    MDNRNN_CHECKPOINT_NAME,
     MEAN_PARAMS_NAME,
+    mdnrnn_member_checkpoints,
 )
 
 RUN_CONTROLLERS = (MEAN_PARAMS_NAME, BEST_PARAMS_NAME)
@@ -155,12 +155,13 @@ def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episode
 
 def trust_before_evolving(config: Config, run_dir: Path, data_dir: Path) -> tuple[TrustSummary, bool]:
     """The trust summary of ``run_dir``'s M (judged by ``config.trust``) and whether it was reused:
-    RUN/calibration_trust.json when it is newer than RUN/mdnrnn.pt, else a calibration of the fixed controllers
-    alone (``trust.episodes``, ``trust.random_per_scale``; not the run's own, so a resumed run scores the same
-    ones). Ray must be initialised.
+    RUN/calibration_trust.json when it is newer than RUN/mdnrnn.pt and the dream's other members, else a calibration
+    of the fixed controllers alone (``trust.episodes``, ``trust.random_per_scale``; not the run's own, so a resumed
+    run scores the same ones). Ray must be initialised.
     """
     path = run_dir / CALIBRATION_TRUST_NAME
-    if path.is_file() and path.stat().st_mtime_ns > (run_dir / MDNRNN_CHECKPOINT_NAME).stat().st_mtime_ns:
+    newest_m = max(member.stat().st_mtime_ns for member in mdnrnn_member_checkpoints(run_dir, config.dream.members))
+    if path.is_file() and path.stat().st_mtime_ns > newest_m:
         try:
             return TrustSummary.read_json(path).judged_by(config.trust), True
         except ValueError as err:

@@ -22,7 +22,7 @@ from worldmodels.commands import (
     run_config,
     start_ray,
 )
-from worldmodels.config_schema import CALIBRATION_SCALES, PUBLISHED_TEMPERATURES, BaselineObsName
+from worldmodels.config_schema import CALIBRATION_SCALES, PUBLISHED_TEMPERATURES, BaselineObsName, ControllerEnvName
 from worldmodels.run_layout import CONTROLLER_DIR, EPISODES_DIR, EVALUATION_NAME, SUMMARY_NAME
 
 # Each command imports what it runs (torch, Ray, pycma: seconds), so building the parser and --help stay fast.
@@ -34,21 +34,19 @@ def _print_generation(record: Any) -> None:
 
 
 def cmd_train_controller(args: argparse.Namespace) -> None:
-    """Evolve C with CMA-ES from RUN/vae.pt and RUN/mdnrnn.pt, in the real env or in M's dream; outputs in
-    RUN/controller/ (resumes)."""
+    """Evolve C with CMA-ES from RUN/vae.pt and RUN/mdnrnn.pt, in the real env, in M's dream or in the dream then
+    the real env; outputs in RUN/controller/ (resumes)."""
     from agents.cmaes import generations_done
-    from agents.dream_training import train_controller_dream
-    from agents.real_env import train_controller_real
+    from agents.controller_training import train_controller
 
     if args.temperature is not None:
         args.set.append(f"dream.temperature={args.temperature}")
+    if args.env is not None:
+        args.set.append(f"controller.train_in={args.env}")
     config = run_config(args)
     start_ray(args, config)
-    if (args.env or config.controller.train_in) == "dream":
-        data = args.data or Path(args.run) / EPISODES_DIR
-        records = train_controller_dream(config, args.run, data, on_generation=_print_generation)
-    else:
-        records = train_controller_real(config, args.run, on_generation=_print_generation)
+    records = train_controller(config, args.run, args.data or Path(args.run) / EPISODES_DIR,
+                               on_generation=_print_generation)
     out = Path(args.run) / CONTROLLER_DIR
     print(f"train-controller: {len(records)} generations run, {generations_done(out)} done in all -> {out}")
 
@@ -64,6 +62,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     out = args.out or Path(args.run) / EVALUATION_NAME
     report.write_json(out)
     print(f"evaluate: {report.summary()} -> {out}" + (f", first episode as {args.gif}" if args.gif else ""))
+    if args.pretrained:
+        from worldmodels.pretrained import model_card_path
+
+        card = model_card_path(args.pretrained)
+        if card is not None:
+            print(f"evaluate: the scores the agent was shipped with are in its model card, {card}")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -94,14 +98,14 @@ def cmd_temperature_sweep(args: argparse.Namespace) -> None:
     """Evolve one controller in the dream per temperature, score each in the dream and the real env, and write
     the paper's table to RUN/temperature_sweep.md and .json; the sweep's config goes to RUN/sweep/config.yaml,
     the run's own config.yaml is left as it is."""
-    from agents.temperature_sweep import markdown_table, temperature_sweep
+    from agents.temperature_sweep import markdown_table, published_table, temperature_sweep
 
     config = checked_config(args)
     start_ray(args, config)
     rows = temperature_sweep(config, args.run, args.data or Path(args.run) / EPISODES_DIR, tuple(args.temperatures),
                              on_generation=lambda tau, record: print(f"temperature-sweep: tau {tau:g}: "
                                                                      f"{record.describe()}", flush=True))
-    print(markdown_table(rows), end="")
+    print(markdown_table(rows, published_table(config)), end="")
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
@@ -153,12 +157,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train-controller``, ``evaluate``, ``run``, ``temperature-sweep`` and ``calibrate`` to the
     ``worldmodels`` parser."""
     train = add_command(subparsers, "train-controller", cmd_train_controller, run_help=MODELS_RUN_HELP)
-    train.add_argument("--env", choices=["real", "dream"], help="where candidates are evaluated: the real "
-                       "environment, or M's batched dream (default: controller.train_in)")
+    train.add_argument("--env", choices=get_args(ControllerEnvName), help="where candidates are evaluated: the real "
+                       "environment, M's batched dream, or the dream for cmaes.dream_generations generations then the "
+                       "real env (sets controller.train_in)")
     train.add_argument("--temperature", type=float, help="dream temperature tau (sets dream.temperature)")
     train.add_argument("--data", type=Path, help="encoded episodes whose first frames start the dreams "
                        f"(default: RUN/{EPISODES_DIR})")
-    evaluate = add_command(subparsers, "evaluate", cmd_evaluate, run_help=MODELS_RUN_HELP)
+    evaluate = add_command(subparsers, "evaluate", cmd_evaluate, run_help=MODELS_RUN_HELP, pretrained=True)
     evaluate.add_argument("--episodes", type=positive_int, help="episodes, each on its own seed "
                           "(default: evaluate.episodes, 100 as published)")
     evaluate.add_argument("--params", type=Path, help="controller parameters .npy (default: RUN/controller/mean.npy)")

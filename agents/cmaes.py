@@ -15,13 +15,25 @@ Run folder (``out_dir``), all written atomically after every generation:
     cmaes_state.npz   the search as plain numbers (read with ``allow_pickle=False``): the fitness of every
                       candidate of every generation (G, P), the popsize, sigma0, seed and parameter count it
                       was made with, the best candidate and its fitness, pycma's mean and sigma as a check
-    best.npy          the best candidate seen so far (D,) float32
+    best.npy          the best candidate seen so far (D,) float32 (of the current phase, see below)
     mean.npy          the distribution mean (D,) float32, the solution to deploy
     log.csv           generation, best/mean/worst fitness, sigma, seconds, retried, env_steps (real-env steps
-                      of the generation's rollouts; 0 in a dream)
-    eval.csv          generation, env, mean/std/min/max return of the mean solution, episodes; one row per
-                      evaluation env (``real`` when training in the real env, ``dream`` and ``real`` when
+                      of the generation's rollouts; 0 in a dream), eval_env_steps (real-env steps of the mean
+                      solution's evaluations after it; 0 without one)
+    eval.csv          generation, env, mean/std/min/max return of the mean solution, episodes, env_steps_total
+                      (real-env steps of the whole search up to this row, this evaluation's included); one row
+                      per evaluation env (``real`` when training in the real env, ``dream`` and ``real`` when
                       training in a dream; ``train`` when :func:`evolve` is given no ``evaluations``)
+
+Every real step counts: a run's real-env steps are the sum over log.csv of env_steps and eval_env_steps
+(:func:`real_env_steps`). Steps of a chunk of rollouts lost with a dead Ray worker are not counted (its
+redone chunk is). Files written by older versions, without the two columns, resume: their rows read as 0
+evaluation steps and a blank env_steps_total.
+
+A search may change evaluators once (``then``, a :class:`Phase`): generations from ``then.start`` on evaluate
+candidates and the mean solution there instead, the same pycma strategy going on (``controller.train_in``
+``dream_then_real``: the dream first, then the real env). Fitness in one phase is not comparable with fitness in
+the other, so best.npy starts afresh at the switch.
 
 and, beside it, ``../tensorboard/<out_dir's name>/`` (RUN/tensorboard/controller for RUN/controller): TensorBoard
 scalars ``cmaes/<name>`` per generation (:func:`_generation_scalars`; :mod:`worldmodels.tensorboard`).
@@ -71,8 +83,9 @@ log = logging.getLogger(__name__)
 
 STATE_FORMAT = 1
 LOG_COLUMNS = ("generation", "best_fitness", "mean_fitness", "worst_fitness", "sigma", "seconds", "retried",
-               "env_steps")
-EVAL_COLUMNS = ("generation", "env", "mean_return", "std_return", "min_return", "max_return", "episodes")
+               "env_steps", "eval_env_steps")
+EVAL_COLUMNS = ("generation", "env", "mean_return", "std_return", "min_return", "max_return", "episodes",
+                "env_steps_total")
 
 
 @dataclass
@@ -88,6 +101,8 @@ class GenerationRecord:
     retried: int
     env_steps: int
     """Real-environment steps this generation's rollouts took (0 in a dream; evaluations not counted)."""
+    eval_env_steps: int = 0
+    """Real-environment steps of the mean solution's evaluations after this generation (0 without one)."""
     evaluations: dict[str, tuple[float, float, int]] = field(default_factory=dict)
     """Evaluations of the mean solution after this generation: env -> (mean, std, episodes) of its returns."""
 
@@ -97,6 +112,16 @@ class GenerationRecord:
         return (f"generation {self.generation}: fitness best {self.best_fitness:.2f} mean {self.mean_fitness:.2f} "
                 f"worst {self.worst_fitness:.2f}, sigma {self.sigma:.4f}, {self.seconds:.1f} s"
                 + (f", {self.retried} chunks retried after a worker died" if self.retried else "") + evaluations)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Where a search evaluates from generation ``start`` on: its candidates with ``evaluator``, its mean solution
+    every ``eval_every`` generations with each of ``evaluations`` (by eval.csv ``env`` name)."""
+
+    start: int
+    evaluator: Evaluator
+    evaluations: Mapping[str, Evaluator]
 
 
 def fitness(candidates: np.ndarray, returns: np.ndarray, l2_coef: float) -> np.ndarray:
@@ -258,6 +283,16 @@ def _legacy_state_error(path: Path) -> ValueError:
                       f"{path.parent} away to start the search from scratch, or use a new run folder")
 
 
+def real_env_steps(out_dir: str | Path) -> int:
+    """Real-environment steps the search in ``out_dir`` has taken: its rollouts' and its mean solution's
+    evaluations' (log.csv; 0 when it has not started; rows of older versions count no evaluation steps)."""
+    path = Path(out_dir) / CMAES_LOG_NAME
+    if not path.exists():
+        return 0
+    with path.open() as file:
+        return sum(int(row["env_steps"] or 0) + int(row.get("eval_env_steps") or 0) for row in csv.DictReader(file))
+
+
 def _keep_rows(path: Path, columns: tuple[str, ...], up_to: int) -> None:
     """Rewrite CSV ``path`` with a header and only the rows of generations < ``up_to`` (creates it if absent)."""
     rows = []
@@ -290,6 +325,7 @@ def evolve(
     on_generation: Callable[[GenerationRecord], None] | None = None,
     stop_after: int | None = None,
     evaluations: Mapping[str, Evaluator] | None = None,
+    then: Phase | None = None,
 ) -> list[GenerationRecord]:
     """Run (or resume) CMA-ES until ``settings.generations`` generations are done.
 
@@ -298,6 +334,8 @@ def evolve(
     :param stop_after: stop once this many generations are done in total (tests use it to interrupt).
     :param evaluations: where the mean solution is evaluated every ``eval_every`` generations, by name
         (the eval.csv ``env`` column); default ``{"train": evaluator}``.
+    :param then: the evaluators of generations ``then.start`` and after, in place of ``evaluator`` and
+        ``evaluations`` (the same search goes on).
     :returns: the records of the generations run by this call.
     """
     out = Path(out_dir)
@@ -306,27 +344,41 @@ def evolve(
     generation = len(history)
     _keep_rows(out / CMAES_LOG_NAME, LOG_COLUMNS, generation)
     _keep_rows(out / CMAES_EVAL_NAME, EVAL_COLUMNS, generation)
+    steps_total = real_env_steps(out)
+    phases = [Phase(0, evaluator, evaluations or {"train": evaluator}), *([then] if then is not None else [])]
     last = settings.generations if stop_after is None else min(stop_after, settings.generations)
     records = []
     with ScalarLog(event_dir(out.parent, out.name), "cmaes", first_step=generation) as scalars:
         while generation < last:
             start = time.perf_counter()
-            retried_before, steps_before = evaluator.retried, evaluator.env_steps
+            phase = [phase for phase in phases if phase.start <= generation][-1]
+            if generation == phase.start > 0:  # fitness of another evaluator: the best starts afresh
+                best, best_fitness = np.full(num_params, np.nan), -np.inf
+            rollouts = phase.evaluator
+            retried_before, steps_before = rollouts.retried, rollouts.env_steps
             seeds = generation_seeds(settings.seed, generation, settings.rollouts)  # (R,)
             candidates, scores = step(  # (P, D), (P,)
-                es, lambda candidates, seeds=seeds: fitness(candidates, evaluator(candidates.astype(np.float32), seeds),
+                es, lambda candidates, seeds=seeds: fitness(candidates, rollouts(candidates.astype(np.float32), seeds),
                                                             settings.l2_coef))
             history.append(scores)
             if scores.max() > best_fitness:
                 best, best_fitness = candidates[scores.argmax()].copy(), float(scores.max())
             record = GenerationRecord(generation, float(scores.max()), float(scores.mean()), float(scores.min()),
-                                      float(es.sigma), time.perf_counter() - start, evaluator.retried - retried_before,
-                                      evaluator.env_steps - steps_before)
+                                      float(es.sigma), time.perf_counter() - start, rollouts.retried - retried_before,
+                                      rollouts.env_steps - steps_before)
+            steps_total += record.env_steps
             generation += 1
             if generation % settings.eval_every == 0:
-                for name, mean_evaluator in (evaluations or {"train": evaluator}).items():
-                    record.evaluations[name] = _evaluate_mean(mean_evaluator, name, es.mean, settings,
-                                                              record.generation, out)
+                for name, mean_evaluator in phase.evaluations.items():
+                    steps_before = mean_evaluator.env_steps
+                    returns = _evaluate_mean(mean_evaluator, es.mean, settings, record.generation)
+                    record.eval_env_steps += mean_evaluator.env_steps - steps_before
+                    steps_total += mean_evaluator.env_steps - steps_before
+                    _append_row(out / CMAES_EVAL_NAME, EVAL_COLUMNS, {
+                        "generation": record.generation, "env": name, "mean_return": returns.mean(),
+                        "std_return": returns.std(), "min_return": returns.min(), "max_return": returns.max(),
+                        "episodes": len(returns), "env_steps_total": steps_total})
+                    record.evaluations[name] = (float(returns.mean()), float(returns.std()), len(returns))
             _save_npy(out / MEAN_PARAMS_NAME, es.mean)
             _save_npy(out / BEST_PARAMS_NAME, best)
             _append_row(out / CMAES_LOG_NAME, LOG_COLUMNS, {name: getattr(record, name) for name in LOG_COLUMNS})
@@ -373,12 +425,8 @@ def _start(out: Path, num_params: int, settings: CMAESConfig
     return es, list(state.fitness), state.best, state.best_fitness
 
 
-def _evaluate_mean(evaluator: Evaluator, env: str, mean: np.ndarray, settings: CMAESConfig, generation: int,
-                   out: Path) -> tuple[float, float, int]:
-    """Run the mean solution on ``eval_episodes`` seeds, append the statistics to eval.csv; (mean, std, episodes)."""
+def _evaluate_mean(evaluator: Evaluator, mean: np.ndarray, settings: CMAESConfig, generation: int) -> np.ndarray:
+    """The returns (``eval_episodes``,) of the mean solution (D,) after ``generation``, on that generation's
+    evaluation seeds."""
     seeds = generation_seeds(settings.seed, generation, settings.eval_episodes, stream=1)
-    returns = evaluator(np.asarray(mean, np.float32)[None], seeds)[0]
-    _append_row(out / CMAES_EVAL_NAME, EVAL_COLUMNS, {
-        "generation": generation, "env": env, "mean_return": returns.mean(), "std_return": returns.std(),
-        "min_return": returns.min(), "max_return": returns.max(), "episodes": len(returns)})
-    return float(returns.mean()), float(returns.std()), len(returns)
+    return evaluator(np.asarray(mean, np.float32)[None], seeds)[0]

@@ -39,6 +39,7 @@ from worldmodels.run_layout import (
     ITERATIONS_DIR,
     MDNRNN_CHECKPOINT_NAME,
     MDNRNN_LOG_NAME,
+    MDNRNN_MEMBERS_DIR,
     MEAN_PARAMS_NAME,
     VAE_CHECKPOINT_NAME,
     VAE_LOG_NAME,
@@ -89,7 +90,7 @@ def run_round(config: Config, run_dir: Path, round_number: int, stage: Stage,
     episodes = run_dir / EPISODES_DIR
     tag = f" (round {round_number})"
     stage("collect" + tag, lambda: _collect_with_controller(config, previous, episodes, round_number))
-    for name in (VAE_CHECKPOINT_NAME, VAE_LOG_NAME, MDNRNN_CHECKPOINT_NAME, MDNRNN_LOG_NAME):
+    for name in (VAE_CHECKPOINT_NAME, VAE_LOG_NAME, MDNRNN_CHECKPOINT_NAME, MDNRNN_LOG_NAME, MDNRNN_MEMBERS_DIR):
         _copy_once(previous / name, here / name)
     _copy_once(previous / CONTROLLER_DIR, here / CONTROLLER_DIR)
     cfg = round_config(config, previous)

@@ -5,7 +5,8 @@
     RUN/calibration*         before CMA-ES spends generations in the dream (``trust.before_dream``): fixed
                              controllers scored in the dream and the real env, the summary printed, with a warning
                              when the dream is not to be trusted (agents/calibration.py; reused when newer than M)
-    RUN/controller/          CMA-ES in the real env or the dream (``controller.train_in``; resumes)
+    RUN/controller/          CMA-ES in the real env, the dream, or the dream then the real env (``controller.train_in``;
+                             resumes)
     RUN/evaluation.json      the mean solution over ``evaluate.episodes`` real episodes (redone only when
                              the controller is newer), RUN/episode.gif its first episode; each episode's return
                              also as TensorBoard's ``evaluate/episodic_return`` (step: the episode's index)
@@ -34,11 +35,11 @@ import numpy as np
 import torch
 
 from agents.calibration import trust_before_evolving
-from agents.cmaes import generations_done
-from agents.dream_training import train_controller_dream
+from agents.cmaes import generations_done, real_env_steps
+from agents.controller_training import dream_generations, train_controller
 from agents.evaluation import EvaluationReport, evaluation_seeds
 from agents.iterations import round_dir, run_round
-from agents.real_env import evaluate_controller_real, train_controller_real
+from agents.real_env import evaluate_controller_real
 from agents.run_pictures import write_pictures
 from rollouts.atomic import atomic_write_text
 from rollouts.storage import list_episode_files, read_episode_meta
@@ -113,14 +114,13 @@ def run_pipeline(config: Config, run_dir: str | Path, say: Callable[[str], None]
 
 def _train_controller(config: Config, run_dir: Path, episodes: Path, on_generation: Callable[[Any], None],
                       say: Callable[[str], None]) -> str:
-    if config.controller.train_in == "dream":
-        if config.trust.before_dream and generations_done(run_dir / CONTROLLER_DIR) < config.cmaes.generations:
-            _say_trust(config, run_dir, episodes, say)
-        records = train_controller_dream(config, run_dir, episodes, on_generation)
-    else:
-        records = train_controller_real(config, run_dir, on_generation)
-    return (f"{len(records)} generations run, {generations_done(run_dir / CONTROLLER_DIR)} in total, in the "
-            f"{config.controller.train_in} env")
+    if config.trust.before_dream and generations_done(run_dir / CONTROLLER_DIR) < dream_generations(config):
+        _say_trust(config, run_dir, episodes, say)
+    records = train_controller(config, run_dir, episodes, on_generation)
+    where = {"real": "in the real env", "dream": "in the dream",
+             "dream_then_real": f"in the dream up to generation {config.cmaes.dream_generations}, then in the real env"}
+    return (f"{len(records)} generations run, {generations_done(run_dir / CONTROLLER_DIR)} in total, "
+            f"{where[config.controller.train_in]}")
 
 
 def _say_trust(config: Config, run_dir: Path, episodes: Path, say: Callable[[str], None]) -> None:
@@ -204,14 +204,15 @@ def _cpu_model() -> str:
 
 
 def _round_summary(run_dir: Path, round_number: int) -> dict[str, Any]:
-    """One round's score and the controller env steps up to its end (each round's log holds the earlier ones)."""
+    """One round's score and the controller's real env steps up to its end, its rollouts' and its mean solution's
+    evaluations' (each round's log holds the earlier ones)."""
     here = round_dir(run_dir, round_number)
     evaluation = EvaluationReport.read_json(here / EVALUATION_NAME)
-    generations = read_csv_columns(here / CONTROLLER_DIR / CMAES_LOG_NAME, ["generation", "env_steps"])
+    generations = read_csv_columns(here / CONTROLLER_DIR / CMAES_LOG_NAME, ["generation"])
     return {
         "round": round_number,
         "score": {"mean": evaluation.mean, "std": evaluation.std, "min": evaluation.min, "max": evaluation.max,
                   "episodes": evaluation.episodes, "first_seed": evaluation.seeds[0]},
         "generations": len(generations["generation"]),
-        "controller_env_steps": int(generations["env_steps"].sum()),
+        "controller_env_steps": real_env_steps(here / CONTROLLER_DIR),
     }

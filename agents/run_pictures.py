@@ -1,5 +1,6 @@
-"""The pictures of a run folder: learning curves of V, M and C, the mean solution's evaluations, and the controller's
-dream beside a real episode (what ``worldmodels run`` draws after each round)."""
+"""The pictures of a run folder: learning curves of V, M and C, the mean solution's evaluations (per generation, and
+its real return per real env step), and the controller's dream beside a real episode (what ``worldmodels run`` draws
+after each round)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from worldmodels.run_layout import (
     MDNRNN_CURVES_NAME,
     MDNRNN_LOG_NAME,
     MEAN_PARAMS_NAME,
+    REAL_STEPS_CURVE_NAME,
     VAE_CURVES_NAME,
     VAE_LOG_NAME,
 )
@@ -52,6 +54,13 @@ def write_pictures(config: Config, run_dir: Path) -> str:
         if series:
             plot_series(run_dir / EVALUATION_CURVES_NAME, "C: mean solution's return", "generation", series)
             written.append(EVALUATION_CURVES_NAME)
+        real = read_csv_columns(eval_log, ["env_steps_total", "mean_return", "std_return"], where={"env": "real"},
+                                skip_blank=True)
+        if len(real["env_steps_total"]):
+            curve = Series(real["env_steps_total"], real["mean_return"], real["std_return"])
+            plot_series(run_dir / REAL_STEPS_CURVE_NAME, "C: mean solution's real return per real env step",
+                        "real env steps (rollouts and evaluations)", {"real (mean +- std)": curve})
+            written.append(REAL_STEPS_CURVE_NAME)
     params_path = run_dir / CONTROLLER_DIR / MEAN_PARAMS_NAME
     params = load_params(params_path) if params_path.is_file() else None
     video = dream_beside_real(RealEnvWorkerSpec.for_run(config, run_dir, num_envs=1), settings_from_config(config),

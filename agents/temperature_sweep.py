@@ -54,21 +54,45 @@ def temperature_sweep(config: Config, run_dir: str | Path, data_dir: str | Path,
                                  evaluate_params(real, params, episodes, seed)))
     finally:
         real.close()
-    write_table(rows, run_dir / TEMPERATURE_SWEEP_STEM)
+    write_table(rows, run_dir / TEMPERATURE_SWEEP_STEM, published_table(config))
     return rows
 
 
-def markdown_table(rows: list[SweepRow]) -> str:
-    """The paper's table layout: temperature, dream score, real score (mean +- std over N episodes)."""
-    lines = ["| temperature | dream score | real score |", "|---|---|---|"]
-    lines += [f"| {row.temperature:g} | {row.dream.mean:.0f} +- {row.dream.std:.0f} | "
-              f"{row.real.mean:.0f} +- {row.real.std:.0f} |" for row in rows]
+PAPER_DOOM_TABLE: dict[float, tuple[str, str]] = {
+    0.1: ("2086 +- 140", "193 +- 58"),
+    0.5: ("2060 +- 277", "196 +- 50"),
+    1.0: ("1145 +- 690", "868 +- 511"),
+    1.15: ("918 +- 546", "1092 +- 556"),
+    1.3: ("732 +- 269", "753 +- 139"),
+}
+"""The paper's Doom TakeCover table (Ha and Schmidhuber 2018): dream and real score of the controller evolved in the
+dream at each tau, 100 episodes each."""
+
+
+def published_table(config: Config) -> dict[float, tuple[str, str]] | None:
+    """The paper's rows to set beside a sweep of this config's env: Doom TakeCover's table, else None."""
+    return PAPER_DOOM_TABLE if "TakeCover" in config.env.id else None
+
+
+def markdown_table(rows: list[SweepRow], paper: dict[float, tuple[str, str]] | None = None) -> str:
+    """The paper's table layout: temperature, dream score, real score (mean +- std over N episodes), and with
+    ``paper`` the paper's dream and real score at each temperature beside them ("-" where it has none)."""
+    header = "| temperature | dream score | real score |" + (" paper: dream | paper: real |" if paper else "")
+    lines = [header, "|---" * (header.count("|") - 1) + "|"]
+    for row in rows:
+        line = (f"| {row.temperature:g} | {row.dream.mean:.0f} +- {row.dream.std:.0f} | "
+                f"{row.real.mean:.0f} +- {row.real.std:.0f} |")
+        if paper:
+            line += " {} | {} |".format(*paper.get(row.temperature, ("-", "-")))
+        lines.append(line)
     if rows:
-        lines.append(f"\nMean +- std over {rows[0].real.episodes} episodes each (seeds {rows[0].real.seeds[0]} and up).")
+        lines.append(f"\nMean +- std over {rows[0].real.episodes} episodes each (seeds {rows[0].real.seeds[0]} and up)"
+                     + ("; the paper's over 100 episodes." if paper else "."))
     return "\n".join(lines) + "\n"
 
 
-def write_table(rows: list[SweepRow], stem: Path) -> None:
-    """``stem``.md (the table) and ``stem``.json (every return and seed), atomically."""
-    atomic_write_text(stem.with_suffix(".md"), markdown_table(rows))
+def write_table(rows: list[SweepRow], stem: Path, paper: dict[float, tuple[str, str]] | None = None) -> None:
+    """``stem``.md (the table, with ``paper``'s rows beside it) and ``stem``.json (every return and seed),
+    atomically."""
+    atomic_write_text(stem.with_suffix(".md"), markdown_table(rows, paper))
     atomic_write_text(stem.with_suffix(".json"), json.dumps([asdict(row) for row in rows], indent=2) + "\n")

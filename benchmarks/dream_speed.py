@@ -4,6 +4,7 @@
     python benchmarks/dream_speed.py --sizes doom
     python benchmarks/dream_speed.py --sizes doom --device cuda --compile
     python benchmarks/dream_speed.py --sizes doom --dropout 0.05     # dropout dreams: one mask per dream
+    python benchmarks/dream_speed.py --sizes doom --members 3        # an ensemble of 3 Ms beside one M
 
 Sizes (M untrained: a step costs the same whatever the weights):
   carracing  z 32, LSTM 256, 5 mixtures per dimension, action 3, controller tanh(W [z, h] + b) (867 params),
@@ -36,6 +37,10 @@ generation-like batch: --popsize candidates of a first CMA-ES generation (mean 0
 seeds shared by every candidate, dreams that end, up to --ending-steps steps, once masked (compact_below 0:
 every dream stepped until all have ended) and once with ended dreams dropped (the default), per precision;
 "all alive" is the time B x --ending-steps steps take at the all-alive rate of B = popsize x rollouts.
+
+With --members E > 1, every row is measured for one M and for an ensemble of E Ms (seeds 0..E-1, ensemble
+"member"), interleaved in the same rounds; "x one M" is the ensemble's time per step over one M's at the same
+precision and B (E would be exactly E times the matrix products).
 """
 
 from __future__ import annotations
@@ -90,10 +95,10 @@ SIZES = {"carracing": Sizes(32, 256, 3, "zh", True, reward_head=True, done_head=
          "doom": Sizes(64, 512, 1, "zch", False, reward_head=False, done_head=True)}
 
 
-def build_mdnrnn(sizes: Sizes, ending: bool, dropout: float = 0.0) -> MDNRNN:
-    """The untrained M of ``sizes`` (seed 0) as trained with ``dropout``; with a done head, dreams end when
+def build_mdnrnn(sizes: Sizes, ending: bool, dropout: float = 0.0, seed: int = 0) -> MDNRNN:
+    """The untrained M of ``sizes`` (``seed``) as trained with ``dropout``; with a done head, dreams end when
     ``ending`` and never otherwise."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     mdnrnn = MDNRNN(sizes.z, sizes.action, sizes.hidden, MIXTURES, sizes.reward_head, sizes.done_head,
                     dropout).eval()
     if mdnrnn.done_head is not None:
@@ -104,16 +109,18 @@ def build_mdnrnn(sizes: Sizes, ending: bool, dropout: float = 0.0) -> MDNRNN:
     return mdnrnn
 
 
-def build_simulator(sizes: Sizes, ending: bool, device: torch.device, dropout: float = 0.0,
+def build_simulator(sizes: Sizes, ending: bool, device: torch.device, dropout: float = 0.0, members: int = 1,
                     **settings: object) -> DreamSimulator:
-    """A simulator over :func:`build_mdnrnn`; starts are random latents; dropout > 0: dropout dreams at that rate."""
+    """A simulator over :func:`build_mdnrnn` (``members`` of them, seeds 0, 1, ...: an ensemble); starts are random
+    latents; dropout > 0: dropout dreams at that rate."""
     rng = np.random.default_rng(0)
     starts = StartLatents(rng.normal(size=(100, sizes.z)).astype(np.float32),
                           np.full((100, sizes.z), -2.0, np.float32))
     reward_mode = "head" if sizes.reward_head else "survival"
     dream = DreamSettings(temperature=TEMPERATURE, inputs=sizes.inputs, bias=sizes.bias, reward_mode=reward_mode,
                           dropout_mask=dropout > 0, **settings)  # type: ignore[arg-type]
-    return DreamSimulator(build_mdnrnn(sizes, ending, dropout), starts, dream, device=device)
+    mdnrnns = [build_mdnrnn(sizes, ending, dropout, seed) for seed in range(members)]
+    return DreamSimulator(mdnrnns, starts, dream, device=device)
 
 
 def synchronize(device: torch.device) -> None:
@@ -298,6 +305,8 @@ def main() -> None:
                         help="torch.compile the batched step (CUDA graphs on cuda: mode reduce-overhead)")
     parser.add_argument("--dropout", type=float, default=0.0,
                         help="dropout dreams: M with this dropout rate, one mask per dream (0: plain dreams)")
+    parser.add_argument("--members", type=int, default=1,
+                        help="E > 1: every row also for an ensemble of E Ms, beside one M (1: one M only)")
     args = parser.parse_args()
 
     if args.threads is not None:
@@ -306,14 +315,17 @@ def main() -> None:
     sizes = SIZES[args.sizes]
     precisions = args.precisions or supported_precisions(device)
     reference_cap = args.ending_steps if sizes.done_head else args.steps
+    ensembles = sorted({1, args.members})
     simulators = {}
     for precision in precisions:
-        simulators[precision] = build_simulator(sizes, False, device, args.dropout, precision=precision)
-        if args.compile:
-            compile_step(simulators[precision], device)
+        for members in ensembles:
+            simulators[precision, members] = build_simulator(sizes, False, device, args.dropout, members,
+                                                             precision=precision)
+            if args.compile:
+                compile_step(simulators[precision, members], device)
     rates: dict[str, dict[str, float]] = {}
     single = reference = 0.0
-    alive_rates: dict[tuple[str, int], float] = {}
+    alive_rates: dict[tuple[str, int, int], float] = {}
     for _ in range(args.rounds):  # every measurement once per round, the best kept: steadier on a shared machine
         for name in supported_precisions(device):
             by_product = matmul_rates(device, PRECISION_DTYPES[name])
@@ -324,8 +336,10 @@ def main() -> None:
                                                            args.reference_processes))
         for precision in precisions:
             for batch in args.batches:
-                rate = batched_rate(simulators[precision], batch, args.steps, args.repeats)
-                alive_rates[precision, batch] = max(rate, alive_rates.get((precision, batch), 0.0))
+                for members in ensembles:
+                    rate = batched_rate(simulators[precision, members], batch, args.steps, args.repeats)
+                    key = precision, batch, members
+                    alive_rates[key] = max(rate, alive_rates.get(key, 0.0))
     limits = {name: max(by_product.values()) for name, by_product in rates.items()}
 
     print(f"\nsizes {args.sizes}: z {sizes.z}, LSTM {sizes.hidden}, {MIXTURES} mixtures, action {sizes.action}, "
@@ -340,31 +354,36 @@ def main() -> None:
               + f" GFLOP/s; the limit: {limits[name] / sizes.flops:,.0f} dream steps/s")
     print(f"reference, one dream at a time (1 thread): {single:,.0f} steps/s in 1 process, {reference:,.0f} in "
           f"{args.reference_processes} processes at once (the reference)\n")
-    print("| precision | B | steps/s | ms/step | x reference | " + " | ".join(f"% {name} limit" for name in limits) + " |")
-    print("|---|---|---|---|---|" + "---|" * len(limits))
-    for (precision, batch), rate in alive_rates.items():
-        shares = " | ".join(f"{100 * rate * sizes.flops / limit:.0f}" for limit in limits.values())
-        print(f"| {precision} | {batch:,} | {rate:,.0f} | {batch / rate * 1e3:.2f} | {rate / reference:.1f} | {shares} |")
+    print("| precision | B | Ms | steps/s | ms/step | x one M | x reference | "
+          + " | ".join(f"% {name} limit" for name in limits) + " |")
+    print("|---|---|---|---|---|---|---|" + "---|" * len(limits))
+    for (precision, batch, members), rate in alive_rates.items():
+        shares = " | ".join(f"{100 * rate * members * sizes.flops / limit:.0f}" for limit in limits.values())
+        cost = alive_rates[precision, batch, 1] / rate
+        print(f"| {precision} | {batch:,} | {members} | {rate:,.0f} | {batch / rate * 1e3:.2f} | {cost:.2f} | "
+              f"{rate / reference:.1f} | {shares} |")
 
     if not sizes.done_head or args.rollouts == 0:
         return
     batch = args.popsize * args.rollouts
     print(f"\ngeneration-like batch: {args.popsize} candidates x {args.rollouts} rollouts = {batch:,} dreams, "
           f"up to {args.ending_steps:,} steps (one run each)\n")
-    print("| precision | ended dreams | s/batch | x all alive | live steps | mean length | live steps/s | x reference |")
-    print("|---|---|---|---|---|---|---|---|")
-    for precision in precisions:
-        if (precision, batch) not in alive_rates:
-            alive_rates[precision, batch] = batched_rate(simulators[precision], batch, args.steps, args.repeats)
-        all_alive = batch * args.ending_steps / alive_rates[precision, batch]
+    print("| precision | Ms | ended dreams | s/batch | x all alive | live steps | mean length | live steps/s | "
+          "x reference |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for precision, members in ((precision, members) for precision in precisions for members in ensembles):
+        if (precision, batch, members) not in alive_rates:
+            alive_rates[precision, batch, members] = batched_rate(simulators[precision, members], batch, args.steps,
+                                                                  args.repeats)
+        all_alive = batch * args.ending_steps / alive_rates[precision, batch, members]
         for path, compact_below in (("masked", 0.0), ("dropped", DreamSettings.compact_below)):
-            simulator = build_simulator(sizes, True, device, args.dropout, precision=precision,
+            simulator = build_simulator(sizes, True, device, args.dropout, members, precision=precision,
                                         max_steps=args.ending_steps, compact_below=compact_below)
             if args.compile:
                 compile_step(simulator, device)
             seconds, lengths = generation(simulator, args.popsize, args.rollouts)
             live = int(lengths.sum())
-            print(f"| {precision} | {path} | {seconds:.1f} | {seconds / all_alive:.2f} | {live:,} | "
+            print(f"| {precision} | {members} | {path} | {seconds:.1f} | {seconds / all_alive:.2f} | {live:,} | "
                   f"{lengths.mean():,.0f} | {live / seconds:,.0f} | {live / seconds / reference:.1f} |")
 
 if __name__ == "__main__":

@@ -95,3 +95,22 @@ def test_a_summary_newer_than_m_is_reused_and_judged_by_the_current_thresholds(t
     summary, reused = trust_before_evolving(strict, tmp_path, tmp_path / "episodes")  # no V: calibrating would fail
     assert reused and summary.verdict == "untrusted" and summary.min_rank_correlation == 1.01
     assert summary.reasons == ["rank correlation 1.00 < 1.01"]
+
+
+def test_sweep_table_sets_the_papers_rows_beside_doom_and_only_doom():
+    from agents.temperature_sweep import SweepRow, markdown_table, published_table
+    from worldmodels.config import load_config
+
+    def report(mean: float) -> EvaluationReport:
+        return EvaluationReport(mean, 10.0, mean - 10, mean + 10, 2, [mean - 10, mean + 10], [5, 6])
+
+    rows = [SweepRow(tau, report(100 * tau), report(50 * tau + 0.2)) for tau in (0.1, 1.15, 2.0)]
+    doom = markdown_table(rows, published_table(load_config("doom-tiny"))).splitlines()
+    assert doom[0].count("|") == 6 and set(doom[1].split("|")[1:-1]) == {"---"}
+    cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in doom[2:5]]
+    assert cells == [["0.1", "10 +- 10", "5 +- 10", "2086 +- 140", "193 +- 58"],
+                     ["1.15", "115 +- 10", "58 +- 10", "918 +- 546", "1092 +- 556"],
+                     ["2", "200 +- 10", "100 +- 10", "-", "-"]]  # no paper row at tau 2
+    assert "seeds 5 and up" in doom[-1]
+    carracing = markdown_table(rows, published_table(load_config("carracing-tiny"))).splitlines()
+    assert carracing[0] == "| temperature | dream score | real score |" and carracing[1] == "|---|---|---|"

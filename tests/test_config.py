@@ -150,20 +150,21 @@ def test_each_literal_choice_is_defined_once():
     settings = typing.get_type_hints(dream.DreamSettings)
     assert schema["collect"]["policy"] is policy_names.DataPolicyName
     for name, section in (("reward_mode", "dream"), ("done_mode", "dream"), ("precision", "dream"),
-                          ("inputs", "controller")):
+                          ("ensemble", "dream"), ("inputs", "controller")):
         assert settings[name] is schema[section][name], name
 
 
 def test_dream_settings_name_the_keys_they_take_from_a_config():
     """DreamSettings documents a field taken from the config by naming its key; settings_from_config copies it."""
     overrides = ["dream.temperature=1.3", "dream.precision=bfloat16", "dream.reward_mode=survival",
-                 "dream.dropout_mask=true", "controller.bias=false"]
+                 "dream.dropout_mask=true", "dream.ensemble=pessimistic", "dream.disagreement_limit=0.5",
+                 "controller.bias=false"]
     config = load_config("carracing-tiny", overrides)
     settings = dream.settings_from_config(config)
     keys = {name: doc.split("``")[1] for name, doc in attribute_docs(dream)["DreamSettings"].items()
             if doc.startswith("``")}
     assert set(keys) == {"temperature", "max_steps", "reward_mode", "done_mode", "inputs", "bias", "hidden_units",
-                         "precision", "dropout_mask"}
+                         "precision", "dropout_mask", "ensemble", "disagreement_limit"}
     for name, key in keys.items():
         section, field_name = key.split(".")
         assert field_name == name

@@ -87,20 +87,21 @@ def test_fused_step_matches_mdnrnn_step_and_an_inverse_cdf_draw(run: Path) -> No
     mdnrnn = load_mdnrnn(run / "mdnrnn.pt")
     generator = sim.generator(1)
     state = sim.start(5, generator)
-    state = DreamState(state.z, torch.rand(5, H) - 0.5, torch.randn(5, H))
+    state = DreamState(state.z, torch.rand(1, 5, H) - 0.5, torch.randn(1, 5, H))
     action = torch.rand(5, A) * 2 - 1
     noise = sim.draw_noise(5, sim.generator(2))
     step = sim.step(state, action, noise)
     with torch.no_grad():
-        expected = mdnrnn.step(state.z, action, (state.h[None], state.c[None]))
+        expected = mdnrnn.step(state.z, action, (state.h, state.c))
     cdf = torch.softmax(expected.log_pi / 1.3, dim=-1).cumsum(dim=-1)  # (5, Z, K)
     k = (cdf[..., :-1] <= noise.component.unsqueeze(-1)).sum(dim=-1, keepdim=True)  # (5, Z, 1)
     sigma = expected.log_sigma.gather(-1, k).squeeze(-1).exp() * math.sqrt(1.3)  # (5, Z)
     expected_z = expected.mu.gather(-1, k).squeeze(-1) + sigma * noise.eps  # (5, Z)
-    torch.testing.assert_close(step.state.h, expected.state[0][0])
-    torch.testing.assert_close(step.state.c, expected.state[1][0])
+    torch.testing.assert_close(step.state.h, expected.state[0])
+    torch.testing.assert_close(step.state.c, expected.state[1])
     torch.testing.assert_close(step.reward, expected.reward)
     torch.testing.assert_close(step.done, expected.done_logit > 0)
+    assert step.disagreement is None  # one M
     torch.testing.assert_close(step.state.z, expected_z)
 
 
@@ -123,15 +124,16 @@ def test_batched_steps_equal_single_dream_steps_with_the_same_noise(run: Path) -
     rows = sim.controller_rows(random_params(sim, count))
     generator = sim.generator(3)
     batch = sim.start(count, generator)
-    singles = [DreamState(*(t[i : i + 1] for t in batch)) for i in range(count)]
+    singles = [batch.part(slice(i, i + 1)) for i in range(count)]
     for _ in range(4):
         noise = sim.draw_noise(count, generator)
         batched = sim.step(batch, sim.act(rows, batch), noise)
         for i in range(count):
             row = rows[i : i + 1]
             one = sim.step(singles[i], sim.act(row, singles[i]), DreamNoise(*(t[i : i + 1] for t in noise)))
-            for got, want in zip((*one.state, one.reward, one.done), (*batched.state, batched.reward, batched.done)):
-                torch.testing.assert_close(got[0], want[i])
+            want = (*batched.state.part(slice(i, i + 1)), batched.reward[i : i + 1], batched.done[i : i + 1])
+            for got, expected in zip((*one.state, one.reward, one.done), want):
+                torch.testing.assert_close(got, expected)
             singles[i] = one.state
         batch = batched.state
 
@@ -141,7 +143,7 @@ def test_each_row_runs_its_own_controller(run: Path) -> None:
     params = random_params(sim, 3)
     state = sim.start(3, sim.generator(0))
     actions = sim.act(sim.controller_rows(params), state)
-    x = torch.cat([state.z, state.c, state.h], dim=1)  # (3, Z + 2H), the "zch" input
+    x = torch.cat([state.z, state.c[0], state.h[0]], dim=1)  # (3, Z + 2H), the "zch" input
     for i in range(3):
         sim.controller.set_flat(params[i])
         torch.testing.assert_close(actions[i], sim.controller.act(x[i : i + 1])[0])
@@ -455,15 +457,15 @@ def test_a_masked_fused_step_matches_mdnrnn_step_with_the_same_mask(run: Path) -
     masks = sim.draw_dropout_masks(5, generator)  # (5, Z + A + H)
     assert masks is not None and masks.shape == (5, Z + A + H)
     torch.testing.assert_close(masks[:, Z : Z + A], torch.ones(5, A))  # the action is never dropped
-    state = DreamState(state.z, torch.rand(5, H) - 0.5, torch.randn(5, H))
+    state = DreamState(state.z, torch.rand(1, 5, H) - 0.5, torch.randn(1, 5, H))
     action = torch.rand(5, A) * 2 - 1
     step = sim.step(state, action, sim.draw_noise(5, generator), masks)
     unmasked = sim.step(state, action, sim.draw_noise(5, sim.generator(2)))
     with torch.no_grad():
         model_mask = torch.cat([masks[:, :Z], masks[:, Z + A :]], dim=1)  # (5, Z + H): M's [z, h] mask
-        expected = mdnrnn.step(state.z, action, (state.h[None], state.c[None]), model_mask)
-    torch.testing.assert_close(step.state.h, expected.state[0][0])
-    torch.testing.assert_close(step.state.c, expected.state[1][0])
+        expected = mdnrnn.step(state.z, action, (state.h, state.c), model_mask)
+    torch.testing.assert_close(step.state.h, expected.state[0])
+    torch.testing.assert_close(step.state.c, expected.state[1])
     torch.testing.assert_close(step.reward, expected.reward)
     assert not torch.allclose(step.state.h, unmasked.state.h)
 
@@ -490,11 +492,11 @@ def test_a_dream_holds_one_mask_for_its_episode_and_shares_it_with_its_seed(
     used: list[torch.Tensor] = []
     step = sim.step
 
-    def spy(state: DreamState, action: torch.Tensor, noise: DreamNoise, mask: torch.Tensor | None = None
-            ) -> object:
-        assert mask is not None
+    def spy(state: DreamState, action: torch.Tensor, noise: DreamNoise, mask: torch.Tensor | None = None,
+            member: torch.Tensor | None = None) -> object:
+        assert mask is not None and member is None
         used.append(mask.clone())
-        return step(state, action, noise, mask)
+        return step(state, action, noise, mask, member)
 
     monkeypatch.setattr(sim, "step", spy)
     seeds = np.array([3, 4, 3, 5, 6, 7])

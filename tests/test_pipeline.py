@@ -63,7 +63,10 @@ def test_doom_pipeline_runs_every_stage_and_reports_the_real_score(doom_run):
         assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["controller_trained_in"] == "dream" and summary["score"]["episodes"] == 2
-    assert summary["frames_collected"] > 4 and summary["controller_env_steps"] == 0  # C never saw the real game
+    # C's candidates never saw the real game; the mean solution's real evaluation (2 episodes of at most 80 steps) did.
+    log = list(csv.DictReader((run / "controller" / "log.csv").open()))
+    assert summary["frames_collected"] > 4 and {row["env_steps"] for row in log} == {"0"}
+    assert 0 < summary["controller_env_steps"] == sum(int(row["eval_env_steps"]) for row in log) <= 2 * 80
     assert [stage["name"] for stage in summary["stages"]] == ["collect", "train-vae", "encode", "train-mdnrnn",
                                                              "train-controller", "evaluate", "pictures"]
     assert f"{summary['score']['mean']:.1f} +- {summary['score']['std']:.1f} over 2 real episodes" in stdout
@@ -132,9 +135,12 @@ def test_temperature_sweep_writes_the_papers_table(doom_run):
     assert (run / "config.yaml").read_text() == run_config  # an analysis: the run's own config is left alone
     assert load_config(file=run / "sweep" / "config.yaml").cmaes.popsize == 2
     table = (run / "temperature_sweep.md").read_text().splitlines()
-    assert table[:2] == ["| temperature | dream score | real score |", "|---|---|---|"]
+    assert table[:2] == ["| temperature | dream score | real score | paper: dream | paper: real |",
+                         "|---|---|---|---|---|"]
     assert [line.split("|")[1].strip() for line in table[2:4]] == ["0.5", "1.15"]
     assert all(" +- " in cell for line in table[2:4] for cell in line.split("|")[2:4])
+    assert [line.split("|")[4:6] for line in table[2:4]] == [[" 2060 +- 277 ", " 196 +- 50 "],
+                                                            [" 918 +- 546 ", " 1092 +- 556 "]]  # the paper's rows
     rows = json.loads((run / "temperature_sweep.json").read_text())
     assert [row["temperature"] for row in rows] == [0.5, 1.15]
     assert all(len(row["real"]["returns"]) == 2 and len(row["dream"]["returns"]) == 2 for row in rows)

@@ -125,16 +125,9 @@ def read_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
     unreadable = ("it is truncated, corrupt, or holds objects other than tensors and plain containers: move it "
                   "away to train from scratch")
     try:
-        damaged = None
-        if zipfile.is_zipfile(path):  # torch does not check the CRCs of the zip it writes
-            with zipfile.ZipFile(path) as archive:
-                damaged = archive.testzip()
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load raises many types on damaged bytes (KeyError, IndexError, ...)
-        raise CheckpointError(f"checkpoint {path} is not a readable torch checkpoint ({_failure_reason(err)}); "
-                              f"{unreadable}") from None
-    if damaged:
-        raise CheckpointError(f"checkpoint {path} is damaged (bad CRC in {damaged}); {unreadable}")
+        record = load_weights_only(path)
+    except UnreadableFileError as err:
+        raise CheckpointError(f"checkpoint {path} is {err}; {unreadable}") from None
     required = [f.name for f in fields(Checkpoint) if f.default is MISSING]
     if (not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT
             or any(n not in record for n in required)):
@@ -197,6 +190,30 @@ def _check_field_types(record: dict[str, Any], path: Path) -> None:
     if wrong:
         raise CheckpointError(f"checkpoint {path}: the model's state holds entries that are not named tensors "
                               f"({', '.join(wrong[:3])}); move it away to train from scratch")
+
+
+class UnreadableFileError(ValueError):
+    """A torch file that does not load with ``weights_only=True``, or whose zip has a bad CRC; the message says which
+    ("not a readable torch checkpoint (reason)" or "damaged (bad CRC in member)"), for the caller to name the file."""
+
+
+def load_weights_only(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU (tensors and plain containers only: nothing in the file
+    runs), after checking the CRCs of the zip torch writes, which ``torch.load`` does not.
+
+    :raises UnreadableFileError: the file is truncated, corrupt, holds other objects, or has a bad CRC.
+    """
+    try:
+        damaged = None
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises many types on damaged bytes (KeyError, IndexError, ...)
+        raise UnreadableFileError(f"not a readable torch checkpoint ({_failure_reason(err)})") from None
+    if damaged:
+        raise UnreadableFileError(f"damaged (bad CRC in {damaged})")
+    return record
 
 
 def _failure_reason(err: Exception) -> str:

@@ -27,9 +27,11 @@ from worldmodels.commands import (
     RUN_FOLDER_HELP,
     add_command,
     add_ray_address_option,
+    checked_config,
     config_from_args,
     error_text,
     positive_int,
+    resolve_pretrained,
     run_config,
     start_ray,
     undo_config_write,
@@ -174,6 +176,15 @@ def cmd_dream(args: argparse.Namespace) -> None:
           f"{video.describe_dream()} -> {args.gif}")
 
 
+def cmd_export_agent(args: argparse.Namespace) -> None:
+    """Write a run's V, M, config (with any --set changes) and controller as one agent file in half precision (what
+    ships as a pretrained agent); any command taking --pretrained reads it."""
+    from worldmodels.pretrained import export_agent
+
+    out = export_agent(args.run, checked_config(args), args.out, args.params)
+    print(f"export-agent: {args.run} -> {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="worldmodels", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -210,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(e.g. normal colours)")
     cyclegan.add_argument("--data-b", required=True, type=Path, help="folder of episode files of domain B "
                           "(e.g. domain_randomize=True)")
-    dream = add_command(sub, "dream", cmd_dream, run_help=MODELS_RUN_HELP)
+    dream = add_command(sub, "dream", cmd_dream, run_help=MODELS_RUN_HELP, pretrained=True)
     dream.add_argument("--gif", required=True, type=Path, help="the GIF to write: real episode left, dream right")
     dream.add_argument("--params", type=Path, help="controller .npy (default: RUN/controller/mean.npy, else zeros)")
     dream.add_argument("--seed", type=int, help="episode seed (default: evaluate.seed)")
@@ -219,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what draws the dream's z: V's decoder, or a GAN generator trained on V's latents "
                             "(train-gan --set gan.latent_source=vae)")
     dream.add_argument("--gan", type=Path, help="the GAN checkpoint of --renderer gan (default: RUN/gan.pt)")
+    export = add_command(sub, "export-agent", cmd_export_agent, run_help=MODELS_RUN_HELP)
+    export.add_argument("--out", required=True, type=Path, help="the agent file to write (.pt)")
+    export.add_argument("--params", type=Path, help="controller .npy (default: RUN/controller/mean.npy)")
     add_music_command(sub)
     for entry_point in entry_points(group=COMMAND_GROUP):
         entry_point.load()(sub)
@@ -229,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        resolve_pretrained(args)
         args.func(args)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         undo_config_write(args)

@@ -149,16 +149,32 @@ def non_negative_int(text: str) -> int:
 
 
 def add_command(subparsers: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], None],
-                configured: bool = True, run_help: str | None = None) -> argparse.ArgumentParser:
+                configured: bool = True, run_help: str | None = None, pretrained: bool = False
+                ) -> argparse.ArgumentParser:
     """Add command ``name`` running ``func(args)`` (help from its docstring), with the config options, and a
-    required --run described by ``run_help`` when given."""
+    required --run described by ``run_help`` when given; with ``pretrained``, --pretrained NAME may replace --run
+    (:func:`resolve_pretrained` turns it into the agent's unpacked run folder)."""
     parser = subparsers.add_parser(name, help=func.__doc__, description=func.__doc__)
     parser.set_defaults(func=func)
     if configured:
         add_config_options(parser, with_run=run_help is not None)
-    if run_help is not None:
+    if run_help is not None and pretrained:
+        group = parser.add_mutually_exclusive_group(required=True)
+        group.add_argument("--run", type=Path, help=run_help)
+        group.add_argument("--pretrained", metavar="NAME", help="a shipped agent (doom) or an agent file written by "
+                           "`worldmodels export-agent`, in place of --run (unpacked once into $WORLDMODELS_CACHE, "
+                           "default ~/.cache/worldmodels)")
+    elif run_help is not None:
         parser.add_argument("--run", required=True, type=Path, help=run_help)
     return parser
+
+
+def resolve_pretrained(args: argparse.Namespace) -> None:
+    """Point --run at the unpacked run folder of --pretrained, when the command was given one."""
+    if getattr(args, "pretrained", None):
+        from worldmodels.pretrained import unpack_agent
+
+        args.run = unpack_agent(args.pretrained)
 
 
 def error_text(err: BaseException, verbose: bool = False) -> str:

@@ -16,9 +16,10 @@ from rollouts.policy_names import DataPolicyName
 
 DeviceName = Literal["auto", "cpu", "cuda"]
 ControllerInputsName = Literal["z", "zh", "zch"]
-ControllerEnvName = Literal["real", "dream"]
+ControllerEnvName = Literal["real", "dream", "dream_then_real"]
 DreamRewardName = Literal["head", "survival"]
 DreamDoneName = Literal["logit", "sample"]
+DreamEnsembleName = Literal["member", "pessimistic"]
 BaselineObsName = Literal["pixels", "latent", "dream"]
 BaselineLatentName = Literal["mu", "sample"]
 EncoderName = Literal["mnist", "alexnet", "vgg", "inception", "resnet", "nature"]
@@ -174,6 +175,13 @@ class MDNRNNConfig:
     on CUDA, float32 on the CPU."""
     resident: ResidentName = "auto"
     """As vae.resident, for the latents (float32 mu and logvar), actions, rewards and done flags."""
+    members: int = positive(1)
+    """Ms trained as an ensemble, one after the other: member 0 is RUN/mdnrnn.pt (seed 0), member k >= 1 is
+    RUN/mdnrnn_members/k/mdnrnn.pt (seed k: its initialisation, latent sampling and data order); 1: one M, as
+    published. The dream steps the members together (dream.ensemble, dream.members)."""
+    bootstrap: bool = False
+    """Train each member k >= 1 on a bootstrap resample of the episodes (as many draws as episodes, with replacement,
+    from seed k); member 0 always trains on every episode. False: every member on every episode."""
 
 
 @dataclass
@@ -188,7 +196,9 @@ class ControllerConfig:
     """Tanh units of a hidden layer between x and the action; 0 is the published linear C, 40 the paper's
     "V only, with a hidden layer" ablation (preset carracing-z-hidden)."""
     train_in: ControllerEnvName = "real"
-    """Where CMA-ES evaluates candidates by default: the real env (CarRacing, as published) or M's dream (Doom)."""
+    """Where CMA-ES evaluates candidates by default: the real env (CarRacing, as published), M's dream (Doom), or
+    "dream_then_real": the dream for the first ``cmaes.dream_generations`` generations, then the real env, one search
+    going on (M needs a done head, and a reward head with dream.reward_mode "head"; agents/controller_training.py)."""
 
 
 @dataclass
@@ -205,6 +215,10 @@ class CMAESConfig:
     """fitness = mean return - l2_coef * mean(params^2) (the authors' compute_weight_decay)."""
     generations: int = non_negative(1800)
     """Generations to run in total (a resumed run continues up to this)."""
+    dream_generations: int = non_negative(0)
+    """With controller.train_in "dream_then_real": generations 0 to this - 1 evaluate their candidates in M's dream, the
+    later ones (up to ``generations``) in the real env; the count is of the whole search, so later rounds of
+    ``iterate`` run in the real env. Other train_in values ignore it."""
     seed: int = non_negative(0)
     """Seeds pycma (with seed + 1, as pycma reads 0 as "from the clock") and every generation's episode seeds."""
     eval_every: int = positive(25)
@@ -243,6 +257,18 @@ class DreamConfig:
     """Dropout dreams (Wellmer and Kwok, "Dropout's Dream Land", 2021): each dream draws one dropout mask of M's gate
     inputs at its start and holds it for the episode, so each dream runs its own M (needs mdnrnn.dropout > 0);
     false: M without dropout, as published."""
+    members: int | None = positive(None)
+    """How many of the run's trained M members the dream steps (members 0..n-1, see mdnrnn.members); null: every
+    member whose checkpoint is in the run folder (member 0 and each RUN/mdnrnn_members/k/ in a row). The controller
+    always reads member 0's z, h and c."""
+    ensemble: DreamEnsembleName = "member"
+    """With 2 or more members: "member": each dream follows one member, drawn per episode from its seed (the next z,
+    the reward and the end are that member's); "pessimistic": the next z from the followed member, but the dream ends
+    where any member predicts the end, and its reward (reward_mode "head") is the lowest of the members'."""
+    disagreement_limit: float | None = non_negative(None)
+    """With ensemble "pessimistic": a dream also ends at a step where the members' disagreement exceeds this (the mean
+    over z's dimensions of the standard deviation across members of each member's mixture mean, in z units); null:
+    never for disagreement."""
 
 
 @dataclass
@@ -270,7 +296,8 @@ class TrustConfig:
 
     before_dream: bool = True
     """``worldmodels run`` scores the fixed controllers and prints the summary before CMA-ES evolves C in the dream
-    (``controller.train_in: dream``; each round of ``iterate``), warning when the dream is not to be trusted; it
+    (``controller.train_in`` dream, or dream_then_real before its dream generations are done; each round of
+    ``iterate``), warning when the dream is not to be trusted; it
     never stops the run. A summary newer than M is reused. Cost: ``(1 + 2 random_per_scale) x episodes`` episodes
     in each env (doom-tiny: 15 s on 2 busy CPU cores)."""
     episodes: int = positive(4)

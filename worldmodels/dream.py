@@ -26,13 +26,25 @@ holds it for the whole episode (:func:`worldmodels.mdnrnn.draw_dropout_mask`, th
 dream runs its own M, a domain randomisation inside the dream. A mask is one elementwise multiply per step on the
 gates' input; off (the default, as published) M runs without dropout, and so does M in the real env always.
 
+M ensembles (``mdnrnn.members``): with E >= 2 members (Ms of one shape, trained with other seeds) every member steps
+on the same trajectory, each with its own LSTM state (h and c are (E, B, H); the controller always reads member 0's,
+as hidden units mean different things in each member). Each dream follows one member, drawn at its start: the next
+z is drawn from that member's mixture. With ``ensemble="member"`` its reward and end are that member's too; with
+``"pessimistic"`` the dream ends where any member predicts the end (the largest done logit, against the same uniform
+when sampled), its head reward is the lowest of the members', and with ``disagreement_limit`` it also ends at a step
+where the members disagree by more than that. The disagreement of a step is the mean over z's dimensions of the
+standard deviation (over members, ddof 0) of each member's mixture mean sum_k pi_k mu_k at the dream's temperature,
+in z units (:func:`mixture_disagreement`). A step of E members costs about E steps of one M (benchmarks/dream_speed.py
+``--members``); ensembles and dropout dreams are not combined.
+
 Randomness: every draw comes from one ``torch.Generator`` per call, seeded from the call's episode seeds,
 so the same ``(params, seeds)`` call returns the same returns on the same machine: the starts first, then the
-dropout masks when on, then each step's noise. Each step draws the noise of every distinct seed of the call, whether
-its dreams are alive or not, so a dream's draws do not depend on which other dreams have ended. Dreams that share a
-seed in one call share their start, dropout mask and every noise draw (common random numbers, as candidates sharing
-a seed share a track in the real environment); a dream's return therefore depends on the call's distinct seeds, not
-on its seed alone. The mixture component is drawn by
+dropout masks when on, then each step's noise (an ensemble's followed members come from a second generator seeded
+from the same seeds, so the other draws are those of one M's dream). Each step draws the noise
+of every distinct seed of the call, whether its dreams are alive or not, so a dream's draws do not depend on which
+other dreams have ended. Dreams that share a seed in one call share their start, dropout mask (or followed member)
+and every noise draw (common random numbers, as candidates sharing a seed share a track in the real environment); a
+dream's return therefore depends on the call's distinct seeds, not on its seed alone. The mixture component is drawn by
 inverse CDF from one uniform per dimension. :meth:`DreamSimulator.step` takes its noise explicitly
 (:class:`DreamNoise`), so a batched step can be checked against B single-dream steps with the same noise.
 
@@ -41,7 +53,9 @@ which rounded every row alike whatever the batch size and thread count (AMD EPYC
 returns with dropping are bit-identical to the masked path's, and 1 and 2 threads give the same returns. A BLAS
 that rounds a row differently at another batch size (torch.mm's MKL float32 GEMM does under 8 rows; GPUs may)
 makes them equal up to that rounding, which a dream's chaotic dynamics can grow into another trajectory: then
-compare them statistically.
+compare them statistically. So do two exceptions seen since: oneDNN rounds a lone row (B = 1) otherwise, and torch's
+vectorised sigmoid and exp round a tensor's last partial vector (of 32 floats here) otherwise, so where H or K Z is
+not a multiple of 32 (never at the published sizes) the size of the batch shows in the last bits.
 
 M's LSTM and heads are evaluated through fused weights (:class:`FusedM`): one matrix product for the LSTM gates,
 one for the mixture, reward and done heads together, with the single-step path done by hand (the equivalent of
@@ -49,12 +63,16 @@ one for the mixture, reward and done heads together, with the single-step path d
 weights and inputs (accumulated in float32, rounded to bfloat16 on output); the gate nonlinearities, the cell
 state c, h, the mixture draw and the returns stay float32. It needs bf16 arithmetic (AVX-512 BF16 or AMX on the
 CPU; a GPU); M's z NLL and the dream returns agree with float32's within the tolerances of ``tests/test_dream.py``.
+An ensemble's fused weights are stacked (E, ...): on the CPU its products are E oneDNN products (one per member,
+measured 2x faster than torch.baddbmm on one AMD EPYC core, and rounding every row as one M's products do),
+elsewhere one batched product.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple, get_args
 
@@ -62,12 +80,13 @@ import numpy as np
 import torch
 
 from rollouts.storage import list_episode_files, read_latents
-from worldmodels.checkpoint import load_mdnrnn, load_vae
+from worldmodels.checkpoint import load_mdnrnn, load_vae, read_model_args
 from worldmodels.config_schema import (
     Config,
     ControllerInputsName,
     DeviceName,
     DreamDoneName,
+    DreamEnsembleName,
     DreamRewardName,
     DtypeName,
 )
@@ -79,6 +98,7 @@ from worldmodels.vae import ConvVAE
 
 REWARD_MODES: tuple[DreamRewardName, ...] = get_args(DreamRewardName)
 DONE_MODES: tuple[DreamDoneName, ...] = get_args(DreamDoneName)
+ENSEMBLE_MODES: tuple[DreamEnsembleName, ...] = get_args(DreamEnsembleName)
 PRECISION_DTYPES: dict[DtypeName, torch.dtype] = {name: getattr(torch, name) for name in get_args(DtypeName)}
 """The torch dtype of each ``dream.precision``."""
 
@@ -112,6 +132,10 @@ class DreamSettings:
     """``dream.precision``."""
     dropout_mask: bool = False
     """``dream.dropout_mask``."""
+    ensemble: DreamEnsembleName = "member"
+    """``dream.ensemble``."""
+    disagreement_limit: float | None = None
+    """``dream.disagreement_limit``."""
     check_every: int = 10
     """Steps between checks (host syncs) of which dreams have ended: a rollout stops when all have, and drops
     the ended ones from the batch (``compact_below``)."""
@@ -137,6 +161,11 @@ class DreamSettings:
             raise ValueError(f"precision must be one of {tuple(PRECISION_DTYPES)}, got {self.precision!r}")
         if not 0.0 <= self.compact_below <= 1.0:
             raise ValueError(f"compact_below must be in [0, 1] (0: never drop ended dreams), got {self.compact_below}")
+        if self.ensemble not in ENSEMBLE_MODES:
+            raise ValueError(f"ensemble must be one of {ENSEMBLE_MODES}, got {self.ensemble!r}")
+        if self.disagreement_limit is not None and (self.ensemble != "pessimistic" or self.disagreement_limit < 0):
+            raise ValueError(f"disagreement_limit {self.disagreement_limit} needs ensemble 'pessimistic' (where it "
+                             f"ends dreams) and a value >= 0, got ensemble {self.ensemble!r}")
 
 
 def dream_max_steps(config: Config) -> int:
@@ -162,10 +191,11 @@ def dream_max_steps(config: Config) -> int:
 def settings_from_config(config: Config) -> DreamSettings:
     """The dream settings of a run's config: its ``dream`` section and its controller's shape."""
     dream = config.dream
-    return DreamSettings(temperature=dream.temperature, max_steps=dream_max_steps(config), reward_mode=dream.reward_mode,
-                         done_mode=dream.done_mode, inputs=config.controller.inputs, bias=config.controller.bias,
-                         hidden_units=config.controller.hidden_units, precision=dream.precision,
-                         dropout_mask=dream.dropout_mask)
+    return DreamSettings(temperature=dream.temperature, max_steps=dream_max_steps(config),
+                         reward_mode=dream.reward_mode, done_mode=dream.done_mode, inputs=config.controller.inputs,
+                         bias=config.controller.bias, hidden_units=config.controller.hidden_units,
+                         precision=dream.precision, dropout_mask=dream.dropout_mask, ensemble=dream.ensemble,
+                         disagreement_limit=dream.disagreement_limit)
 
 
 class StartLatents(NamedTuple):
@@ -196,11 +226,27 @@ def load_start_latents(folder: str | Path, max_episodes: int | None = None,
 
 
 class DreamState(NamedTuple):
-    """Where B dreams are: the current latent and M's LSTM state."""
+    """Where B dreams are: the current latent and the LSTM state of each of M's E members (E = 1: one M)."""
 
     z: torch.Tensor  # (B, Z)
-    h: torch.Tensor  # (B, H)
-    c: torch.Tensor  # (B, H)
+    h: torch.Tensor  # (E, B, H)
+    c: torch.Tensor  # (E, B, H)
+
+    def take(self, rows: torch.Tensor | None) -> DreamState:
+        """The dreams ``rows`` (B',) of this state (all of them when rows is None)."""
+        if rows is None:
+            return self
+        return DreamState(self.z.index_select(0, rows), self.h.index_select(1, rows), self.c.index_select(1, rows))
+
+    def part(self, rows: slice) -> DreamState:
+        """The dreams ``rows`` of this state (views)."""
+        return DreamState(self.z[rows], self.h[:, rows], self.c[:, rows])
+
+    @staticmethod
+    def cat(parts: Sequence[DreamState]) -> DreamState:
+        """The dreams of ``parts``, one after the other."""
+        return DreamState(torch.cat([p.z for p in parts]), torch.cat([p.h for p in parts], dim=1),
+                          torch.cat([p.c for p in parts], dim=1))
 
 
 class DreamNoise(NamedTuple):
@@ -217,6 +263,7 @@ class DreamStep(NamedTuple):
     state: DreamState  # after the step: z_{t+1}, h_{t+1}, c_{t+1}
     reward: torch.Tensor  # (B,) float32: M's reward head, or 1 per step with reward_mode "survival"
     done: torch.Tensor  # (B,) bool: the dream ended at this step (always False without a done head)
+    disagreement: torch.Tensor | None  # (B,) float32: the members' disagreement (E >= 2), else None
 
 
 class DreamResult(NamedTuple):
@@ -225,11 +272,13 @@ class DreamResult(NamedTuple):
     returns: np.ndarray  # (N,) float64 summed rewards of the live steps
     lengths: np.ndarray  # (N,) int64 steps each dream lived, the ending step included
     z: np.ndarray | None  # (N, T + 1, Z) float32 latents z_0..z_T, or None when not recorded
+    disagreement: np.ndarray | None  # (N, T) float32 per step, NaN past a dream's end; None unless keep_z, E >= 2
 
 
 @dataclass(frozen=True)
 class FusedM:
-    """M's weights rearranged for single steps at one temperature; see :func:`fuse_mdnrnn`."""
+    """M's weights rearranged for single steps at one temperature (:func:`fuse_mdnrnn`), or those of an ensemble's
+    E members stacked along a leading axis (E, ...) (:func:`fuse_members`)."""
 
     lstm_weight: torch.Tensor  # (4H, Z + A + H) dtype: gate rows i, f, o, 2g; columns for [z, a, h]
     lstm_bias: torch.Tensor  # (4H,) dtype: M's constant-1 input column
@@ -244,9 +293,15 @@ class FusedM:
     dtype: torch.dtype
     """Of the weights and of the matrix products' inputs and outputs (float32 or bfloat16)."""
 
+    @property
+    def members(self) -> int:
+        """E, the Ms whose weights these are: 1 for one M (unstacked weights)."""
+        return 1 if self.lstm_weight.ndim == 2 else len(self.lstm_weight)
+
 
 class HeadOutput(NamedTuple):
-    """M's heads after one step of B dreams, in the fused weights' dtype, at the fused temperature (views)."""
+    """M's heads after one step of B dreams, in the fused weights' dtype, at the fused temperature (views); an
+    ensemble's carry a leading member axis (E, B, ...)."""
 
     logits: torch.Tensor  # (B, K, Z) mixture logits / tau, unnormalised
     mu: torch.Tensor  # (B, Z, K) component means
@@ -297,10 +352,33 @@ def fuse_mdnrnn(mdnrnn: MDNRNN, device: torch.device | str, temperature: float =
     )
 
 
+def fuse_members(mdnrnns: Sequence[MDNRNN], device: torch.device | str, temperature: float = 1.0,
+                 dtype: torch.dtype = torch.float32) -> FusedM:
+    """The fused weights (:func:`fuse_mdnrnn`) of E Ms of one shape, stacked (E, ...); one M's unstacked."""
+    fused = [fuse_mdnrnn(mdnrnn, device, temperature, dtype) for mdnrnn in mdnrnns]
+    if len(fused) == 1:
+        return fused[0]
+    stacked = {name: torch.stack([getattr(m, name) for m in fused])
+               for name in ("lstm_weight", "lstm_bias", "head_weight", "head_bias")}
+    return replace(fused[0], **stacked)
+
+
 _ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x (B, in) @ weight (out, in).T + bias (out,): (B, out) in x's dtype; or, for E members' stacked weights
+    (E, out, in) and biases (E, out), x (E, B, in) to (E, B, out): E oneDNN products where :func:`_linear` uses
+    oneDNN, one batched product elsewhere."""
+    if weight.ndim == 2:
+        return _linear(x, weight, bias)
+    if _onednn(x):
+        return torch.stack([_linear(x[e], weight[e], None if bias is None else bias[e]) for e in range(len(weight))])
+    product = torch.bmm(x, weight.transpose(1, 2))  # (E, B, out)
+    return product if bias is None else product.add_(bias.unsqueeze(1))
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """x (B, in) @ weight (out, in).T + bias (out,): (B, out) in x's dtype.
 
     On the CPU through oneDNN (torch's private mkldnn linear op, the one inductor calls) where torch has it: on an
@@ -308,30 +386,36 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     oneDNN rounded every row alike whatever the batch size or thread count. Under torch.compile, torch's own
     (inductor lowers the oneDNN op only for frozen weights).
     """
-    if x.device.type == "cpu" and _ONEDNN_LINEAR is not None and not torch.compiler.is_compiling():
-        # the op reads every tensor as contiguous, unchecked
+    if _onednn(x):  # the op reads every tensor as contiguous, unchecked
         return _ONEDNN_LINEAR(x.contiguous(), weight.contiguous(), bias if bias is None else bias.contiguous(),
                               "none", [], "")
     return torch.nn.functional.linear(x, weight, bias)
 
 
+def _onednn(x: torch.Tensor) -> bool:
+    """Whether products with input ``x`` go through oneDNN: on the CPU where torch has it, outside torch.compile."""
+    return x.device.type == "cpu" and _ONEDNN_LINEAR is not None and not torch.compiler.is_compiling()
+
+
 def lstm_step(m: FusedM, z: torch.Tensor, action: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
               dropout_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """M's LSTM on one step: z (B, Z), action (B, A), h and c (B, H) to the new (h, c), each (B, H) float32.
+    """M's LSTM on one step: z (B, Z), action (B, A), h and c (B, H) to the new (h, c), each (B, H) float32; for an
+    ensemble's stacked weights, every member on the same z and action: h and c (E, B, H) to (E, B, H) each.
 
     The gates' matrix product runs in ``m.dtype``; the gates and the state are float32. tanh is computed as
     2 sigmoid(2x) - 1 (torch's CPU tanh is several times slower than its sigmoid). ``dropout_mask``
     (B, Z + A + H) in ``m.dtype`` multiplies the gates' input [z, a, h] (see :func:`gate_input_masks`); None: none.
     """
-    x = torch.empty(len(z), m.lstm_weight.shape[1], dtype=m.dtype, device=z.device)  # (B, Z + A + H)
-    torch.cat([z, action, h], dim=1, out=x)  # cast to m.dtype on the way
+    inputs = [z, action, h] if m.members == 1 else [z.expand(m.members, -1, -1), action.expand(m.members, -1, -1), h]
+    x = torch.empty(*h.shape[:-1], m.lstm_weight.shape[-1], dtype=m.dtype, device=z.device)  # ([E,] B, Z + A + H)
+    torch.cat(inputs, dim=-1, out=x)  # cast to m.dtype on the way
     if dropout_mask is not None:
         x.mul_(dropout_mask)  # (B, Z + A + H): this dream's M
-    gates = linear(x, m.lstm_weight, m.lstm_bias).float()  # (B, 4H): i, f, o, 2g
-    gates = gates.sigmoid_()  # (B, 4H): sigmoid(i), sigmoid(f), sigmoid(o), (tanh(g) + 1) / 2
-    i, f, o, g = gates.chunk(4, dim=1)  # (B, H) each
-    c = torch.addcmul(f * c, i, g, value=2.0).sub_(i)  # (B, H): f c + i tanh(g)
-    h = torch.addcmul(o.neg(), o, torch.sigmoid(2.0 * c), value=2.0)  # (B, H): o tanh(c)
+    gates = linear(x, m.lstm_weight, m.lstm_bias).float()  # ([E,] B, 4H): i, f, o, 2g
+    gates = gates.sigmoid_()  # ([E,] B, 4H): sigmoid(i), sigmoid(f), sigmoid(o), (tanh(g) + 1) / 2
+    i, f, o, g = gates.chunk(4, dim=-1)  # ([E,] B, H) each
+    c = torch.addcmul(f * c, i, g, value=2.0).sub_(i)  # ([E,] B, H): f c + i tanh(g)
+    h = torch.addcmul(o.neg(), o, torch.sigmoid(2.0 * c), value=2.0)  # ([E,] B, H): o tanh(c)
     return h, c
 
 
@@ -347,14 +431,34 @@ def gate_input_masks(m: FusedM, action_size: int, rate: float, count: int,
 
 
 def head_output(m: FusedM, h: torch.Tensor) -> HeadOutput:
-    """M's mixture, reward and done heads on h (B, H), one matrix product in ``m.dtype``."""
-    KZ = m.num_mixtures * m.z_size
-    out = linear(h.to(m.dtype), m.head_weight, m.head_bias)  # (B, 3KZ + R + D)
-    logits = out[:, :KZ].view(-1, m.num_mixtures, m.z_size)  # (B, K, Z)
-    mu, log_sigma = (out[:, j * KZ : (j + 1) * KZ].view(-1, m.z_size, m.num_mixtures) for j in (1, 2))  # (B, Z, K)
-    reward = out[:, 3 * KZ] if m.has_reward else None  # (B,)
-    done_logit = out[:, -1] if m.has_done else None  # (B,)
+    """M's mixture, reward and done heads on h (B, H), one matrix product in ``m.dtype`` (an ensemble's: h and
+    the heads (E, B, ...))."""
+    return split_heads(m, head_matmul(m, h))
+
+
+def head_matmul(m: FusedM, h: torch.Tensor) -> torch.Tensor:
+    """The heads' matrix product on h ([E,] B, H): ([E,] B, 3KZ + R + D) in ``m.dtype`` (see :func:`split_heads`)."""
+    return linear(h.to(m.dtype), m.head_weight, m.head_bias)
+
+
+def split_heads(m: FusedM, out: torch.Tensor) -> HeadOutput:
+    """The heads in the output (..., 3KZ + R + D) of :func:`head_matmul`, as views with its leading axes."""
+    KZ, lead = m.num_mixtures * m.z_size, out.shape[:-1]
+    logits = out[..., :KZ].view(*lead, m.num_mixtures, m.z_size)  # (..., K, Z)
+    mu, log_sigma = (out[..., j * KZ : (j + 1) * KZ].view(*lead, m.z_size, m.num_mixtures) for j in (1, 2))
+    reward = out[..., 3 * KZ] if m.has_reward else None  # (...,)
+    done_logit = out[..., -1] if m.has_done else None  # (...,)
     return HeadOutput(logits, mu, log_sigma, reward, done_logit)
+
+
+def mixture_disagreement(heads: HeadOutput) -> torch.Tensor:
+    """The disagreement (B,) float32 of E members' heads (E, B, ...): the mean over z's dimensions of the standard
+    deviation across members (ddof 0) of each member's mixture mean sum_k pi_k mu_k (pi at the heads' temperature),
+    in z units."""
+    pi = heads.logits.float().softmax(dim=-2)  # (E, B, K, Z)
+    means = (pi.transpose(-1, -2) * heads.mu.float()).sum(dim=-1)  # (E, B, Z)
+    spread = (means - means.mean(dim=0)).square_().mean(dim=0).sqrt_()  # (B, Z); torch.std's Welford pass: 50x slower
+    return spread.mean(dim=-1)  # (B,)
 
 
 def sample_mixture(head: HeadOutput, component: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -385,9 +489,11 @@ def matmul_dtype(precision: DtypeName, device: torch.device) -> torch.dtype:
     return dtype
 
 
-def _seed_of(seeds: np.ndarray) -> int:
-    """One 64-bit generator seed from a sequence of episode seeds (order matters)."""
-    return int(np.random.SeedSequence(seeds.astype(np.uint64).tolist()).generate_state(1, np.uint64)[0])
+def _seeds_of(seeds: np.ndarray, count: int) -> list[int]:
+    """``count`` independent 64-bit generator seeds from a sequence of episode seeds (order matters); the first does
+    not depend on ``count``."""
+    words = np.random.SeedSequence(seeds.astype(np.uint64).tolist()).generate_state(count, np.uint64)
+    return [int(word) for word in words]
 
 
 def _distinct(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -402,20 +508,36 @@ def _distinct(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return seeds[first[order]], rank[inverse.reshape(-1)]
 
 
-def _take(rows: torch.Tensor | None, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
-    """Each tensor's rows ``rows`` (all of it when rows is None); None stays None."""
-    return [t if rows is None or t is None else t.index_select(0, rows) for t in tensors]
+def _take(rows: torch.Tensor | None, tensor: torch.Tensor | None) -> torch.Tensor | None:
+    """The tensor's rows ``rows`` (all of it when rows is None); None stays None."""
+    return tensor if rows is None or tensor is None else tensor.index_select(0, rows)
+
+
+def _shape_of(mdnrnn: MDNRNN) -> dict[str, int | bool]:
+    """What an ensemble's members must share: M's sizes and heads."""
+    return {"z_size": mdnrnn.z_size, "action_size": mdnrnn.action_size, "hidden_size": mdnrnn.hidden_size,
+            "num_mixtures": mdnrnn.num_mixtures, "reward_head": mdnrnn.reward_head is not None,
+            "done_head": mdnrnn.done_head is not None}
 
 
 class DreamSimulator:
-    """B dreams of one M (and optionally V, to draw them) on one device, stepped as tensors.
+    """B dreams of one M, or of an ensemble of E Ms (and optionally V, to draw them) on one device, stepped as tensors.
 
     Satisfies ``agents.evaluators.RolloutWorker``: :meth:`run` (= :meth:`rollout`) dreams one episode per
     row of ``params (N, D)``, so a CMA-ES population of P candidates x R rollouts is one batch of P * R.
+
+    :param mdnrnn: M, or the E members of an ensemble (Ms of one shape; member 0 is the one the controller reads).
     """
 
-    def __init__(self, mdnrnn: MDNRNN, starts: StartLatents, settings: DreamSettings = DreamSettings(),
-                 vae: ConvVAE | None = None, device: torch.device | str = "cpu") -> None:
+    def __init__(self, mdnrnn: MDNRNN | Sequence[MDNRNN], starts: StartLatents,
+                 settings: DreamSettings = DreamSettings(), vae: ConvVAE | None = None,
+                 device: torch.device | str = "cpu") -> None:
+        members = [mdnrnn] if isinstance(mdnrnn, MDNRNN) else list(mdnrnn)
+        mdnrnn = members[0]
+        for k, member in enumerate(members[1:], 1):
+            if _shape_of(member) != _shape_of(mdnrnn):
+                raise ValueError(f"M member {k} has another shape than member 0 ({_shape_of(member)} vs "
+                                 f"{_shape_of(mdnrnn)}): an ensemble's members share one shape")
         if starts.mu.shape != starts.logvar.shape or starts.mu.ndim != 2 or starts.mu.shape[1] != mdnrnn.z_size:
             raise ValueError(f"start latents must be (E, {mdnrnn.z_size}) for this M, got mu {starts.mu.shape} "
                              f"and logvar {starts.logvar.shape}: were they encoded by this run's V?")
@@ -424,20 +546,26 @@ class DreamSimulator:
         if settings.dropout_mask and mdnrnn.dropout == 0:
             raise ValueError("dropout_mask needs M trained with dropout, and this M has none: train M with "
                              "mdnrnn.dropout > 0 (e.g. 0.05, Dropout's Dream Land), or set dream.dropout_mask false")
+        if settings.dropout_mask and len(members) > 1:
+            raise ValueError(f"dropout dreams and an ensemble of {len(members)} Ms are not combined: set "
+                             "dream.members=1 or dream.dropout_mask false")
+        if settings.disagreement_limit is not None and len(members) == 1:
+            raise ValueError("disagreement_limit needs an ensemble of 2 or more Ms (mdnrnn.members, dream.members), "
+                             "and this dream has one M: set dream.disagreement_limit null")
         if settings.reward_mode == "head" and mdnrnn.reward_head is None:
             raise ValueError("reward_mode 'head' needs M with a reward head, and this M has none (CarRacing's M "
                              "is trained without one): train M with a reward head, or set reward_mode "
                              "'survival' (+1 per step alive, the Doom TakeCover reward; needs a done head)")
         self.settings = settings
         self.device = torch.device(device)
-        self.m = fuse_mdnrnn(mdnrnn, self.device, settings.temperature, matmul_dtype(settings.precision, self.device))
+        self.m = fuse_members(members, self.device, settings.temperature, matmul_dtype(settings.precision, self.device))
         self.action_size = mdnrnn.action_size
         self.dropout = mdnrnn.dropout if settings.dropout_mask else 0.0  # of each dream's mask; 0: no masks
         self.vae = None if vae is None else vae.to(self.device).eval()
         self.controller = Controller(mdnrnn.z_size, mdnrnn.hidden_size, mdnrnn.action_size, settings.inputs,
                                      settings.bias, settings.hidden_units)
-        self.start_mu = torch.as_tensor(starts.mu, dtype=torch.float32, device=self.device)  # (E, Z)
-        self.start_logvar = torch.as_tensor(starts.logvar, dtype=torch.float32, device=self.device)  # (E, Z)
+        self.start_mu = torch.as_tensor(starts.mu, dtype=torch.float32, device=self.device)  # (episodes, Z)
+        self.start_logvar = torch.as_tensor(starts.logvar, dtype=torch.float32, device=self.device)  # (episodes, Z)
 
     @property
     def num_params(self) -> int:
@@ -449,6 +577,11 @@ class DreamSimulator:
         """Length F of :meth:`features` (the controller's input)."""
         return self.controller.input_size
 
+    @property
+    def members(self) -> int:
+        """E, the Ms this dream steps: 1, or an ensemble's members."""
+        return self.m.members
+
     def generator(self, seed: int) -> torch.Generator:
         """A generator on this simulator's device, seeded with ``seed``."""
         return torch.Generator(self.device).manual_seed(seed)
@@ -458,7 +591,7 @@ class DreamSimulator:
         """``count`` fresh dreams: z_0 ~ N(mu, exp(logvar)) of a random stored first frame, h = c = 0."""
         index = torch.randint(len(self.start_mu), (count,), generator=generator, device=self.device)  # (B,)
         z = ConvVAE.sample_latent(self.start_mu[index], self.start_logvar[index], generator)  # (B, Z)
-        h = torch.zeros(count, self.m.hidden_size, device=self.device)  # (B, H)
+        h = torch.zeros(self.members, count, self.m.hidden_size, device=self.device)  # (E, B, H)
         return DreamState(z, h, torch.zeros_like(h))
 
     @torch.inference_mode()
@@ -468,6 +601,14 @@ class DreamSimulator:
         if self.dropout == 0:
             return None
         return gate_input_masks(self.m, self.action_size, self.dropout, count, generator)
+
+    @torch.inference_mode()
+    def draw_members(self, count: int, generator: torch.Generator) -> torch.Tensor | None:
+        """The member (count,) int64 each of ``count`` fresh dreams follows for its whole episode, uniform over the
+        ensemble's; None (nothing drawn) with one M."""
+        if self.members == 1:
+            return None
+        return torch.randint(self.members, (count,), generator=generator, device=self.device)
 
     @torch.inference_mode()
     def draw_noise(self, count: int, generator: torch.Generator) -> DreamNoise:
@@ -481,8 +622,9 @@ class DreamSimulator:
 
     @torch.inference_mode()
     def features(self, state: DreamState) -> torch.Tensor:
-        """The controller's input (B, F) for ``state``: [z], [z, h] or [z, c, h] (the ``inputs`` setting)."""
-        return self.controller.features(state.z, state.h, state.c)
+        """The controller's input (B, F) for ``state``: [z], [z, h] or [z, c, h] (the ``inputs`` setting) of
+        member 0."""
+        return self.controller.features(state.z, state.h[0], state.c[0])
 
     def controller_rows(self, params: np.ndarray | torch.Tensor) -> ControllerRows:
         """Controller parameters (B, D) (flat layout of ``Controller``) as weights on this device."""
@@ -497,21 +639,38 @@ class DreamSimulator:
 
     @torch.inference_mode()
     def step(self, state: DreamState, action: torch.Tensor, noise: DreamNoise,
-             dropout_mask: torch.Tensor | None = None) -> DreamStep:
+             dropout_mask: torch.Tensor | None = None, member: torch.Tensor | None = None) -> DreamStep:
         """Advance B dreams by one step of M with actions (B, A) in [-1, 1], the given noise, and each dream's
-        dropout mask (B, Z + A + H) (:meth:`draw_dropout_masks`; None: M without dropout)."""
-        h, c = lstm_step(self.m, state.z, action, state.h, state.c, dropout_mask)  # (B, H) each
-        head = head_output(self.m, h)
+        dropout mask (B, Z + A + H) (:meth:`draw_dropout_masks`; None: M without dropout) or, with an ensemble, the
+        member (B,) int64 each dream follows (:meth:`draw_members`; None: member 0)."""
+        if self.members == 1:
+            h, c = lstm_step(self.m, state.z, action, state.h[0], state.c[0], dropout_mask)  # (B, H) each
+            head = head_output(self.m, h)
+            h, c, disagreement = h.unsqueeze(0), c.unsqueeze(0), None  # (1, B, H) each
+            reward, done_logit = head.reward, head.done_logit  # (B,) each or None
+        else:
+            h, c = lstm_step(self.m, state.z, action, state.h, state.c)  # (E, B, H) each
+            out = head_matmul(self.m, h)  # (E, B, 3KZ + R + D)
+            heads = split_heads(self.m, out)  # (E, B, ...)
+            followed = out[0] if member is None else out[member, torch.arange(len(member), device=out.device)]
+            head = split_heads(self.m, followed)  # (B, ...): the followed member's
+            disagreement = mixture_disagreement(heads)  # (B,)
+            reward, done_logit = head.reward, head.done_logit  # (B,) each or None
+            if self.settings.ensemble == "pessimistic":
+                reward = None if heads.reward is None else heads.reward.amin(dim=0)  # (B,)
+                done_logit = None if heads.done_logit is None else heads.done_logit.amax(dim=0)  # (B,)
         z = sample_mixture(head, noise.component, noise.eps)  # (B, Z)
-        if self.settings.reward_mode == "head" and head.reward is not None:
-            reward = head.reward.float()  # (B,)
+        if self.settings.reward_mode == "head" and reward is not None:
+            reward = reward.float()  # (B,)
         else:
             reward = torch.ones_like(z[:, 0])  # (B,)
-        if head.done_logit is None:
+        if done_logit is None:
             done = torch.zeros_like(reward, dtype=torch.bool)  # (B,)
         else:
-            done = self._done(head.done_logit.float(), noise.done)  # (B,)
-        return DreamStep(DreamState(z, h, c), reward, done)
+            done = self._done(done_logit.float(), noise.done)  # (B,)
+        if self.settings.disagreement_limit is not None and disagreement is not None:
+            done = done | (disagreement > self.settings.disagreement_limit)  # (B,)
+        return DreamStep(DreamState(z, h, c), reward, done, disagreement)
 
     def _done(self, logit: torch.Tensor, uniform: torch.Tensor | None) -> torch.Tensor:
         """Done (B,) bool from the done logit (B,): logit > 0, or uniform (B,) < sigmoid(logit) when sampled."""
@@ -542,7 +701,7 @@ class DreamSimulator:
         Runs until every dream has ended (checked every ``check_every`` steps, where ended dreams are dropped from
         the batch, see ``compact_below``) or ``max_steps``. With ``keep_z`` the latents z_0..z_T of every dream
         come back for :meth:`decode` (a dream's latents after its ``lengths`` steps mean nothing: they go on until
-        it is dropped from the batch, then hold).
+        it is dropped from the batch, then hold), and with an ensemble the members' disagreement at each step.
         """
         rows = self.controller_rows(params)
         seeds = np.asarray(seeds, np.int64).reshape(-1)
@@ -550,15 +709,17 @@ class DreamSimulator:
             raise ValueError(f"{len(rows)} parameter rows but {len(seeds)} seeds: one seed per dream")
         distinct, shared = _distinct(seeds)
         seed_rows = None if shared is None else torch.as_tensor(shared, device=self.device)  # (N,) row of each seed
-        generator = self.generator(_seed_of(distinct))
-        state = DreamState(*_take(seed_rows, *self.start(len(distinct), generator)))
-        masks = _take(seed_rows, self.draw_dropout_masks(len(distinct), generator))[0]  # (B, Z + A + H) or None
+        seed, member_seed = _seeds_of(distinct, 2)
+        generator = self.generator(seed)
+        state = self.start(len(distinct), generator).take(seed_rows)
+        masks = _take(seed_rows, self.draw_dropout_masks(len(distinct), generator))  # (B, Z + A + H) or None
+        member = _take(seed_rows, self.draw_members(len(distinct), self.generator(member_seed)))  # (B,) or None
         dreams = torch.arange(len(seeds), device=self.device)  # (B,) the dream of each stepped row
         noise_rows = seed_rows  # (B,) each stepped row's noise among the distinct seeds'; None: row n is seed n
         alive = torch.ones(len(seeds), dtype=torch.bool, device=self.device)  # (B,)
         returns = torch.zeros(len(seeds), device=self.device)  # (N,)
         lengths = torch.zeros(len(seeds), dtype=torch.int64, device=self.device)  # (N,)
-        trace = [state.z]
+        trace, disagreements = [state.z], []
         for t in range(self.settings.max_steps):
             if t % self.settings.check_every == 0 and t:
                 live = int(alive.sum())  # host sync
@@ -566,35 +727,43 @@ class DreamSimulator:
                     break
                 if live < self.settings.compact_below * len(alive):  # drop the ended dreams
                     keep = alive.nonzero().squeeze(1)  # (B',)
-                    rows, dreams, alive, state = rows[keep], dreams[keep], alive[keep], DreamState(*_take(keep, *state))
-                    masks = _take(keep, masks)[0]
+                    rows, dreams, alive, state = rows[keep], dreams[keep], alive[keep], state.take(keep)
+                    masks, member = _take(keep, masks), _take(keep, member)
                     noise_rows = dreams if seed_rows is None else seed_rows[dreams]
             noise = self.draw_noise(len(distinct), generator)  # every seed's, whichever dreams are alive
-            step = self._act_and_step(rows, state, DreamNoise(*_take(noise_rows, *noise)), masks)
+            step = self._act_and_step(rows, state, DreamNoise(*(_take(noise_rows, n) for n in noise)), masks, member)
             returns.index_add_(0, dreams, step.reward * alive)
             lengths.index_add_(0, dreams, alive.long())
             alive.logical_and_(~step.done)
             state = step.state
             if keep_z:
                 trace.append(trace[-1].index_copy(0, dreams, state.z))
+                if step.disagreement is not None:
+                    disagreements.append(torch.full_like(returns, math.nan).index_copy_(0, dreams, step.disagreement))
         z = torch.stack(trace, dim=1).cpu().numpy() if keep_z else None  # (N, T + 1, Z)
-        return DreamResult(returns.double().cpu().numpy(), lengths.cpu().numpy(), z)
+        steps = lengths.cpu().numpy()
+        disagreement = None
+        if disagreements:
+            disagreement = torch.stack(disagreements, dim=1).cpu().numpy()  # (N, T)
+            disagreement[np.arange(disagreement.shape[1]) >= steps[:, None]] = np.nan  # past each dream's end
+        return DreamResult(returns.double().cpu().numpy(), steps, z, disagreement)
 
     def _act_and_step(self, rows: ControllerRows, state: DreamState, noise: DreamNoise,
-                      masks: torch.Tensor | None) -> DreamStep:
+                      masks: torch.Tensor | None, member: torch.Tensor | None) -> DreamStep:
         """:meth:`act` then :meth:`step` for B dreams, in row chunks of ``cpu_chunk`` dreams on the CPU."""
         size = self.settings.cpu_chunk if self.device.type == "cpu" else len(state.z)
         if len(state.z) <= size:
-            return self.step(state, self.act(rows, state), noise, masks)
+            return self.step(state, self.act(rows, state), noise, masks, member)
         steps = []
         for start in range(0, len(state.z), size):
             chunk = slice(start, start + size)
-            part = DreamState(*(t[chunk] for t in state))
+            part = state.part(chunk)
             part_noise = DreamNoise(*(None if t is None else t[chunk] for t in noise))
-            part_masks = None if masks is None else masks[chunk]
-            steps.append(self.step(part, self.act(rows[chunk], part), part_noise, part_masks))
-        states = DreamState(*(torch.cat(parts) for parts in zip(*(s.state for s in steps))))  # (B, ...) each
-        return DreamStep(states, torch.cat([s.reward for s in steps]), torch.cat([s.done for s in steps]))
+            part_masks, part_member = (None if t is None else t[chunk] for t in (masks, member))
+            steps.append(self.step(part, self.act(rows[chunk], part), part_noise, part_masks, part_member))
+        disagreement = None if steps[0].disagreement is None else torch.cat([s.disagreement for s in steps])
+        return DreamStep(DreamState.cat([s.state for s in steps]), torch.cat([s.reward for s in steps]),
+                         torch.cat([s.done for s in steps]), disagreement)
 
     @torch.inference_mode()
     def decode(self, z: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -619,10 +788,30 @@ class DreamSimulatorSpec:
     """Where the simulator runs, as the ``device`` key."""
     max_start_episodes: int | None = None
     """``dream.start_episodes``."""
+    member_paths: tuple[Path, ...] = ()
+    """The checkpoints of an ensemble's members 1, 2, ... (``mdnrnn_path`` is member 0); empty: one M."""
 
     def __call__(self) -> DreamSimulator:
         device = resolve_device(self.device)
-        mdnrnn = load_mdnrnn(self.mdnrnn_path, device)
+        mdnrnns = load_members((self.mdnrnn_path, *self.member_paths), device)
         vae = None if self.vae_path is None else load_vae(self.vae_path, device)
         starts = load_start_latents(self.latents_folder, self.max_start_episodes, self.vae_path)
-        return DreamSimulator(mdnrnn, starts, self.settings, vae, device)
+        return DreamSimulator(mdnrnns, starts, self.settings, vae, device)
+
+
+def load_members(paths: Sequence[Path], device: torch.device | str = "cpu") -> list[MDNRNN]:
+    """The Ms of an ensemble's checkpoints (member 0 first).
+
+    :raises ValueError: a member's constructor arguments differ from member 0's (one line: the file, what differs,
+        what to do).
+    """
+    first = read_model_args(paths[0], "mdnrnn")
+    for path in paths[1:]:
+        args = read_model_args(path, "mdnrnn")
+        differ = [f"{k} {args.get(k)!r} vs {first.get(k)!r}" for k in sorted({*args, *first})
+                  if args.get(k) != first.get(k)]
+        if differ:
+            raise ValueError(f"{path} is an M of another shape than {paths[0]} ({', '.join(differ)}): an ensemble's "
+                             "members share one shape; move it away and train it again with this run's config "
+                             "(`worldmodels train-mdnrnn` with mdnrnn.members), or dream with fewer (dream.members)")
+    return [load_mdnrnn(path, device) for path in paths]

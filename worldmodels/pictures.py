@@ -52,11 +52,15 @@ class Series(NamedTuple):
     std: np.ndarray | None = None
 
 
-def read_csv_columns(path: str | Path, columns: list[str], where: dict[str, str] | None = None) -> dict[str, np.ndarray]:
-    """Float columns of a CSV log (rows filtered by ``where``: column -> value); raises ValueError naming a
-    missing column."""
+def read_csv_columns(path: str | Path, columns: list[str], where: dict[str, str] | None = None,
+                     skip_blank: bool = False) -> dict[str, np.ndarray]:
+    """Float columns of a CSV log (rows filtered by ``where``: column -> value; with ``skip_blank``, rows with a
+    blank or absent value in any of ``columns`` are left out, such as rows an older version wrote before a column
+    existed); raises ValueError naming a missing column."""
     with Path(path).open() as file:
         rows = [row for row in csv.DictReader(file) if all(row.get(k) == v for k, v in (where or {}).items())]
+    if skip_blank:
+        rows = [row for row in rows if all(row.get(name) for name in columns)]
     missing = [name for name in columns if rows and name not in rows[0]]
     if missing:
         raise ValueError(f"{path} has no column(s) {missing}; it has {list(rows[0])}")

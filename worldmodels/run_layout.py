@@ -10,13 +10,16 @@ format of ``rollouts.storage``, whichever folder holds them.
     RUN/vae.pt, vae_log.csv    V's checkpoint and loss log (``worldmodels.train_vae``),
     RUN/vae_reconstructions.png  and a row of frames above V's reconstructions
     RUN/mdnrnn.pt, mdnrnn_log.csv  M's checkpoint and loss log (``worldmodels.train_mdnrnn``)
+    RUN/mdnrnn_members/k/      member k >= 1 of an ensemble of Ms (``mdnrnn.members``): its mdnrnn.pt,
+                               mdnrnn_log.csv and tensorboard/, as train-mdnrnn writes them into a folder of their own
     RUN/controller/            CMA-ES (``agents.cmaes``): mean.npy (the controller to deploy), best.npy,
                                log.csv, eval.csv and the search state cmaes_state.npz
     RUN/evaluation.json        the mean solution's real-env score (``agents.evaluation.EvaluationReport``)
     RUN/summary.json           what ``worldmodels run`` did: score, steps, stages, hardware
     RUN/episode.gif            the mean solution's first evaluation episode
     RUN/dream.gif              the same controller's dream beside a real episode
-    RUN/*_curves.png           learning curves of V, M and C, and the mean solution's evaluations
+    RUN/*_curves.png           learning curves of V, M and C, and the mean solution's evaluations (per generation,
+                               and its real return per real env step: real_steps_curve.png)
     RUN/tensorboard/<stage>/   TensorBoard event files of each stage (``worldmodels.tensorboard``)
     RUN/iterations/k/          round k >= 2 of ``worldmodels iterate``: a run folder of its own
     RUN/sweep/tau_T/, RUN/temperature_sweep.{json,png}  the dream-temperature sweep
@@ -53,6 +56,8 @@ MDNRNN_CHECKPOINT_NAME = "mdnrnn.pt"
 """M's training checkpoint, resumed when present."""
 MDNRNN_LOG_NAME = "mdnrnn_log.csv"
 """M's losses, one row per ``log_every`` steps (``worldmodels.train_mdnrnn``)."""
+MDNRNN_MEMBERS_DIR = "mdnrnn_members"
+"""Where an ensemble's members k >= 1 are trained, each in ``MDNRNN_MEMBERS_DIR/k`` (:func:`mdnrnn_member_dir`)."""
 
 CONTROLLER_DIR = "controller"
 """Where a run folder keeps its evolved controller and the CMA-ES files (``agents.cmaes``)."""
@@ -82,6 +87,9 @@ MDNRNN_CURVES_NAME = "mdnrnn_curves.png"
 CONTROLLER_CURVES_NAME = "controller_curves.png"
 EVALUATION_CURVES_NAME = "evaluation_curves.png"
 """Learning curves: V's and M's losses per step, CMA-ES fitness and the mean solution's returns per generation."""
+REAL_STEPS_CURVE_NAME = "real_steps_curve.png"
+"""The mean solution's real-env return against the real-env steps the search had taken (eval.csv's
+``env_steps_total``)."""
 
 ITERATIONS_DIR = "iterations"
 """Where ``worldmodels iterate`` keeps round k >= 2, in ``ITERATIONS_DIR/k`` (``agents.iterations``)."""
@@ -123,3 +131,30 @@ MUSIC_CORPUS_NAME = "music_corpus.npz"
 def sample_grid_path(run_dir: Path, samples_dir: str, step: int) -> Path:
     """Where a GAN's grid of ``step`` goes: ``RUN/<samples_dir>/step_NNNNNNN.png``."""
     return run_dir / samples_dir / f"step_{step:07d}.png"
+
+
+def mdnrnn_member_dir(run_dir: Path, member: int) -> Path:
+    """The folder member ``member`` of M's ensemble is trained in (its mdnrnn.pt, mdnrnn_log.csv and tensorboard/):
+    RUN itself for member 0, ``RUN/mdnrnn_members/<member>`` for member >= 1."""
+    if member < 0:
+        raise ValueError(f"M's members are numbered from 0, got {member}")
+    return run_dir if member == 0 else run_dir / MDNRNN_MEMBERS_DIR / str(member)
+
+
+def mdnrnn_member_checkpoints(run_dir: Path, count: int | None = None) -> list[Path]:
+    """The checkpoints of members 0..count-1 of a run's M (``mdnrnn.pt`` in each :func:`mdnrnn_member_dir`); with
+    ``count`` None, member 0's and every later member's that exists, in a row (up to the first missing one).
+
+    :raises FileNotFoundError: one of the ``count`` members has no checkpoint, naming the command that trains it.
+    """
+    paths: list[Path] = []
+    while count is None or len(paths) < count:
+        path = mdnrnn_member_dir(run_dir, len(paths)) / MDNRNN_CHECKPOINT_NAME
+        if not path.is_file():
+            if count is None and paths:
+                break
+            wanted = len(paths) + 1 if count is None else count
+            raise FileNotFoundError(f"{path} does not exist: train M's members with `worldmodels train-mdnrnn --run "
+                                    f"{run_dir} --set mdnrnn.members={wanted}` (or dream with fewer: dream.members)")
+        paths.append(path)
+    return paths

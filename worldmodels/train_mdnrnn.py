@@ -7,13 +7,21 @@ the authors do. Writes into the run folder:
     mdnrnn_log.csv   step, epoch, loss, z_nll, reward, done, seq_steps_per_s; one row per ``log_every``
                      steps, means over those steps (z_nll in nats per latent dimension; throughput
                      counts the unpadded sequence steps)
+
+An ensemble (``mdnrnn.members`` K > 1) trains its members one after the other, each resumed on its own: member 0 is
+the M above, member k >= 1 the same files in ``RUN/mdnrnn_members/k/``
+(:func:`worldmodels.run_layout.mdnrnn_member_dir`), trained with seed + k and, with ``mdnrnn.bootstrap``, on a
+bootstrap resample of the episodes. Without bootstrap, member k is exactly the M that ``train_mdnrnn(..., seed=k)``
+writes into an empty folder.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -24,7 +32,7 @@ from worldmodels.config_schema import Config
 from worldmodels.device import resolve_device
 from worldmodels.encode import check_latents_identity
 from worldmodels.mdnrnn import MDNRNN, MDNRNNOutput, mdnrnn_loss
-from worldmodels.run_layout import MDNRNN_CHECKPOINT_NAME, MDNRNN_LOG_NAME, VAE_CHECKPOINT_NAME
+from worldmodels.run_layout import MDNRNN_CHECKPOINT_NAME, MDNRNN_LOG_NAME, VAE_CHECKPOINT_NAME, mdnrnn_member_dir
 from worldmodels.training import (
     TrainingPlan,
     TrainSummary,
@@ -66,6 +74,25 @@ def _action_size(files: list[Path], z_size: int) -> int:
     return actions.shape[1]
 
 
+@dataclass
+class EnsembleSummary(TrainSummary):
+    """What a training call did to member 0 (its fields), and to the other members of an ensemble."""
+
+    members: list[TrainSummary] = field(default_factory=list)
+    """Members 1..K-1, in order (empty for one M)."""
+
+    def describe(self) -> str:
+        """One line for people: member 0's, then each other member's."""
+        lines = [super().describe(), *(f"member {k}: {member.describe()}" for k, member in enumerate(self.members, 1))]
+        return "; ".join(lines)
+
+
+def bootstrap_episodes(files: list[Path], seed: int) -> list[Path]:
+    """A bootstrap resample of ``files``: as many draws as files, with replacement, from ``seed``, in file order."""
+    draws = np.sort(np.random.default_rng(seed).integers(len(files), size=len(files)))
+    return [files[i] for i in draws]
+
+
 def train_mdnrnn(
     config: Config,
     data_dir: str | Path,
@@ -73,8 +100,9 @@ def train_mdnrnn(
     progress: bool = True,
     log_every: int = 10,
     seed: int = 0,
-) -> TrainSummary:
-    """Train M for ``config.mdnrnn.steps`` optimiser steps on ``data_dir``'s latents, resuming ``run_dir/mdnrnn.pt``.
+) -> EnsembleSummary:
+    """Train M for ``config.mdnrnn.steps`` optimiser steps on ``data_dir``'s latents, resuming ``run_dir/mdnrnn.pt``;
+    then, with ``mdnrnn.members`` K > 1, members 1..K-1 likewise in their folders (see the module docstring).
 
     Sequences of ``seq_len`` steps (padded and masked at episode ends) come from :class:`SequenceDataset`
     in batches of ``batch_size``, each gathered by tensor indexing, epoch after epoch until the step budget is
@@ -90,15 +118,30 @@ def train_mdnrnn(
     (:func:`worldmodels.encode.check_latents_identity`).
 
     :param log_every: optimiser steps per CSV row.
-    :param seed: seeds the model's initialisation, the latent sampling and the data order.
+    :param seed: seeds member 0's initialisation, latent sampling and data order; member k's are seeded by seed + k.
     """
-    cfg = config.mdnrnn
-    device = resolve_device(config.device)
     run_dir = Path(run_dir)
     files = list_episode_files(data_dir)
     action_size = _action_size(files, config.vae.z_size)
     if (run_dir / VAE_CHECKPOINT_NAME).is_file():
         check_latents_identity(files, run_dir / VAE_CHECKPOINT_NAME)
+    summaries = []
+    for member in range(config.mdnrnn.members):
+        bootstrap = config.mdnrnn.bootstrap and member > 0
+        member_files = bootstrap_episodes(files, seed + member) if bootstrap else files
+        summaries.append(_train_member(config, member_files, action_size, mdnrnn_member_dir(run_dir, member),
+                                       bootstrap, progress, log_every, seed + member))
+    return EnsembleSummary(**vars(summaries[0]), members=summaries[1:])
+
+
+def _train_member(config: Config, files: list[Path], action_size: int, folder: Path, bootstrap: bool, progress: bool,
+                  log_every: int, seed: int) -> TrainSummary:
+    """Train (or resume) one M on ``files`` into ``folder``'s mdnrnn.pt and mdnrnn_log.csv, seeded by ``seed``. Its
+    checkpoint records the mdnrnn settings but ``members`` and ``bootstrap`` (what one M is trained on, not how),
+    and ``bootstrap: true`` when this M trains on a resample ``files``: an M of an ensemble without bootstrap records
+    what one M trained alone does."""
+    cfg = config.mdnrnn
+    device = resolve_device(config.device)
     torch.manual_seed(seed)
     model_args = {**model_args_of(mdnrnn_config_args(config)), "action_size": action_size}
     model = MDNRNN(**model_args).to(device)
@@ -127,18 +170,20 @@ def train_mdnrnn(
         values = (loss.total, loss.z_nll, loss.reward, loss.done)
         return {name: value.detach() for name, value in zip(METRICS, values)}, batch["mask"].sum()
 
+    folder.mkdir(parents=True, exist_ok=True)
     plan = TrainingPlan(
         stage="mdnrnn",
-        checkpoint_path=run_dir / MDNRNN_CHECKPOINT_NAME,
-        log_path=run_dir / MDNRNN_LOG_NAME,
+        checkpoint_path=folder / MDNRNN_CHECKPOINT_NAME,
+        log_path=folder / MDNRNN_LOG_NAME,
         metric_names=METRICS,
         rate_name="seq_steps_per_s",
         checkpoint_every=cfg.checkpoint_every,
         log_every=log_every,
         max_steps=cfg.steps,
     )
-    return run_training(plan, model, optimizer, model_args, resolved_settings(cfg, dtype, resident), dataset,
-                        loader, step, progress)
+    settings = {k: v for k, v in resolved_settings(cfg, dtype, resident).items() if k not in ("members", "bootstrap")}
+    return run_training(plan, model, optimizer, model_args, settings | ({"bootstrap": True} if bootstrap else {}),
+                        dataset, loader, step, progress)
 
 
 def _as_float32(out: MDNRNNOutput) -> MDNRNNOutput:
