@@ -81,7 +81,6 @@ class _EpisodeStream(IterableDataset, ABC):
     @abstractmethod
     def nbytes(self) -> int:
         """Bytes the table of every episode takes (what :meth:`to` puts on the device)."""
-        ...
 
     def _rng(self) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch])
@@ -110,22 +109,18 @@ class _EpisodeStream(IterableDataset, ABC):
     @abstractmethod
     def _load(self, group: list[int]) -> Any:
         """The table of the episodes ``group`` (indices into ``self.files``, in that order), on the CPU."""
-        ...
 
     @abstractmethod
     def _load_all(self, groups: list[list[int]], device: torch.device) -> Any:
         """The table of every episode (``groups`` in order) on ``device``."""
-        ...
 
     @abstractmethod
     def _items(self, table: Any, rng: np.random.Generator) -> tuple[int, Any]:
         """How many items ``table`` holds this epoch, and what :meth:`_take` needs to find them."""
-        ...
 
     @abstractmethod
     def _take(self, table: Any, items: Any, index: np.ndarray) -> Batch:
         """The items ``index`` (B,) int64 of ``table``, as a batch with a leading axis of B."""
-        ...
 
     def _tables(self, rng: np.random.Generator) -> Iterator[tuple[Callable[[np.ndarray], Batch], np.ndarray]]:
         """This epoch's tables in turn, each as (take, order): a gather by item index and the item order."""
