@@ -123,6 +123,17 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     print("\n".join(["", *trust.describe(), *filter(None, [trust.warning()])]))
 
 
+def cmd_compare_runs(args: argparse.Namespace) -> None:
+    """Set finished runs side by side, score against compute: real score, real env steps, dream steps and search
+    time of each run's controller in OUT/comparison.md, and the real return of each mean solution against real env
+    steps in OUT/real_return_per_real_step.png. Reads the run folders only."""
+    from agents.run_comparison import CURVES_NAME, TABLE_NAME, compare_runs, markdown_table
+
+    rows = compare_runs(args.runs, args.out, args.labels)
+    print(markdown_table(rows), end="")
+    print(f"wrote {args.out / TABLE_NAME} and {args.out / CURVES_NAME}")
+
+
 def cmd_baseline(args: argparse.Namespace) -> None:
     """Train a stable-baselines3 agent on pixels, on V and M's latents, or in M's dream; save it as
     RUN/baselines/{algo}_{obs}.zip and its real-env evaluation (mean +- std) beside it as .json."""
@@ -186,6 +197,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                              "(default: RUN/controller/mean.npy and best.npy where they exist)")
     calibration.add_argument("--data", type=Path, help="encoded episodes starting the dreams (default: "
                              f"RUN/{EPISODES_DIR}; for a round folder ROOT/iterations/k pass ROOT/{EPISODES_DIR})")
+    compare = add_command(subparsers, "compare-runs", cmd_compare_runs, configured=False)
+    compare.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders, each with a trained "
+                         "and evaluated controller")
+    compare.add_argument("--labels", nargs="+", help="a name per run for the table and the plot (default: the folder "
+                         "names)")
+    compare.add_argument("--out", type=Path, required=True, help="folder for comparison.md and the PNG")
     for parser in (train, evaluate, run, sweep, calibration):
         add_ray_address_option(parser)
     add_baseline_command(subparsers)

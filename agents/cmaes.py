@@ -8,7 +8,9 @@ the authors' ``compute_weight_decay`` (es.py); pycma minimises, so it is told -f
 
 Generation g's R episode seeds are drawn from ``SeedSequence([seed, g])`` and shared by every candidate
 (common random numbers); the seeds of one candidate are distinct. The mean solution's evaluation every
-``eval_every`` generations uses seeds from ``SeedSequence([seed, g, 1])``.
+``eval_every`` generations uses seeds from ``SeedSequence([seed, g, 1])``. Seeds in ``held_out_seeds`` (the
+evaluation and calibration seeds, :func:`agents.evaluation.held_out_seeds`) are never drawn: a draw that lands
+there is replaced by the generator's next draw, so a search that never hit them keeps its seeds.
 
 Run folder (``out_dir``), all written atomically after every generation:
 
@@ -19,16 +21,17 @@ Run folder (``out_dir``), all written atomically after every generation:
     mean.npy          the distribution mean (D,) float32, the solution to deploy
     log.csv           generation, best/mean/worst fitness, sigma, seconds, retried, env_steps (real-env steps
                       of the generation's rollouts; 0 in a dream), eval_env_steps (real-env steps of the mean
-                      solution's evaluations after it; 0 without one)
+                      solution's evaluations after it; 0 without one), dream_steps (dream steps of the
+                      generation's rollouts and of the mean solution's dream evaluations; 0 in the real env)
     eval.csv          generation, env, mean/std/min/max return of the mean solution, episodes, env_steps_total
                       (real-env steps of the whole search up to this row, this evaluation's included); one row
                       per evaluation env (``real`` when training in the real env, ``dream`` and ``real`` when
                       training in a dream; ``train`` when :func:`evolve` is given no ``evaluations``)
 
 Every real step counts: a run's real-env steps are the sum over log.csv of env_steps and eval_env_steps
-(:func:`real_env_steps`). Steps of a chunk of rollouts lost with a dead Ray worker are not counted (its
-redone chunk is). Files written by older versions, without the two columns, resume: their rows read as 0
-evaluation steps and a blank env_steps_total.
+(:func:`real_env_steps`); its dream steps are the sum of dream_steps (:func:`dream_steps`). Steps of a chunk of
+rollouts lost with a dead Ray worker are not counted (its redone chunk is). Files written by older versions, without
+these columns, resume: their rows read as 0 evaluation and dream steps and a blank env_steps_total.
 
 A search may change evaluators once (``then``, a :class:`Phase`): generations from ``then.start`` on evaluate
 candidates and the mean solution there instead, the same pycma strategy going on (``controller.train_in``
@@ -55,7 +58,7 @@ import io
 import logging
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,7 +86,7 @@ log = logging.getLogger(__name__)
 
 STATE_FORMAT = 1
 LOG_COLUMNS = ("generation", "best_fitness", "mean_fitness", "worst_fitness", "sigma", "seconds", "retried",
-               "env_steps", "eval_env_steps")
+               "env_steps", "eval_env_steps", "dream_steps")
 EVAL_COLUMNS = ("generation", "env", "mean_return", "std_return", "min_return", "max_return", "episodes",
                 "env_steps_total")
 
@@ -103,6 +106,9 @@ class GenerationRecord:
     """Real-environment steps this generation's rollouts took (0 in a dream; evaluations not counted)."""
     eval_env_steps: int = 0
     """Real-environment steps of the mean solution's evaluations after this generation (0 without one)."""
+    dream_steps: int = 0
+    """Dream steps of this generation's rollouts and of the mean solution's dream evaluations after it (0 in the
+    real env)."""
     evaluations: dict[str, tuple[float, float, int]] = field(default_factory=dict)
     """Evaluations of the mean solution after this generation: env -> (mean, std, episodes) of its returns."""
 
@@ -129,10 +135,25 @@ def fitness(candidates: np.ndarray, returns: np.ndarray, l2_coef: float) -> np.n
     return returns.mean(axis=1) - l2_coef * np.mean(np.square(candidates), axis=1)
 
 
-def generation_seeds(seed: int, generation: int, count: int, stream: int = 0) -> np.ndarray:
-    """``count`` distinct episode seeds (int64 in [0, 2^31)) for a generation; stream 1 is for evaluations."""
+def generation_seeds(seed: int, generation: int, count: int, stream: int = 0,
+                     held_out: Sequence[range] = ()) -> np.ndarray:
+    """``count`` distinct episode seeds (count,) int64 in [0, 2^31) for a generation; stream 1 is for evaluations.
+
+    None lies in a ``held_out`` range: such a draw is replaced by the next draw of the same generator that is new
+    and not held out, so the seeds are a pure function of the arguments and equal the plain draw when it hits no
+    held-out seed."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, generation, stream]))
-    return rng.choice(2**31, size=count, replace=False).astype(np.int64)
+    seeds = rng.choice(2**31, size=count, replace=False).astype(np.int64)
+    if sum(len(block) for block in held_out) > 2**30:
+        raise ValueError(f"held-out seeds {held_out} cover more than half of [0, 2^31): nothing is left to train on")
+    taken = set(seeds.tolist())
+    for i in range(count):
+        while any(int(seeds[i]) in block for block in held_out):
+            value = int(rng.integers(2**31))
+            if value not in taken:
+                seeds[i] = value
+                taken.add(value)
+    return seeds
 
 
 def make_strategy(num_params: int, settings: CMAESConfig) -> cma.CMAEvolutionStrategy:
@@ -293,6 +314,16 @@ def real_env_steps(out_dir: str | Path) -> int:
         return sum(int(row["env_steps"] or 0) + int(row.get("eval_env_steps") or 0) for row in csv.DictReader(file))
 
 
+def dream_steps(out_dir: str | Path) -> int:
+    """Dream steps the search in ``out_dir`` has taken, its rollouts' and its mean solution's dream evaluations'
+    (log.csv; 0 when it has not started; rows of older versions, which did not count them, count 0)."""
+    path = Path(out_dir) / CMAES_LOG_NAME
+    if not path.exists():
+        return 0
+    with path.open() as file:
+        return sum(int(row.get("dream_steps") or 0) for row in csv.DictReader(file))
+
+
 def _keep_rows(path: Path, columns: tuple[str, ...], up_to: int) -> None:
     """Rewrite CSV ``path`` with a header and only the rows of generations < ``up_to`` (creates it if absent)."""
     rows = []
@@ -326,6 +357,7 @@ def evolve(
     stop_after: int | None = None,
     evaluations: Mapping[str, Evaluator] | None = None,
     then: Phase | None = None,
+    held_out_seeds: Sequence[range] = (),
 ) -> list[GenerationRecord]:
     """Run (or resume) CMA-ES until ``settings.generations`` generations are done.
 
@@ -336,6 +368,8 @@ def evolve(
         (the eval.csv ``env`` column); default ``{"train": evaluator}``.
     :param then: the evaluators of generations ``then.start`` and after, in place of ``evaluator`` and
         ``evaluations`` (the same search goes on).
+    :param held_out_seeds: episode seeds never used, in rollouts or evaluations of the mean (the final
+        evaluation's and calibration's: :func:`agents.evaluation.held_out_seeds`).
     :returns: the records of the generations run by this call.
     """
     out = Path(out_dir)
@@ -355,8 +389,8 @@ def evolve(
             if generation == phase.start > 0:  # fitness of another evaluator: the best starts afresh
                 best, best_fitness = np.full(num_params, np.nan), -np.inf
             rollouts = phase.evaluator
-            retried_before, steps_before = rollouts.retried, rollouts.env_steps
-            seeds = generation_seeds(settings.seed, generation, settings.rollouts)  # (R,)
+            retried_before, steps_before, dream_before = rollouts.retried, rollouts.env_steps, _dream_steps(rollouts)
+            seeds = generation_seeds(settings.seed, generation, settings.rollouts, held_out=held_out_seeds)  # (R,)
             candidates, scores = step(  # (P, D), (P,)
                 es, lambda candidates, seeds=seeds: fitness(candidates, rollouts(candidates.astype(np.float32), seeds),
                                                             settings.l2_coef))
@@ -365,13 +399,14 @@ def evolve(
                 best, best_fitness = candidates[scores.argmax()].copy(), float(scores.max())
             record = GenerationRecord(generation, float(scores.max()), float(scores.mean()), float(scores.min()),
                                       float(es.sigma), time.perf_counter() - start, rollouts.retried - retried_before,
-                                      rollouts.env_steps - steps_before)
+                                      rollouts.env_steps - steps_before, dream_steps=_dream_steps(rollouts) - dream_before)
             steps_total += record.env_steps
             generation += 1
             if generation % settings.eval_every == 0:
                 for name, mean_evaluator in phase.evaluations.items():
-                    steps_before = mean_evaluator.env_steps
-                    returns = _evaluate_mean(mean_evaluator, es.mean, settings, record.generation)
+                    steps_before, dream_before = mean_evaluator.env_steps, _dream_steps(mean_evaluator)
+                    returns = _evaluate_mean(mean_evaluator, es.mean, settings, record.generation, held_out_seeds)
+                    record.dream_steps += _dream_steps(mean_evaluator) - dream_before
                     record.eval_env_steps += mean_evaluator.env_steps - steps_before
                     steps_total += mean_evaluator.env_steps - steps_before
                     _append_row(out / CMAES_EVAL_NAME, EVAL_COLUMNS, {
@@ -390,6 +425,11 @@ def evolve(
             if on_generation is not None:
                 on_generation(record)
     return records
+
+
+def _dream_steps(evaluator: Evaluator) -> int:
+    """The dream steps ``evaluator`` has counted (0 for one that does not count them)."""
+    return int(getattr(evaluator, "dream_steps", 0))
 
 
 def _generation_scalars(record: GenerationRecord, scores: np.ndarray) -> dict[str, float]:
@@ -425,8 +465,9 @@ def _start(out: Path, num_params: int, settings: CMAESConfig
     return es, list(state.fitness), state.best, state.best_fitness
 
 
-def _evaluate_mean(evaluator: Evaluator, mean: np.ndarray, settings: CMAESConfig, generation: int) -> np.ndarray:
+def _evaluate_mean(evaluator: Evaluator, mean: np.ndarray, settings: CMAESConfig, generation: int,
+                   held_out_seeds: Sequence[range]) -> np.ndarray:
     """The returns (``eval_episodes``,) of the mean solution (D,) after ``generation``, on that generation's
-    evaluation seeds."""
-    seeds = generation_seeds(settings.seed, generation, settings.eval_episodes, stream=1)
+    evaluation seeds (none of them in ``held_out_seeds``)."""
+    seeds = generation_seeds(settings.seed, generation, settings.eval_episodes, stream=1, held_out=held_out_seeds)
     return evaluator(np.asarray(mean, np.float32)[None], seeds)[0]

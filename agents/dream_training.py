@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agents.cmaes import GenerationRecord, Phase, evolve
+from agents.evaluation import held_out_seeds
 from agents.evaluators import Evaluator, RayEvaluator, SerialEvaluator
 from worldmodels.config_schema import Config
 from worldmodels.dream import DreamSimulatorSpec, settings_from_config
@@ -51,7 +52,8 @@ def train_controller_dream(config: Config, run_dir: str | Path, data_dir: str | 
     try:
         return evolve(dream, dream.worker.num_params, config.cmaes, out_dir, on_generation,
                       evaluations={"dream": dream, "real": real},
-                      then=None if real_from is None else Phase(real_from, real, {"real": real}))
+                      then=None if real_from is None else Phase(real_from, real, {"real": real}),
+                      held_out_seeds=held_out_seeds(config))
     finally:
         if owned:
             real.close()

@@ -35,7 +35,8 @@ WorkerFactory = Callable[[], RolloutWorker]
 class Evaluator(Protocol):
     """``evaluate(candidates (P, D), seeds (R,)) -> returns (P, R)``; ``retried`` counts redone chunks and
     ``env_steps`` the real-environment steps of every finished rollout (0 for workers without ``env_steps``,
-    such as dreams)."""
+    such as dreams). An evaluator may also count the dream steps of its rollouts in ``dream_steps``
+    (:class:`SerialEvaluator` and :class:`RayEvaluator` do; one without it counts none)."""
 
     retried: int
     env_steps: int
@@ -63,6 +64,11 @@ class SerialEvaluator:
         """Real-environment steps the worker has taken."""
         return int(getattr(self.worker, "env_steps", 0))
 
+    @property
+    def dream_steps(self) -> int:
+        """Dream steps the worker has taken."""
+        return int(getattr(self.worker, "dream_steps", 0))
+
     def __call__(self, candidates: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         rows, flat_seeds = _grid(candidates, seeds)
         returns = self.worker.run(np.asarray(candidates)[rows], flat_seeds)
@@ -78,11 +84,12 @@ class _RemoteWorker:
     def __init__(self, make_worker: WorkerFactory) -> None:
         self.worker = make_worker()
 
-    def run(self, candidates: np.ndarray, rows: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, int]:
-        """Returns (N,) of the rows' rollouts and the environment steps they took."""
-        before = getattr(self.worker, "env_steps", 0)
+    def run(self, candidates: np.ndarray, rows: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """Returns (N,) of the rows' rollouts, and the real-environment and dream steps they took."""
+        before = getattr(self.worker, "env_steps", 0), getattr(self.worker, "dream_steps", 0)
         returns = np.asarray(self.worker.run(candidates[rows], seeds), np.float64)
-        return returns, getattr(self.worker, "env_steps", 0) - before
+        return (returns, getattr(self.worker, "env_steps", 0) - before[0],
+                getattr(self.worker, "dream_steps", 0) - before[1])
 
 
 _RemoteWorkerActor = ray.remote(num_cpus=ACTOR_CPUS, max_restarts=0)(_RemoteWorker)
@@ -107,6 +114,7 @@ class RayEvaluator:
         self.max_retries = max_retries
         self.on_chunk = on_chunk
         self.env_steps = 0
+        self.dream_steps = 0
 
     @property
     def retried(self) -> int:
@@ -120,9 +128,10 @@ class RayEvaluator:
         returns = np.full(len(rows), np.nan)
         candidates_ref = ray.put(np.asarray(candidates, np.float32))
 
-        def on_result(chunk: np.ndarray, values: tuple[np.ndarray, int]) -> None:
+        def on_result(chunk: np.ndarray, values: tuple[np.ndarray, int, int]) -> None:
             returns[chunk] = values[0]
             self.env_steps += values[1]
+            self.dream_steps += values[2]
             if self.on_chunk is not None:
                 self.on_chunk(self.pool)
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from agents.calibration import trust_before_evolving
-from agents.cmaes import generations_done, real_env_steps
+from agents.cmaes import dream_steps, generations_done, real_env_steps
 from agents.controller_training import dream_generations, train_controller
 from agents.evaluation import EvaluationReport, evaluation_seeds
 from agents.iterations import round_dir, run_round
@@ -169,6 +169,7 @@ def _summary(config: Config, run_dir: Path, stages: list[StageRecord], seconds: 
         "frames_collected": frames,
         "controller_env_steps": rounds[-1]["controller_env_steps"],
         "env_steps_total": frames + rounds[-1]["controller_env_steps"],
+        "controller_dream_steps": rounds[-1]["controller_dream_steps"],
         "generations": config.cmaes.generations,
         "rounds": rounds,
         "stages": [asdict(record) for record in stages],
@@ -204,8 +205,8 @@ def _cpu_model() -> str:
 
 
 def _round_summary(run_dir: Path, round_number: int) -> dict[str, Any]:
-    """One round's score and the controller's real env steps up to its end, its rollouts' and its mean solution's
-    evaluations' (each round's log holds the earlier ones)."""
+    """One round's score and the controller's real env and dream steps up to its end, its rollouts' and its mean
+    solution's evaluations' (each round's log holds the earlier ones)."""
     here = round_dir(run_dir, round_number)
     evaluation = EvaluationReport.read_json(here / EVALUATION_NAME)
     generations = read_csv_columns(here / CONTROLLER_DIR / CMAES_LOG_NAME, ["generation"])
@@ -215,4 +216,5 @@ def _round_summary(run_dir: Path, round_number: int) -> dict[str, Any]:
                   "episodes": evaluation.episodes, "first_seed": evaluation.seeds[0]},
         "generations": len(generations["generation"]),
         "controller_env_steps": real_env_steps(here / CONTROLLER_DIR),
+        "controller_dream_steps": dream_steps(here / CONTROLLER_DIR),
     }

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agents.cmaes import GenerationRecord, evolve
-from agents.evaluation import EvaluationReport, evaluate_params
+from agents.evaluation import EvaluationReport, evaluate_params, held_out_seeds
 from agents.evaluators import RayEvaluator
 from worldmodels.config_schema import Config
 from worldmodels.controller import load_params
@@ -28,7 +28,7 @@ def train_controller_real(config: Config, run_dir: str | Path,
     evaluator = RayEvaluator(spec, cfg.num_workers, max_retries=cfg.max_retries)
     try:
         return evolve(evaluator, spec.num_params, cfg, run_dir / CONTROLLER_DIR, on_generation,
-                      evaluations={"real": evaluator})
+                      evaluations={"real": evaluator}, held_out_seeds=held_out_seeds(config))
     finally:
         evaluator.close()
 

@@ -16,9 +16,10 @@ import ray
 from ray import cloudpickle
 
 from agents.cmaes import evolve, generation_seeds, load_state, make_strategy, save_state
-from agents.evaluation import evaluate_params
+from agents.evaluation import evaluate_params, evaluation_seeds, held_out_seeds
 from agents.evaluators import RayEvaluator, SerialEvaluator
 from rollouts.ray_cluster import init_ray
+from worldmodels.config import load_config
 from worldmodels.config_schema import CMAESConfig
 from worldmodels.run_layout import CMAES_LEGACY_STATE_NAME, CMAES_STATE_NAME
 
@@ -95,6 +96,52 @@ def test_ray_evaluator_reproduces_plain_pycma_and_finds_the_optimum(local_ray, t
         returns = np.stack([QuadraticWorker().run(seen, np.full(len(seen), s)) for s in seeds], axis=1)
         score = returns.mean(axis=1) - 0.01 * np.mean(candidates**2, axis=1)
         es.tell(list(candidates), list(-score))
+
+
+class SeedRecording(Recording):
+    """Keeps every seed array it was given as well."""
+
+    def __init__(self, evaluator):
+        super().__init__(evaluator)
+        self.seeds: list[np.ndarray] = []
+
+    def __call__(self, candidates, seeds):
+        self.seeds.append(np.asarray(seeds).copy())
+        return super().__call__(candidates, seeds)
+
+
+def test_held_out_seeds_are_replaced_and_the_other_draws_kept():
+    plain = generation_seeds(5, 2, 16)
+    held_out = (range(int(plain[3]), int(plain[3]) + 1), range(int(plain[10]) - 10, int(plain[10]) + 10))
+    seeds = generation_seeds(5, 2, 16, held_out=held_out)
+    kept = np.ones(16, bool)
+    kept[[3, 10]] = False
+    np.testing.assert_array_equal(seeds[kept], plain[kept])
+    assert not any(int(s) in block for s in seeds for block in held_out)
+    assert len(set(seeds.tolist())) == 16 and seeds.dtype == np.int64
+    np.testing.assert_array_equal(generation_seeds(5, 2, 16, held_out=held_out), seeds)  # a function of its inputs
+    with pytest.raises(ValueError, match="nothing is left to train on"):
+        generation_seeds(5, 2, 16, held_out=(range(0, 2**31),))
+
+
+def test_a_search_never_trains_or_evaluates_on_held_out_seeds(tmp_path):
+    settings = CMAESConfig(**{**vars(SETTINGS), "generations": 6, "eval_every": 2, "eval_episodes": 4})
+    plain = SeedRecording(SerialEvaluator(QuadraticWorker))
+    evolve(plain, len(TARGET), settings, tmp_path / "plain")
+    drawn = np.concatenate(plain.seeds)
+    held_out = tuple(range(int(s), int(s) + 1) for s in drawn[::3])  # a third of the plain run's seeds
+    guarded = SeedRecording(SerialEvaluator(QuadraticWorker))
+    evolve(guarded, len(TARGET), settings, tmp_path / "guarded", held_out_seeds=held_out)
+    assert len(guarded.seeds) == len(plain.seeds)
+    assert not any(int(s) in block for seeds in guarded.seeds for s in seeds for block in held_out)
+
+
+def test_the_evaluation_and_calibration_seeds_are_held_out_of_training():
+    config = load_config("carracing-tiny", ["evaluate.episodes=20000"])
+    evaluation, calibration = held_out_seeds(config)
+    assert set(evaluation_seeds(config.evaluate.seed, 20000).tolist()) <= set(evaluation)
+    assert config.trust.seed in calibration and config.trust.seed + 9_999 in calibration
+    assert set(evaluation).isdisjoint(calibration)
 
 
 def test_seed_zero_gives_the_same_candidates_in_every_run():

@@ -157,6 +157,8 @@ def test_rollout_is_reproducible_and_shares_randomness_between_equal_seeds(run: 
     assert returns.dtype == np.float64 and returns.shape == (4,)
     np.testing.assert_array_equal(sim.run(params, np.array([7, 8, 7, 9])), returns)
     assert returns[0] == returns[2] and returns[0] != returns[1]
+    lengths = sim.record(params, np.array([7, 8, 7, 9]), keep_z=False).lengths
+    assert sim.dream_steps == 2 * lengths.sum() > 0  # the dream steps of both calls, counted
     with pytest.raises(ValueError, match="one seed per dream"):
         sim.rollout(params, np.array([1, 2]))
     with pytest.raises(ValueError, match="expected last axis"):

@@ -18,7 +18,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-from agents.cmaes import evolve, real_env_steps
+from agents.cmaes import dream_steps, evolve, real_env_steps
 from agents.controller_training import check_dream_then_real, dream_generations
 from agents.dream_training import train_controller_dream
 from agents.evaluators import SerialEvaluator
@@ -102,6 +102,10 @@ def test_the_dream_comes_first_then_the_real_env_and_every_real_step_is_counted(
     assert real_totals == expected.tolist()
     assert [int(row["env_steps_total"]) for row in evaluations if row["env"] == "dream"] == [0, eval_steps]
     assert real_env_steps(out) == expected[-1] == 3 * rollout_steps + GENERATIONS * eval_steps
+    # Dream steps: the dream generations' rollouts and their mean solution's dream evaluations, none after.
+    dream_counts = [int(row["dream_steps"]) for row in log]
+    assert all(count > 0 for count in dream_counts[:DREAM_GENERATIONS]) and dream_counts[DREAM_GENERATIONS:] == [0] * 3
+    assert dream_steps(out) == sum(dream_counts)
 
 
 @pytest.mark.parametrize("crash_after", [0, DREAM_GENERATIONS - 1, DREAM_GENERATIONS],

@@ -566,6 +566,8 @@ class DreamSimulator:
                                      settings.bias, settings.hidden_units)
         self.start_mu = torch.as_tensor(starts.mu, dtype=torch.float32, device=self.device)  # (episodes, Z)
         self.start_logvar = torch.as_tensor(starts.logvar, dtype=torch.float32, device=self.device)  # (episodes, Z)
+        self.dream_steps = 0
+        """Dream steps that :meth:`rollout`'s dreams lived, summed since this simulator was built."""
 
     @property
     def num_params(self) -> int:
@@ -681,14 +683,17 @@ class DreamSimulator:
         return uniform < torch.sigmoid(logit)
 
     def rollout(self, params: np.ndarray | torch.Tensor, seeds: np.ndarray) -> np.ndarray:
-        """Returns (N,) float64 of one dream per row of params (N, D), from episode seeds (N,).
+        """Returns (N,) float64 of one dream per row of params (N, D), from episode seeds (N,); adds their lengths to
+        ``dream_steps``.
 
         :raises ValueError: reward_mode "survival" with an M without done head (every return would be max_steps).
         """
         if self.settings.reward_mode == "survival" and not self.m.has_done:
             raise ValueError("reward_mode 'survival' needs M with a done head: without one every dream lives "
                              "max_steps and every controller scores the same")
-        return self.record(params, seeds, keep_z=False).returns
+        result = self.record(params, seeds, keep_z=False)
+        self.dream_steps += int(result.lengths.sum())
+        return result.returns
 
     def run(self, params: np.ndarray | torch.Tensor, seeds: np.ndarray) -> np.ndarray:
         """:meth:`rollout`, under the name of the ``agents.evaluators.RolloutWorker`` protocol."""
