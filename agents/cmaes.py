@@ -399,7 +399,8 @@ def evolve(
                 best, best_fitness = candidates[scores.argmax()].copy(), float(scores.max())
             record = GenerationRecord(generation, float(scores.max()), float(scores.mean()), float(scores.min()),
                                       float(es.sigma), time.perf_counter() - start, rollouts.retried - retried_before,
-                                      rollouts.env_steps - steps_before, dream_steps=_dream_steps(rollouts) - dream_before)
+                                      rollouts.env_steps - steps_before,
+                                      dream_steps=_dream_steps(rollouts) - dream_before)
             steps_total += record.env_steps
             generation += 1
             if generation % settings.eval_every == 0:
