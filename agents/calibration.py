@@ -69,11 +69,13 @@ class Calibration:
     @property
     def rank_correlation(self) -> float | None:
         """Spearman's rho of the rows' dream and real means (ties share their mean rank); None where it is
-        undefined: fewer than 2 rows, or every dream mean (or every real mean) the same."""
+        undefined: fewer than 2 rows, or every dream mean (or every real mean) the same. Rounded to 12 decimals: rho is
+        a ratio of small integers' sums, and a value such as 0.5 must not be judged below a threshold of 0.5 by the
+        last bit of a floating-point correlation (it came out as 0.49999999999999994 for 5 controllers)."""
         dream, real = (np.array([getattr(row, side).mean for row in self.rows]) for side in ("dream", "real"))
         if len(self.rows) < 2 or np.ptp(dream) == 0 or np.ptp(real) == 0:
             return None
-        return float(np.corrcoef(average_ranks(dream), average_ranks(real))[0, 1])
+        return round(float(np.corrcoef(average_ranks(dream), average_ranks(real))[0, 1]), 12)
 
     def trust(self, settings: TrustConfig) -> TrustSummary:
         """The rank correlation and the largest dream - real gap, judged by ``settings``' thresholds.

@@ -72,7 +72,7 @@ class TrustSummary:
         """Each failed threshold, in words; empty when none failed."""
         reasons = []
         if self.rank_correlation is not None and self.rank_correlation < self.min_rank_correlation:
-            reasons.append(f"rank correlation {self.rank_correlation:.2f} < {self.min_rank_correlation:g}")
+            reasons.append(f"rank correlation {self.rank_correlation:.3f} < {self.min_rank_correlation:g}")
         if self.real_spread > 0 and self.largest_gap > self.max_gap_fraction * self.real_spread:
             reasons.append(f"'{self.largest_gap_controller}' scores {self.largest_gap:+.1f} more in the dream, over "
                            f"{self.max_gap_fraction:g} x the real spread {self.real_spread:.1f}")
@@ -86,7 +86,7 @@ class TrustSummary:
 
     def describe(self) -> list[str]:
         """Three lines: the verdict and what it rests on, the rank correlation, the largest gap."""
-        rho = "undefined (equal means)" if self.rank_correlation is None else f"{self.rank_correlation:.2f}"
+        rho = "undefined (equal means)" if self.rank_correlation is None else f"{self.rank_correlation:.3f}"
         return [f"dream trust: {self.verdict} ({self.controllers} fixed controllers x {self.episodes} episodes, "
                 f"dream at temperature {self.temperature:g})",
                 f"  rank correlation of dream and real means: {rho} (trusted from {self.min_rank_correlation:g})",

@@ -37,6 +37,9 @@ def test_rank_correlation_is_one_when_the_dream_orders_controllers_as_the_real_e
     assert calibration([145, 786, 641], [147, 193.4, 193.4]).rank_correlation == pytest.approx(0.866, abs=1e-3)
     assert calibration([1], [2]).rank_correlation is None
     assert calibration([1, 5], [80, 80]).rank_correlation is None  # every real episode hit the step cap
+    # rho = 1 - 6 * 10 / (5 * 24) = 0.5 exactly, which np.corrcoef gives as 0.49999999999999994: judged at 0.5.
+    half = calibration([1, 3, 5, 2, 4], [1, 2, 3, 4, 5])
+    assert half.rank_correlation == 0.5 and half.trust(TrustConfig(min_rank_correlation=0.5)).reasons == []
 
 
 def test_fixed_controllers_are_seeded_and_files_are_checked(tmp_path):
@@ -65,8 +68,8 @@ def test_trust_summary_judges_the_rank_correlation_and_the_largest_gap():
     assert exploit.verdict == "untrusted" and exploit.rank_correlation == pytest.approx(0.866, abs=1e-3)
     assert exploit.reasons == ["'c1' scores +592.6 more in the dream, over 1 x the real spread 46.4"]
     reversed_order = calibration([100, 700, 300], [900, 150, 400]).trust(settings)
-    assert reversed_order.reasons == ["rank correlation -1.00 < 0.5"]
-    assert "WARNING: the dream is not to be trusted (rank correlation -1.00 < 0.5)" in reversed_order.warning()
+    assert reversed_order.reasons == ["rank correlation -1.000 < 0.5"]
+    assert "WARNING: the dream is not to be trusted (rank correlation -1.000 < 0.5)" in reversed_order.warning()
     lenient = reversed_order.judged_by(TrustConfig(min_rank_correlation=-1.0))
     assert lenient.verdict == "trusted" and lenient.rank_correlation == reversed_order.rank_correlation
     capped = calibration([80, 60], [80, 80]).trust(settings)  # every real episode hit the step cap
@@ -94,7 +97,7 @@ def test_a_summary_newer_than_m_is_reused_and_judged_by_the_current_thresholds(t
     strict = Config(trust=TrustConfig(min_rank_correlation=1.01))
     summary, reused = trust_before_evolving(strict, tmp_path, tmp_path / "episodes")  # no V: calibrating would fail
     assert reused and summary.verdict == "untrusted" and summary.min_rank_correlation == 1.01
-    assert summary.reasons == ["rank correlation 1.00 < 1.01"]
+    assert summary.reasons == ["rank correlation 1.000 < 1.01"]
 
 
 def test_sweep_table_sets_the_papers_rows_beside_doom_and_only_doom():
