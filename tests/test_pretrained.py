@@ -118,41 +118,52 @@ def test_cli_refuses_a_corrupt_agent_in_one_line(tmp_path):
     assert len(lines) == 1 and "not a readable torch checkpoint" in lines[0] and str(bad) in lines[0]
 
 
-@pytest.mark.skipif("doom" not in shipped_agents(), reason="the Doom agent is not shipped in this tree")
-def test_the_shipped_doom_agent_loads_and_plays_in_the_real_game(tmp_path, monkeypatch):
-    pytest.importorskip("vizdoom")
-    monkeypatch.chdir(tmp_path)  # ViZDoom writes its engine settings to ./_vizdoom.ini
+SHIPPED = shipped_agents()
+"""Every shipped agent's replay of its evaluation is a test; CarRacing's 1000-step episodes make it a slow one."""
+REPLAYS = [pytest.param(name, marks=[pytest.mark.slow] if name.startswith("carracing") else []) for name in SHIPPED]
+
+
+def shipped_worker(name: str, folder: Path, overrides: list[str], num_envs: int):
+    """A real-env worker of a shipped agent's unpacked ``folder`` (VizDoom's engine is imported when needed)."""
     from worldmodels.real_rollouts import RealEnvWorkerSpec
 
-    folder = unpack_agent("doom", tmp_path / "cache")
-    config = load_config(file=folder / "config.yaml", overrides=["env.max_episode_steps=30"])
-    worker = RealEnvWorkerSpec.for_run(config, folder, num_envs=2)()
+    config = load_config(file=folder / "config.yaml", overrides=overrides)
+    if "TakeCover" in config.env.id:
+        pytest.importorskip("vizdoom")
+    return RealEnvWorkerSpec.for_run(config, folder, num_envs=num_envs)()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_agent_loads_and_plays_in_the_real_env(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # ViZDoom writes its engine settings to ./_vizdoom.ini
+    folder = unpack_agent(name, tmp_path / "cache")
+    worker = shipped_worker(name, folder, ["env.max_episode_steps=30"], num_envs=2)
     try:
         params = load_params(folder / "controller" / "mean.npy", worker.num_params)
         returns = worker.run(np.stack([params, params]), np.array([7, 8]))
     finally:
         worker.close()
-    assert returns.shape == (2,) and np.all((returns >= 1) & (returns <= 30))
+    assert returns.shape == (2,) and np.all(np.isfinite(returns))
+    if name == "doom":
+        assert np.all((returns >= 1) & (returns <= 30))  # +1 per step alive, 30 steps at most
 
 
-@pytest.mark.skipif("doom" not in shipped_agents(), reason="the Doom agent is not shipped in this tree")
-def test_the_shipped_doom_agent_replays_its_shipped_evaluation(tmp_path, monkeypatch):
-    pytest.importorskip("vizdoom")
+@pytest.mark.parametrize("name", REPLAYS)
+def test_every_shipped_agent_replays_its_shipped_evaluation(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     import json
 
     from worldmodels.pretrained import SHIPPED_DIR
-    from worldmodels.real_rollouts import RealEnvWorkerSpec
 
-    shipped = json.loads((SHIPPED_DIR / "doom" / "evaluation.json").read_text())
+    shipped = json.loads((SHIPPED_DIR / name / "evaluation.json").read_text())
     assert shipped["episodes"] == len(shipped["returns"]) == 100 and shipped["seeds"][0] == 1_000_000
-    folder = unpack_agent("doom", tmp_path / "cache")
-    worker = RealEnvWorkerSpec.for_run(load_config(file=folder / "config.yaml"), folder, num_envs=4)()
+    folder = unpack_agent(name, tmp_path / "cache")
+    worker = shipped_worker(name, folder, [], num_envs=4)
     try:
         params = load_params(folder / "controller" / "mean.npy", worker.num_params)
         returns = worker.run(np.stack([params] * 8), np.array(shipped["seeds"][:8]))
     finally:
         worker.close()
-    # the same episodes: equal on the machine that measured them; elsewhere rounding may fork a trajectory, so the
-    # mean is held to two standard errors of the shipped episodes' spread
-    assert abs(returns.mean() - np.mean(shipped["returns"][:8])) <= 2 * shipped["std"] / np.sqrt(8)
+    # the same episodes: equal on the machine that measured them; elsewhere rounding may fork a trajectory (CarRacing
+    # forks on a last-bit difference), so the mean of the 8 is held to 4 standard errors of the shipped spread
+    assert abs(returns.mean() - np.mean(shipped["returns"][:8])) <= 4 * shipped["std"] / np.sqrt(8)

@@ -161,9 +161,9 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, func: Callabl
     if run_help is not None and pretrained:
         group = parser.add_mutually_exclusive_group(required=True)
         group.add_argument("--run", type=Path, help=run_help)
-        group.add_argument("--pretrained", metavar="NAME", help="a shipped agent (doom) or an agent file written by "
-                           "`worldmodels export-agent`, in place of --run (unpacked once into $WORLDMODELS_CACHE, "
-                           "default ~/.cache/worldmodels)")
+        group.add_argument("--pretrained", metavar="NAME", help="a shipped agent (doom, carracing) or an agent file "
+                           "written by `worldmodels export-agent`, in place of --run (unpacked once into "
+                           "$WORLDMODELS_CACHE, default ~/.cache/worldmodels)")
     elif run_help is not None:
         parser.add_argument("--run", required=True, type=Path, help=run_help)
     return parser
