@@ -307,21 +307,23 @@ def _legacy_state_error(path: Path) -> ValueError:
 def real_env_steps(out_dir: str | Path) -> int:
     """Real-environment steps the search in ``out_dir`` has taken: its rollouts' and its mean solution's
     evaluations' (log.csv; 0 when it has not started; rows of older versions count no evaluation steps)."""
-    path = Path(out_dir) / CMAES_LOG_NAME
-    if not path.exists():
-        return 0
-    with path.open() as file:
-        return sum(int(row["env_steps"] or 0) + int(row.get("eval_env_steps") or 0) for row in csv.DictReader(file))
+    return _log_column_sum(out_dir, ("env_steps", "eval_env_steps"))
 
 
 def dream_steps(out_dir: str | Path) -> int:
     """Dream steps the search in ``out_dir`` has taken, its rollouts' and its mean solution's dream evaluations'
     (log.csv; 0 when it has not started; rows of older versions, which did not count them, count 0)."""
+    return _log_column_sum(out_dir, ("dream_steps",))
+
+
+def _log_column_sum(out_dir: str | Path, columns: tuple[str, ...]) -> int:
+    """The sum of integer ``columns`` over every row of ``out_dir``/log.csv (0 when there is no log; a blank or
+    absent value, from an older version's file, counts 0)."""
     path = Path(out_dir) / CMAES_LOG_NAME
     if not path.exists():
         return 0
     with path.open() as file:
-        return sum(int(row.get("dream_steps") or 0) for row in csv.DictReader(file))
+        return sum(int(row.get(column) or 0) for row in csv.DictReader(file) for column in columns)
 
 
 def _keep_rows(path: Path, columns: tuple[str, ...], up_to: int) -> None:
