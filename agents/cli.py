@@ -17,6 +17,7 @@ from worldmodels.commands import (
     add_ray_address_option,
     checked_config,
     config_from_args,
+    lock_run,
     non_negative_int,
     positive_int,
     run_config,
@@ -101,6 +102,7 @@ def cmd_temperature_sweep(args: argparse.Namespace) -> None:
     from agents.temperature_sweep import markdown_table, published_table, temperature_sweep
 
     config = checked_config(args)
+    lock_run(args)
     start_ray(args, config)
     rows = temperature_sweep(config, args.run, args.data or Path(args.run) / EPISODES_DIR, tuple(args.temperatures),
                              on_generation=lambda tau, record: print(f"temperature-sweep: tau {tau:g}: "

@@ -9,7 +9,7 @@ the authors' ``compute_weight_decay`` (es.py); pycma minimises, so it is told -f
 Generation g's R episode seeds are drawn from ``SeedSequence([seed, g])`` and shared by every candidate
 (common random numbers); the seeds of one candidate are distinct. The mean solution's evaluation every
 ``eval_every`` generations uses seeds from ``SeedSequence([seed, g, 1])``. Seeds in ``held_out_seeds`` (the
-evaluation and calibration seeds, :func:`agents.evaluation.held_out_seeds`) are never drawn: a draw that lands
+evaluation and calibration seeds, :func:`worldmodels.seeds.held_out_seeds`) are never drawn: a draw that lands
 there is replaced by the generator's next draw, so a search that never hit them keeps its seeds.
 
 Run folder (``out_dir``), all written atomically after every generation:
@@ -371,7 +371,7 @@ def evolve(
     :param then: the evaluators of generations ``then.start`` and after, in place of ``evaluator`` and
         ``evaluations`` (the same search goes on).
     :param held_out_seeds: episode seeds never used, in rollouts or evaluations of the mean (the final
-        evaluation's and calibration's: :func:`agents.evaluation.held_out_seeds`).
+        evaluation's and calibration's: :func:`worldmodels.seeds.held_out_seeds`).
     :returns: the records of the generations run by this call.
     """
     out = Path(out_dir)

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agents.cmaes import GenerationRecord, Phase, evolve
-from agents.evaluation import held_out_seeds
 from agents.evaluators import Evaluator, RayEvaluator, SerialEvaluator
 from worldmodels.config_schema import Config
 from worldmodels.dream import DreamSimulatorSpec, settings_from_config
 from worldmodels.real_rollouts import RealEnvWorkerSpec, world_model_paths
 from worldmodels.run_layout import CONTROLLER_DIR, mdnrnn_member_checkpoints
+from worldmodels.seeds import held_out_seeds
 
 
 def dream_spec(config: Config, run_dir: Path, data_dir: Path) -> DreamSimulatorSpec:

@@ -10,11 +10,6 @@ import numpy as np
 
 from agents.evaluators import Evaluator
 from rollouts.atomic import atomic_write_text
-from worldmodels.config_schema import Config
-
-HELD_OUT_EPISODES = 10_000
-"""Seeds kept from training above each of ``evaluate.seed`` and ``trust.seed``: evaluations and calibrations of up
-to this many episodes (or ``evaluate.episodes``, when larger) never replay an episode a controller trained on."""
 
 
 @dataclass
@@ -70,13 +65,6 @@ def evaluation_seeds(seed: int, episodes: int) -> np.ndarray:
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     return np.arange(seed, seed + episodes, dtype=np.int64)
-
-
-def held_out_seeds(config: Config) -> tuple[range, range]:
-    """The episode seeds training never uses: the evaluation's (``evaluate.seed`` and up) and the calibration's
-    (``trust.seed`` and up), :data:`HELD_OUT_EPISODES` each (the evaluation's ``evaluate.episodes`` when larger)."""
-    return (range(config.evaluate.seed, config.evaluate.seed + max(HELD_OUT_EPISODES, config.evaluate.episodes)),
-            range(config.trust.seed, config.trust.seed + HELD_OUT_EPISODES))
 
 
 def evaluate_params(evaluator: Evaluator, params: np.ndarray, episodes: int, seed: int) -> EvaluationReport:

@@ -44,6 +44,7 @@ from worldmodels.run_layout import (
     VAE_CHECKPOINT_NAME,
     VAE_LOG_NAME,
 )
+from worldmodels.seeds import check_collect_seeds
 from worldmodels.stages import env_spec, log_episodes
 from worldmodels.train_mdnrnn import train_mdnrnn
 from worldmodels.train_vae import train_vae
@@ -115,6 +116,7 @@ def _collect_with_controller(config: Config, previous: Path, episodes: Path, rou
                                   tuple(float(p) for p in params), controller.inputs, controller.bias,
                                   controller.hidden_units, config.iterate.action_noise,
                                   name=f"controller of round {round_number - 1}")
+    check_collect_seeds(config, episodes_after(config, round_number - 1), episodes_after(config, round_number))
     report = collect_episodes(episodes, env_spec(config), policy, episodes_after(config, round_number),
                               seed=config.collect.seed, num_workers=config.collect.num_workers,
                               max_retries=config.collect.max_retries,

@@ -10,13 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agents.cmaes import GenerationRecord, evolve
-from agents.evaluation import EvaluationReport, evaluate_params, held_out_seeds
+from agents.evaluation import EvaluationReport, evaluate_params
 from agents.evaluators import RayEvaluator
 from worldmodels.config_schema import Config
 from worldmodels.controller import load_params
 from worldmodels.pictures import write_gif
 from worldmodels.real_rollouts import RealEnvWorkerSpec
 from worldmodels.run_layout import CONTROLLER_DIR, MEAN_PARAMS_NAME
+from worldmodels.seeds import held_out_seeds
 
 
 def train_controller_real(config: Config, run_dir: str | Path,

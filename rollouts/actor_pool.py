@@ -84,20 +84,22 @@ def live_node_count() -> int:
 
 
 def wait_for_first(refs: list[ray.ObjectRef], actors: int, stall_warning_s: float = 300.0,
-                   max_stall_s: float = 1800.0) -> ray.ObjectRef:
-    """The first of ``refs`` (results owed by ``actors`` Ray actors) to finish, waiting a bounded time.
+                   max_stall_s: float = 1800.0, starting: int | None = None) -> ray.ObjectRef:
+    """The first of ``refs`` (results owed by ``actors`` Ray actors, ``starting`` of which have not started yet:
+    None for unknown) to finish, waiting a bounded time.
 
-    While nothing finishes it checks every :data:`NODE_CHECK_S` seconds that a Ray node is still alive, and
-    logs a warning naming the likely cause every ``stall_warning_s`` seconds.
+    While nothing finishes it checks every :data:`NODE_CHECK_S` seconds that a Ray node is still alive, and every
+    ``stall_warning_s`` seconds says why it may be waiting: a warning naming the likely cause (actors that cannot get
+    CPUs) while some actors have not started; with every actor started and busy, only a progress line (long tasks).
 
     :raises PoolStalledError: no Ray node is alive (the local raylet died), the GCS cannot be reached, or
         nothing finished within ``max_stall_s`` seconds.
     """
     start = time.monotonic()
-    warnings = 0
+    notices = 0
     while True:
         now = time.monotonic()
-        until = min(start + (warnings + 1) * stall_warning_s, start + max_stall_s, now + NODE_CHECK_S)
+        until = min(start + (notices + 1) * stall_warning_s, start + max_stall_s, now + NODE_CHECK_S)
         ready, _ = ray.wait(refs, num_returns=1, timeout=max(until - now, 0.0))
         if ready:
             return ready[0]
@@ -108,13 +110,18 @@ def wait_for_first(refs: list[ray.ObjectRef], actors: int, stall_warning_s: floa
                 "local raylet died, or every node left the cluster). See raylet.out in the Ray session's logs "
                 "(/tmp/ray/session_latest/logs by default) for why, then run the command again")
         if waited >= max_stall_s:
-            raise PoolStalledError(
-                f"no result from {actors} Ray actors in {waited:.0f} s ({_free_cpus()} CPUs free in the cluster). "
-                f"{_CPU_HINT}. If one task really takes this long, give the pool a larger max_stall_s")
-        if waited >= (warnings + 1) * stall_warning_s:
-            warnings += 1
-            log.warning("no result from %d Ray actors in %.0f s (%s CPUs free in the cluster). %s (the pool gives "
-                        "up after %.0f s)", actors, waited, _free_cpus(), _CPU_HINT, max_stall_s)
+            cause = (f"though all of them started: a task runs longer than {max_stall_s:.0f} s, or an actor hangs"
+                     if starting == 0 else f"({_free_cpus()} CPUs free in the cluster). {_CPU_HINT}")
+            raise PoolStalledError(f"no result from {actors} Ray actors in {waited:.0f} s {cause}. If one task really "
+                                   "takes this long, give the pool a larger max_stall_s")
+        if waited >= (notices + 1) * stall_warning_s:
+            notices += 1
+            if starting == 0:
+                log.info("%d Ray actors, all started, have run their tasks for %.0f s with no result yet (the pool "
+                         "gives up after %.0f s)", actors, waited, max_stall_s)
+            else:
+                log.warning("no result from %d Ray actors in %.0f s (%s CPUs free in the cluster). %s (the pool "
+                            "gives up after %.0f s)", actors, waited, _free_cpus(), _CPU_HINT, max_stall_s)
 
 
 def _free_cpus() -> str:
@@ -191,7 +198,7 @@ class ReplacingActorPool(Generic[Task]):
         dispatch()
         while in_flight or queue:  # with tasks queued, no actor is idle: each is busy or starting
             ref = wait_for_first([*in_flight, *self.starting], len(self.actors), self.stall_warning_s,
-                                 self.max_stall_s)
+                                 self.max_stall_s, starting=len(self.starting))
             if ref in self.starting:
                 slot = self.starting.pop(ref)
                 if self._started(ref, slot, max_retries):

@@ -273,5 +273,8 @@ def write_manifest(folder: str | Path, entries: list[dict[str, Any]]) -> None:
 
 
 def manifest_entry(file: Path, episode_meta: dict[str, Any]) -> dict[str, Any]:
-    """One manifest row: the episode's meta plus its file name."""
-    return {**episode_meta, "file": file.name}
+    """One manifest row: the episode's meta plus its file name, size (``bytes``) and modification time
+    (``mtime_ns``), which tell a resumed collection that the file is the one listed
+    (``rollouts.collect.scan_existing``)."""
+    stat = file.stat()
+    return {**episode_meta, "file": file.name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}

@@ -16,12 +16,13 @@ import ray
 from ray import cloudpickle
 
 from agents.cmaes import evolve, generation_seeds, load_state, make_strategy, save_state
-from agents.evaluation import evaluate_params, evaluation_seeds, held_out_seeds
+from agents.evaluation import evaluate_params, evaluation_seeds
 from agents.evaluators import RayEvaluator, SerialEvaluator
 from rollouts.ray_cluster import init_ray
 from worldmodels.config import load_config
 from worldmodels.config_schema import CMAESConfig
 from worldmodels.run_layout import CMAES_LEGACY_STATE_NAME, CMAES_STATE_NAME
+from worldmodels.seeds import held_out_seeds
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from worldmodels.agent_layout import SHIPPED_DIR, shipped_agents
 from worldmodels.checkpoint import ModelWeights, save_untrained_checkpoint
 from worldmodels.config import load_config, save_config
 from worldmodels.controller import load_params
@@ -19,7 +20,6 @@ from worldmodels.pretrained import (
     agent_path,
     export_agent,
     read_agent,
-    shipped_agents,
     unpack_agent,
 )
 
@@ -152,8 +152,6 @@ def test_every_shipped_agent_loads_and_plays_in_the_real_env(name, tmp_path, mon
 def test_every_shipped_agent_replays_its_shipped_evaluation(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     import json
-
-    from worldmodels.pretrained import SHIPPED_DIR
 
     shipped = json.loads((SHIPPED_DIR / name / "evaluation.json").read_text())
     assert shipped["episodes"] == len(shipped["returns"]) == 100 and shipped["seeds"][0] == 1_000_000

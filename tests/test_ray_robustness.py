@@ -6,6 +6,7 @@ has Ray initialised (other modules' fixtures leave it up).
 """
 
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -122,6 +123,20 @@ def test_waiting_stops_with_a_clear_error_when_no_ray_node_is_alive(monkeypatch)
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": False, "NodeManagerAddress": "127.0.0.1"}])
     with pytest.raises(PoolStalledError, match="no result from 3 Ray actors .* no Ray node is alive"):
         wait_for_first(["ref"], 3, stall_warning_s=300.0, max_stall_s=1800.0)
+
+
+@pytest.mark.parametrize(("starting", "cause"), [(0, "though all of them started: a task runs longer than 0 s"),
+                                                  (1, "(0 CPUs free in the cluster). If the actors ask for more CPUs")])
+def test_a_stall_names_long_tasks_once_every_actor_started_and_missing_cpus_before(monkeypatch, caplog, starting,
+                                                                                   cause):
+    monkeypatch.setattr(ray, "wait", lambda refs, num_returns, timeout: ([], refs))
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "NodeManagerAddress": "127.0.0.1"}])
+    monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 0.0})
+    with caplog.at_level(logging.INFO, logger="rollouts.actor_pool"), pytest.raises(PoolStalledError) as stalled:
+        wait_for_first(["ref"], 2, stall_warning_s=0.01, max_stall_s=0.05, starting=starting)
+    assert "no result from 2 Ray actors in 0 s" in str(stalled.value) and cause in str(stalled.value)
+    levels = {record.levelno for record in caplog.records}
+    assert levels == ({logging.INFO} if starting == 0 else {logging.WARNING})
 
 
 def test_waiting_stops_with_a_clear_error_when_the_gcs_cannot_be_asked(monkeypatch):

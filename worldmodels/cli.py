@@ -30,7 +30,9 @@ from worldmodels.commands import (
     checked_config,
     config_from_args,
     error_text,
+    lock_run,
     positive_int,
+    release_run,
     resolve_pretrained,
     run_config,
     start_ray,
@@ -46,6 +48,7 @@ from worldmodels.run_layout import (
     MEAN_PARAMS_NAME,
     VAE_CHECKPOINT_NAME,
 )
+from worldmodels.run_lock import RunFolderInUseError
 
 
 def cmd_config(args: argparse.Namespace) -> None:
@@ -63,6 +66,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
     from worldmodels.stages import collect_stage
 
     config = config_from_args(args)
+    lock_run(args, Path(args.out))
     start_ray(args, config)
     report = collect_stage(config, Path(args.out))
     print(f"collect: {report.describe()} -> {args.out}")
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         resolve_pretrained(args)
         args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, ValueError, RunFolderInUseError) as err:
         undo_config_write(args)
         print(f"worldmodels {args.command}: error: {error_text(err, args.verbose)}", file=sys.stderr)
         return 2
@@ -257,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"worldmodels {args.command}: error: {error_text(err, args.verbose)}", file=sys.stderr)
         return 1
+    finally:
+        release_run(args)
     return 0
 
 

@@ -3,7 +3,8 @@
 Every configured command takes ``--preset NAME`` (or ``--config FILE``) and any number of ``--set section.key=value``
 overrides. A command given a ``--run`` folder that holds a saved ``config.yaml`` uses it when neither ``--preset`` nor
 ``--config`` is given; a stage writing into the folder saves its merged config there (:func:`run_config`), refused when
-it would change the shape of a model the folder holds, and put back when the command fails on its input.
+it would change the shape of a model the folder holds or when another command is training into the folder, and put
+back when the command fails on its input.
 
 ``worldmodels.cli`` (the stages), ``worldmodels.music.cli`` and ``agents.cli`` build their commands from these pieces.
 """
@@ -16,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollouts.atomic import atomic_write_text
+from worldmodels.agent_layout import shipped_agents
 from worldmodels.config import ConfigError, available_presets, load_config, save_config
 from worldmodels.config_schema import Config
 from worldmodels.run_layout import CONFIG_NAME, CONTROLLER_DIR, MDNRNN_CHECKPOINT_NAME, VAE_CHECKPOINT_NAME
+from worldmodels.run_lock import RunFolderLock, lock_run_folder
 from worldmodels.run_models import changed_model_args
 
 DEFAULT_PRESET = "carracing"
@@ -77,7 +80,8 @@ def _run_outputs(run: Path) -> dict[Path, int]:
 
 
 def run_config(args: argparse.Namespace) -> Config:
-    """The merged config for a stage writing into --run (:func:`checked_config`), saved there as config.yaml.
+    """The merged config for a stage writing into --run (:func:`checked_config`), saved there as config.yaml once
+    the command holds the folder's lock (:func:`lock_run`).
 
     Should the command then fail on its input (the one-line errors of :func:`main`) before writing anything else
     into the run folder, :func:`undo_config_write` puts config.yaml back as it was.
@@ -85,10 +89,25 @@ def run_config(args: argparse.Namespace) -> Config:
     config = checked_config(args)
     run = Path(args.run)
     saved = run / CONFIG_NAME
-    args.config_write = ConfigWrite(saved, saved.read_text() if saved.is_file() else None, not run.exists(),
-                                    _run_outputs(run))
+    created_run, outputs = not run.exists(), _run_outputs(run)
+    lock_run(args)
+    args.config_write = ConfigWrite(saved, saved.read_text() if saved.is_file() else None, created_run, outputs)
     save_config(config, saved)
     return config
+
+
+def lock_run(args: argparse.Namespace, folder: Path | None = None) -> None:
+    """Take the lock of the --run folder, or of ``folder`` (``worldmodels.run_lock``), for the rest of the command: a
+    second command writing into it is refused in one line. ``worldmodels.cli.main`` releases it when the command
+    ends (:func:`release_run`)."""
+    args.run_lock = lock_run_folder(Path(args.run) if folder is None else folder)
+
+
+def release_run(args: argparse.Namespace) -> None:
+    """Drop the lock :func:`lock_run` took, if it took one."""
+    lock: RunFolderLock | None = getattr(args, "run_lock", None)
+    if lock is not None:
+        lock.release()
 
 
 def undo_config_write(args: argparse.Namespace) -> None:
@@ -161,9 +180,9 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, func: Callabl
     if run_help is not None and pretrained:
         group = parser.add_mutually_exclusive_group(required=True)
         group.add_argument("--run", type=Path, help=run_help)
-        group.add_argument("--pretrained", metavar="NAME", help="a shipped agent (doom, carracing) or an agent file "
-                           "written by `worldmodels export-agent`, in place of --run (unpacked once into "
-                           "$WORLDMODELS_CACHE, default ~/.cache/worldmodels)")
+        group.add_argument("--pretrained", metavar="NAME", help=f"a shipped agent ({', '.join(shipped_agents())}) or "
+                           "an agent file written by `worldmodels export-agent`, in place of --run (unpacked once "
+                           "into $WORLDMODELS_CACHE, default ~/.cache/worldmodels)")
     elif run_help is not None:
         parser.add_argument("--run", required=True, type=Path, help=run_help)
     return parser

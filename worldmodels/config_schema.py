@@ -278,7 +278,7 @@ class EvaluateConfig:
     episodes: int = positive(100)
     """Episodes, each on its own seed (published: 100 random tracks)."""
     seed: int = 1_000_000
-    """Episode i uses seed + i; CMA-ES never trains on these seeds (``agents.evaluation.held_out_seeds``)."""
+    """Episode i uses seed + i; CMA-ES never trains on these seeds (``worldmodels.seeds.held_out_seeds``)."""
 
 
 PUBLISHED_TEMPERATURES: tuple[float, ...] = (0.1, 0.5, 1.0, 1.15, 1.3)

@@ -10,12 +10,12 @@ with ``weights_only=True`` (nothing in it can run code):
     controller  Tensor  (D,) float32: the controller, CMA-ES's mean solution
     source      str     the run folder and controller file it was exported from
 
-The agents shipped inside the package live in ``worldmodels/pretrained_agents/<name>/``: ``agent.pt`` and
-``MODEL_CARD.md`` (data, commands, seeds, compute and scores). Commands take ``--pretrained NAME`` (a shipped name,
-or the path of an agent file) in place of ``--run``: the agent is unpacked once into a run folder of the cache
-(:func:`unpack_agent`), named after the file's SHA-256, holding float32 checkpoints of the half-precision weights,
-``controller/mean.npy`` and ``config.yaml``; the command then runs on that folder as on any run. The scores in a
-model card are those of the shipped half-precision weights, measured through ``--pretrained``.
+The agents shipped inside the package live in ``worldmodels/pretrained_agents/<name>/`` (``worldmodels.agent_layout``):
+``agent.pt`` and ``MODEL_CARD.md`` (data, commands, seeds, compute and scores). Commands take ``--pretrained NAME`` (a
+shipped name, or the path of an agent file) in place of ``--run``: the agent is unpacked once into a run folder of the
+cache (:func:`unpack_agent`), named after the file's SHA-256, holding float32 checkpoints of the half-precision
+weights, ``controller/mean.npy`` and ``config.yaml``; the command then runs on that folder as on any run. The scores in
+a model card are those of the shipped half-precision weights, measured through ``--pretrained``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import torch
 import yaml
 
 from rollouts.atomic import atomic_path, atomic_write_text
+from worldmodels.agent_layout import AGENT_FILE_NAME, MODEL_CARD_NAME, SHIPPED_DIR, shipped_agents
 from worldmodels.checkpoint import (
     Checkpoint,
     ModelWeights,
@@ -51,10 +52,6 @@ from worldmodels.run_layout import (
 )
 
 AGENT_FORMAT = 1
-SHIPPED_DIR = Path(__file__).with_name("pretrained_agents")
-"""The shipped agents, one folder per name."""
-AGENT_FILE_NAME = "agent.pt"
-MODEL_CARD_NAME = "MODEL_CARD.md"
 CACHE_ENV = "WORLDMODELS_CACHE"
 """Environment variable naming the cache folder (default: $XDG_CACHE_HOME/worldmodels, else ~/.cache/worldmodels)."""
 MODEL_KINDS = ("vae", "mdnrnn")
@@ -62,13 +59,6 @@ MODEL_KINDS = ("vae", "mdnrnn")
 
 class AgentFileError(ValueError):
     """An agent file is missing, unreadable or not an agent; the message names the file and what to do."""
-
-
-def shipped_agents() -> list[str]:
-    """The names of the agents shipped inside the package."""
-    if not SHIPPED_DIR.is_dir():
-        return []
-    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / AGENT_FILE_NAME).is_file())
 
 
 def agent_path(name_or_path: str | Path) -> Path:

@@ -11,6 +11,7 @@ from rollouts.storage import read_manifest
 from worldmodels.config import save_config
 from worldmodels.config_schema import Config
 from worldmodels.run_layout import COLLECT_CONFIG_NAME
+from worldmodels.seeds import check_collect_seeds
 from worldmodels.tensorboard import ScalarLog, event_dir
 
 
@@ -20,12 +21,14 @@ def env_spec(config: Config) -> EnvSpec:
 
 
 def collect_stage(config: Config, out_dir: Path) -> CollectReport:
-    """Gather ``collect.episodes`` episodes into ``out_dir`` with Ray workers (Ray must be initialised);
-    episodes already stored are skipped. The config is saved beside them, once the folder is known to hold no
+    """Gather ``collect.episodes`` episodes into ``out_dir`` with Ray workers (Ray must be initialised), refused
+    when their seeds meet the held-out ones (:func:`worldmodels.seeds.check_collect_seeds`); episodes already stored
+    are skipped. The config is saved beside them, once the folder is known to hold no
     other environment's episodes (:func:`rollouts.collect.check_same_env`)."""
     check_same_env(out_dir, config.env.id)
-    save_config(config, out_dir / COLLECT_CONFIG_NAME)
     collect = config.collect
+    check_collect_seeds(config, 0, collect.episodes)
+    save_config(config, out_dir / COLLECT_CONFIG_NAME)
     report = collect_episodes(
         out_dir,
         env_spec(config),

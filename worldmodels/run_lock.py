@@ -1,0 +1,63 @@
+"""One writing command per run folder.
+
+A command that trains into a run folder (``train-controller``, ``run``, ``train-mdnrnn``, ``temperature-sweep``, ...)
+holds an exclusive advisory lock (``flock``) on the folder itself while it runs. A second such command on the same
+folder is refused at once, before it writes anything: two CMA-ES searches resuming from one ``cmaes_state.npz`` would
+both write every later generation, twice, into the same log. The lock lives on the folder's open descriptor, so the
+operating system drops it when the process ends, however it ends: no lock file is left behind to clean up.
+Commands that only read a run and write one report at the end (``evaluate``, ``calibrate``, ``dream``) take no lock.
+POSIX only (Linux, macOS), as the toolkit is.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class RunFolderInUseError(Exception):
+    """Another process holds the run folder's lock."""
+
+
+@dataclass
+class RunFolderLock:
+    """The lock on one run folder, held until :meth:`release` or the process's end."""
+
+    folder: Path
+    """The folder, resolved."""
+    descriptor: int
+
+    def release(self) -> None:
+        """Drop the lock (closing the folder's descriptor); a second call does nothing."""
+        if _held.get(self.folder) is self:
+            del _held[self.folder]
+            os.close(self.descriptor)
+
+
+_held: dict[Path, RunFolderLock] = {}
+"""The locks this process holds, by folder: taking one again returns it (a flock taken through a second descriptor
+would conflict with the first, even in the same process)."""
+
+
+def lock_run_folder(folder: Path) -> RunFolderLock:
+    """Create ``folder`` if needed and take its lock without waiting (the lock this process already holds on it,
+    if it does).
+
+    :raises RunFolderInUseError: another process holds it, naming the folder and what to do.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    resolved = folder.resolve()
+    if resolved in _held:
+        return _held[resolved]
+    descriptor = os.open(resolved, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise RunFolderInUseError(
+            f"run folder {folder} is in use: another worldmodels command is training into it (`fuser -v {folder}` "
+            "names its process). Wait for it to end or stop it, or pass another --run") from None
+    _held[resolved] = RunFolderLock(resolved, descriptor)
+    return _held[resolved]
