@@ -3,6 +3,8 @@ the process that held it."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -66,3 +68,13 @@ def test_a_command_releases_the_folder_when_it_ends(tmp_path, capsys):
     taker = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(120)", "pass"), str(run)],
                            capture_output=True, text=True, timeout=120)
     assert taker.returncode == 0 and taker.stdout.strip() == "held", taker.stderr
+
+
+def test_a_file_system_without_folder_locks_runs_unguarded_with_a_warning(tmp_path, monkeypatch, caplog):
+    def refuse(descriptor: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    lock = lock_run_folder(tmp_path / "run")
+    assert lock.descriptor == -1 and "could not lock run folder" in caplog.text and "No locks available" in caplog.text
+    lock.release()

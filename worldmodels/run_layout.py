@@ -22,7 +22,7 @@ format of ``rollouts.storage``, whichever folder holds them.
                                and its real return per real env step: real_steps_curve.png)
     RUN/tensorboard/<stage>/   TensorBoard event files of each stage (``worldmodels.tensorboard``)
     RUN/iterations/k/          round k >= 2 of ``worldmodels iterate``: a run folder of its own
-    RUN/sweep/tau_T/, RUN/temperature_sweep.{json,png}  the dream-temperature sweep
+    RUN/sweep/tau_T/, RUN/temperature_sweep.{json,md}  the dream-temperature sweep
     RUN/calibration.{md,json,png}  M's dream returns against the real ones
     RUN/calibration_trust.json  their summary and verdict: can the dream be trusted? (also before ``run`` evolves
                                C in the dream)
@@ -96,7 +96,7 @@ ITERATIONS_DIR = "iterations"
 SWEEP_DIR = "sweep"
 """Where the temperature sweep evolves one controller per temperature, in ``SWEEP_DIR/tau_T``."""
 TEMPERATURE_SWEEP_STEM = "temperature_sweep"
-"""The sweep's table, ``.json`` and ``.png`` (``agents.temperature_sweep``)."""
+"""The sweep's table, ``.json`` and ``.md`` (``agents.temperature_sweep``)."""
 CALIBRATION_STEM = "calibration"
 """M's calibration, ``.json`` and ``.png`` (``agents.calibration``)."""
 CALIBRATION_TRUST_NAME = "calibration_trust.json"

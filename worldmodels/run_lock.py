@@ -12,9 +12,12 @@ POSIX only (Linux, macOS), as the toolkit is.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 class RunFolderInUseError(Exception):
@@ -23,7 +26,8 @@ class RunFolderInUseError(Exception):
 
 @dataclass
 class RunFolderLock:
-    """The lock on one run folder, held until :meth:`release` or the process's end."""
+    """The lock on one run folder, held until :meth:`release` or the process's end (``descriptor`` -1: none could
+    be taken, the folder is unguarded)."""
 
     folder: Path
     """The folder, resolved."""
@@ -45,6 +49,8 @@ def lock_run_folder(folder: Path) -> RunFolderLock:
     """Create ``folder`` if needed and take its lock without waiting (the lock this process already holds on it,
     if it does).
 
+    On a file system that cannot lock folders it logs a warning and returns a lock that guards nothing.
+
     :raises RunFolderInUseError: another process holds it, naming the folder and what to do.
     """
     folder.mkdir(parents=True, exist_ok=True)
@@ -59,5 +65,10 @@ def lock_run_folder(folder: Path) -> RunFolderLock:
         raise RunFolderInUseError(
             f"run folder {folder} is in use: another worldmodels command is training into it (`fuser -v {folder}` "
             "names its process). Wait for it to end or stop it, or pass another --run") from None
+    except OSError as err:  # a file system without flock on folders (some NFS set-ups): run unguarded
+        os.close(descriptor)
+        log.warning("could not lock run folder %s (%s): a second command writing into it at the same time would not "
+                    "be refused", folder, err)
+        return RunFolderLock(resolved, -1)
     _held[resolved] = RunFolderLock(resolved, descriptor)
     return _held[resolved]
