@@ -256,13 +256,13 @@ def scan_existing(out_dir: Path, episodes: int) -> tuple[dict[int, dict[str, Any
     todo: list[int] = []
     for index in range(episodes):
         path = episode_path(out_dir, index)
-        if not path.exists():
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
             todo.append(index)
             continue
-        entry = listed.get(path.name)
-        stat = path.stat()
-        if entry is not None and entry.get("index") == index and (entry.get("bytes"), entry.get("mtime_ns")) == (
-                stat.st_size, stat.st_mtime_ns):
+        entry = listed.get(path.name, {})  # the file name is the index's (episode_path)
+        if (entry.get("bytes"), entry.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns):
             done[index] = entry
             continue
         try:

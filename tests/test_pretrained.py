@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -151,8 +152,6 @@ def test_every_shipped_agent_loads_and_plays_in_the_real_env(name, tmp_path, mon
 @pytest.mark.parametrize("name", REPLAYS)
 def test_every_shipped_agent_replays_its_shipped_evaluation(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    import json
-
     shipped = json.loads((SHIPPED_DIR / name / "evaluation.json").read_text())
     assert shipped["episodes"] == len(shipped["returns"]) == 100 and shipped["seeds"][0] == 1_000_000
     folder = unpack_agent(name, tmp_path / "cache")
