@@ -62,4 +62,4 @@ def train_controller_dream(config: Config, run_dir: str | Path, data_dir: str | 
 def real_evaluator(config: Config, run_dir: Path) -> RayEvaluator:
     """Ray workers running this run's controllers in the real env (``cmaes.num_workers`` of them)."""
     return RayEvaluator(RealEnvWorkerSpec.for_run(config, run_dir), config.cmaes.num_workers,
-                        max_retries=config.cmaes.max_retries)
+                        max_retries=config.cmaes.max_retries, max_stall_s=config.ray.max_stall_s)

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import ray
 
-from rollouts.actor_pool import ACTOR_CPUS, ReplacingActorPool
+from rollouts.actor_pool import ACTOR_CPUS, DEFAULT_MAX_STALL_S, ReplacingActorPool
 
 
 class RolloutWorker(Protocol):
@@ -106,10 +106,14 @@ class RayEvaluator:
     """
 
     def __init__(self, make_worker: WorkerFactory, num_workers: int | None = None, chunk_size: int | None = None,
-                 max_retries: int = 3, on_chunk: Callable[[ReplacingActorPool], None] | None = None) -> None:
+                 max_retries: int = 3, on_chunk: Callable[[ReplacingActorPool], None] | None = None,
+                 max_stall_s: float = DEFAULT_MAX_STALL_S) -> None:
+        """:param max_stall_s: seconds without any finished chunk before a call gives up
+            (:class:`rollouts.actor_pool.PoolStalledError`)."""
         workers = num_workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)  # not what is free right now
         factory = ray.put(make_worker)  # Ray hands each actor's constructor the object, not the ref
-        self.pool: ReplacingActorPool = ReplacingActorPool(lambda: _RemoteWorkerActor.remote(factory), workers)
+        self.pool: ReplacingActorPool = ReplacingActorPool(lambda: _RemoteWorkerActor.remote(factory), workers,
+                                                           max_stall_s=max_stall_s)
         self.chunk_size = chunk_size
         self.max_retries = max_retries
         self.on_chunk = on_chunk

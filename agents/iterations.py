@@ -119,7 +119,7 @@ def _collect_with_controller(config: Config, previous: Path, episodes: Path, rou
     check_collect_seeds(config, episodes_after(config, round_number - 1), episodes_after(config, round_number))
     report = collect_episodes(episodes, env_spec(config), policy, episodes_after(config, round_number),
                               seed=config.collect.seed, num_workers=config.collect.num_workers,
-                              max_retries=config.collect.max_retries,
+                              max_retries=config.collect.max_retries, max_stall_s=config.ray.max_stall_s,
                               first_index=episodes_after(config, round_number - 1),
                               envs_per_worker=config.iterate.envs_per_worker)
     if report.collected:

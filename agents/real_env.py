@@ -26,7 +26,7 @@ def train_controller_real(config: Config, run_dir: str | Path,
     run_dir = Path(run_dir)
     spec = RealEnvWorkerSpec.for_run(config, run_dir)
     cfg = config.cmaes
-    evaluator = RayEvaluator(spec, cfg.num_workers, max_retries=cfg.max_retries)
+    evaluator = RayEvaluator(spec, cfg.num_workers, max_retries=cfg.max_retries, max_stall_s=config.ray.max_stall_s)
     try:
         return evolve(evaluator, spec.num_params, cfg, run_dir / CONTROLLER_DIR, on_generation,
                       evaluations={"real": evaluator}, held_out_seeds=held_out_seeds(config))
@@ -48,7 +48,8 @@ def evaluate_controller_real(config: Config, run_dir: str | Path, episodes: int,
             raise FileNotFoundError(f"{params_path} does not exist: run `worldmodels train-controller --run {run_dir}` "
                                     "first, or pass --params")
     params = load_params(params_path, spec.num_params)
-    evaluator = RayEvaluator(spec, config.cmaes.num_workers, max_retries=config.cmaes.max_retries)
+    evaluator = RayEvaluator(spec, config.cmaes.num_workers, max_retries=config.cmaes.max_retries,
+                             max_stall_s=config.ray.max_stall_s)
     try:
         report = evaluate_params(evaluator, params, episodes, config.evaluate.seed)
     finally:

@@ -31,6 +31,9 @@ Task = TypeVar("Task")
 ACTOR_CPUS = 1
 """CPUs each rollout actor reserves (``ray.remote(num_cpus=ACTOR_CPUS)``): one actor per core."""
 
+DEFAULT_MAX_STALL_S = 1800.0
+"""Seconds without any result after which a pool gives up by default (worldmodels' ``ray.max_stall_s``)."""
+
 NODE_CHECK_S = 10.0
 """Seconds between checks, while no result comes, that a live Ray node is left to run the actors."""
 
@@ -84,7 +87,7 @@ def live_node_count() -> int:
 
 
 def wait_for_first(refs: list[ray.ObjectRef], actors: int, stall_warning_s: float = 300.0,
-                   max_stall_s: float = 1800.0, starting: int | None = None) -> ray.ObjectRef:
+                   max_stall_s: float = DEFAULT_MAX_STALL_S, starting: int | None = None) -> ray.ObjectRef:
     """The first of ``refs`` (results owed by ``actors`` Ray actors, ``starting`` of which have not started yet:
     None for unknown) to finish, waiting a bounded time.
 
@@ -113,7 +116,8 @@ def wait_for_first(refs: list[ray.ObjectRef], actors: int, stall_warning_s: floa
             cause = (f"though all of them started: a task runs longer than {max_stall_s:.0f} s, or an actor hangs"
                      if starting == 0 else f"({_free_cpus()} CPUs free in the cluster). {_CPU_HINT}")
             raise PoolStalledError(f"no result from {actors} Ray actors in {waited:.0f} s {cause}. If one task really "
-                                   "takes this long, give the pool a larger max_stall_s")
+                                   "takes this long, give the pool a larger max_stall_s (worldmodels: --set "
+                                   "ray.max_stall_s=SECONDS)")
         if waited >= (notices + 1) * stall_warning_s:
             notices += 1
             if starting == 0:
@@ -134,7 +138,7 @@ class ReplacingActorPool(Generic[Task]):
     """``size`` actors made by ``make_actor()``; :meth:`map` runs tasks on them as they start and free up."""
 
     def __init__(self, make_actor: Callable[[], Any], size: int, stall_warning_s: float = 300.0,
-                 max_stall_s: float = 1800.0, cpus_per_actor: float = ACTOR_CPUS) -> None:
+                 max_stall_s: float = DEFAULT_MAX_STALL_S, cpus_per_actor: float = ACTOR_CPUS) -> None:
         """:param cpus_per_actor: the CPUs each actor asks Ray for, checked against the cluster's
             (:func:`check_cluster_fits`).
         :param stall_warning_s: seconds without any result after which :meth:`map` logs a warning naming

@@ -24,7 +24,7 @@ import ray
 from tqdm.auto import tqdm
 
 import envs  # noqa: F401  (registers the worldmodels/ ids)
-from rollouts.actor_pool import ACTOR_CPUS, ReplacingActorPool, TaskFailedError
+from rollouts.actor_pool import ACTOR_CPUS, DEFAULT_MAX_STALL_S, ReplacingActorPool, TaskFailedError
 from rollouts.atomic import atomic_write_bytes
 from rollouts.policies import DataPolicy, make_data_policy
 from rollouts.policy_names import DataPolicyName
@@ -287,6 +287,7 @@ def collect_episodes(
     on_episode: Callable[[int, list[Any]], None] | None = None,
     first_index: int = 0,
     envs_per_worker: int = 1,
+    max_stall_s: float = DEFAULT_MAX_STALL_S,
 ) -> CollectReport:
     """Gather episodes ``first_index..episodes-1`` into ``out_dir`` (episode i uses seed ``seed + i``).
 
@@ -299,7 +300,7 @@ def collect_episodes(
     in lock-step (fewer when there are too few episodes left to give every worker a full group); the episodes
     are the same whatever it is. ``on_episode(index, actors)`` is called after each stored episode (tests use it
     to kill a worker mid-run). Raises :class:`CollectError` when a group of episodes fails ``max_retries + 1``
-    times.
+    times, or when no group finishes for ``max_stall_s`` seconds.
     """
     if episodes < 0 or not 0 <= first_index <= episodes:
         raise ValueError(f"need 0 <= first_index <= episodes, got first_index {first_index} and episodes {episodes}")
@@ -320,7 +321,8 @@ def collect_episodes(
     size = min(envs_per_worker, -(-len(todo) // workers))  # a full group per worker when episodes run short
     groups = [tuple(todo[start:start + size]) for start in range(0, len(todo), size)]
     policy_ref = ray.put(policy_spec)  # once, whatever it carries (a world model's weights), for every actor
-    pool = ReplacingActorPool(lambda: RemoteEpisodeWorker.remote(env_spec, policy_ref, size), workers)
+    pool = ReplacingActorPool(lambda: RemoteEpisodeWorker.remote(env_spec, policy_ref, size), workers,
+                              max_stall_s=max_stall_s)
     start = time.perf_counter()
     last_manifest = start
     bar = tqdm(total=len(todo), unit="ep", desc="collect", disable=not progress, dynamic_ncols=True)

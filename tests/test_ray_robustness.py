@@ -17,6 +17,7 @@ import ray
 
 from rollouts import actor_pool
 from rollouts.actor_pool import (
+    DEFAULT_MAX_STALL_S,
     ClusterTooSmallError,
     PoolStalledError,
     ReplacingActorPool,
@@ -25,6 +26,8 @@ from rollouts.actor_pool import (
     wait_for_first,
 )
 from rollouts.ray_cluster import init_ray
+from worldmodels.cli import main
+from worldmodels.config import load_config
 
 LOOPBACK_IPS = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 
@@ -237,3 +240,13 @@ def test_a_pool_whose_raylet_is_killed_raises_a_clear_error_instead_of_hanging()
     result = run_python(RAYLET_KILLED_MID_MAP, timeout=240)
     assert "PoolStalledError after" in result.stdout, result.stdout + result.stderr
     assert "no Ray node is alive" in result.stdout  # found by the node check, not the subprocess timeout
+
+
+
+def test_the_configured_patience_reaches_the_pool_and_the_error_names_the_setting(local_ray, tmp_path, capsys):
+    assert load_config("doom-tiny").ray.max_stall_s == DEFAULT_MAX_STALL_S
+    out = tmp_path / "episodes"  # 10 ms is far less than any actor takes to start and make its env
+    assert main(["collect", "--preset", "doom-tiny", "--set", "ray.max_stall_s=0.01", "--out", str(out)]) == 1
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert line.startswith("worldmodels collect: error: no result from ")
+    assert "--set ray.max_stall_s=SECONDS" in line

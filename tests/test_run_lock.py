@@ -78,3 +78,15 @@ def test_a_file_system_without_folder_locks_runs_unguarded_with_a_warning(tmp_pa
     lock = lock_run_folder(tmp_path / "run")
     assert lock.descriptor == -1 and "could not lock run folder" in caplog.text and "No locks available" in caplog.text
     lock.release()
+
+
+def test_a_folder_the_lock_created_goes_again_only_when_left_empty(tmp_path):
+    empty, written, existing = tmp_path / "empty", tmp_path / "written", tmp_path / "existing"
+    existing.mkdir()
+    locks = [lock_run_folder(folder) for folder in (empty, written, existing)]
+    (written / "config.yaml").write_text("preset: doom-tiny\n")
+    for lock in locks:
+        lock.release()
+    assert not empty.exists()
+    assert [path.name for path in written.iterdir()] == ["config.yaml"]
+    assert existing.is_dir()  # there before the command: never removed

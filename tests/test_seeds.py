@@ -41,4 +41,8 @@ def test_collect_refuses_held_out_seeds_before_writing_anything(tmp_path, capsys
     assert main(["collect", "--preset", "doom-tiny", "--set", "collect.seed=1000000", "--out", str(out)]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("worldmodels collect: error: collect.seed=1000000 would gather episodes on seeds 1000000..")
-    assert not any(out.iterdir())
+    assert not out.exists()  # the folder the refused command created is gone again
+    out.mkdir()
+    (out / "keep.txt").write_text("a user's file")
+    assert main(["collect", "--preset", "doom-tiny", "--set", "collect.seed=1000000", "--out", str(out)]) == 2
+    assert [path.name for path in out.iterdir()] == ["keep.txt"]  # a folder that was there stays, as it was

@@ -63,10 +63,12 @@ def cmd_presets(args: argparse.Namespace) -> None:
 
 def cmd_collect(args: argparse.Namespace) -> None:
     """Gather episodes with Ray workers into --out (resumes: stored episodes are skipped)."""
+    from worldmodels.seeds import check_collect_seeds
     from worldmodels.stages import collect_stage
 
     config = config_from_args(args)
     lock_run(args, Path(args.out))
+    check_collect_seeds(config, 0, config.collect.episodes)  # also in collect_stage; here so a refusal starts no Ray
     start_ray(args, config)
     report = collect_stage(config, Path(args.out))
     print(f"collect: {report.describe()} -> {args.out}")

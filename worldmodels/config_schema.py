@@ -96,6 +96,10 @@ class RayConfig:
     ship_code: bool = True
     """On joining a cluster, send this project's packages and pip dependencies to its nodes (Ray's runtime_env);
     false for clusters whose image has this package installed, at the driver's version."""
+    max_stall_s: float = positive(1800.0)
+    """Seconds the driver waits for the next result from its Ray workers before it gives up (a hung worker, a lost
+    cluster). One result is one worker's share of a generation or an evaluation (100 CarRacing tracks on 2 workers:
+    50 full episodes each), so raise it when workers share their cores with other work."""
 
 
 @dataclass

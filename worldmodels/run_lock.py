@@ -32,12 +32,22 @@ class RunFolderLock:
     folder: Path
     """The folder, resolved."""
     descriptor: int
+    created: bool = False
+    """Whether taking the lock created the folder: :meth:`release` then removes it if the command left it empty."""
 
     def release(self) -> None:
-        """Drop the lock (closing the folder's descriptor); a second call does nothing."""
-        if _held.get(self.folder) is self:
-            del _held[self.folder]
-            os.close(self.descriptor)
+        """Drop the lock (closing the folder's descriptor), and remove the folder if taking the lock created it and
+        it is still empty (a command refused on its input leaves no empty folder behind); a second call does
+        nothing."""
+        if _held.get(self.folder) is not self:
+            return
+        del _held[self.folder]
+        os.close(self.descriptor)
+        if self.created:
+            try:
+                self.folder.rmdir()  # only an empty folder: never anything the command wrote
+            except OSError:
+                pass
 
 
 _held: dict[Path, RunFolderLock] = {}
@@ -53,6 +63,7 @@ def lock_run_folder(folder: Path) -> RunFolderLock:
 
     :raises RunFolderInUseError: another process holds it, naming the folder and what to do.
     """
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     resolved = folder.resolve()
     if resolved in _held:
@@ -70,5 +81,5 @@ def lock_run_folder(folder: Path) -> RunFolderLock:
         log.warning("could not lock run folder %s (%s): a second command writing into it at the same time would not "
                     "be refused", folder, err)
         return RunFolderLock(resolved, -1)
-    _held[resolved] = RunFolderLock(resolved, descriptor)
+    _held[resolved] = RunFolderLock(resolved, descriptor, created)
     return _held[resolved]

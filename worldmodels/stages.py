@@ -37,6 +37,7 @@ def collect_stage(config: Config, out_dir: Path) -> CollectReport:
         seed=collect.seed,
         num_workers=collect.num_workers,
         max_retries=collect.max_retries,
+        max_stall_s=config.ray.max_stall_s,
     )
     if report.collected:
         log_episodes(out_dir)
