@@ -119,7 +119,7 @@ def wait_for_first(refs: list[ray.ObjectRef], actors: int, stall_warning_s: floa
                                    "takes this long, give the pool a larger max_stall_s (worldmodels: --set "
                                    "ray.max_stall_s=SECONDS)")
         if waited >= (notices + 1) * stall_warning_s:
-            notices += 1
+            notices = int(waited // stall_warning_s)  # one line, however many periods a pause (SIGSTOP) spanned
             if starting == 0:
                 log.info("%d Ray actors, all started, have run their tasks for %.0f s with no result yet (the pool "
                          "gives up after %.0f s)", actors, waited, max_stall_s)

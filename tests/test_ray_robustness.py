@@ -5,11 +5,13 @@ Tests that need their own Ray run it in a subprocess, so they hold whether or no
 has Ray initialised (other modules' fixtures leave it up).
 """
 
+import itertools
 import json
 import logging
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -141,6 +143,18 @@ def test_a_stall_names_long_tasks_once_every_actor_started_and_missing_cpus_befo
     levels = {record.levelno for record in caplog.records}
     assert levels == ({logging.INFO} if starting == 0 else {logging.WARNING})
 
+
+
+def test_a_wait_that_a_pause_stretched_over_several_periods_says_so_once(monkeypatch, caplog):
+    # start; a SIGSTOP from 0 s to 1242 s, then four more checks at once (each reads the clock twice); the limit
+    clock = itertools.chain([0.0, 0.0, 1242.0, *[1242.0] * 8], itertools.repeat(1801.0))
+    monkeypatch.setattr(actor_pool, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
+    monkeypatch.setattr(ray, "wait", lambda refs, num_returns, timeout: ([], refs))
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "NodeManagerAddress": "127.0.0.1"}])
+    with caplog.at_level(logging.INFO, logger="rollouts.actor_pool"), pytest.raises(PoolStalledError):
+        wait_for_first(["ref"], 2, stall_warning_s=300.0, max_stall_s=1800.0, starting=0)
+    assert [record.getMessage() for record in caplog.records] == [
+        "2 Ray actors, all started, have run their tasks for 1242 s with no result yet (the pool gives up after 1800 s)"]
 
 def test_waiting_stops_with_a_clear_error_when_the_gcs_cannot_be_asked(monkeypatch):
     def gone() -> list:
