@@ -1,13 +1,16 @@
 """Atomic file writes: write to a temporary name in the same folder, then rename over the target.
 
-A reader never sees a half-written file and a crash mid-write leaves the old file (or none) in place.
+A reader never sees a half-written file and a crash mid-write leaves the old file (or none) in place. The file gets
+the permissions an ordinary write would give it: a new one the process's umask default (0644 under umask 022, so a
+run folder stays readable to the group, TensorBoard or a web server), a replaced one the permissions it had.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,14 +23,36 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_beside(target)
     try:
         yield tmp
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _create_beside(target: Path) -> Path:
+    """Create an empty file of a fresh hidden name beside ``target``, with the permissions ``target`` has, or, when
+    there is none yet, those of a new file (0666 less the umask; ``tempfile.mkstemp`` would give 0600)."""
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = None
+    while True:
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+        except OSError:
+            tmp.unlink()
+            raise
+        finally:
+            os.close(fd)
+        return tmp
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
