@@ -17,41 +17,36 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success rename it to ``target``.
+    """Yield a temporary path beside ``target``; on success give it ``target``'s permissions (if ``target``
+    exists) and rename it to ``target``.
 
     On an exception the temporary file is removed and ``target`` is left untouched.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode: int | None = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = None
     tmp = _create_beside(target)
     try:
         yield tmp
+        if mode is not None:
+            os.chmod(tmp, mode)  # after the write: a read-only target is replaced by a read-only file
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def _create_beside(target: Path) -> Path:
-    """Create an empty file of a fresh hidden name beside ``target``, with the permissions ``target`` has, or, when
-    there is none yet, those of a new file (0666 less the umask; ``tempfile.mkstemp`` would give 0600)."""
-    try:
-        mode = stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        mode = None
+    """Create an empty file of a fresh hidden name beside ``target`` with a new file's permissions (0666 less the
+    umask, as an ordinary write gives; ``tempfile.mkstemp`` would give 0600)."""
     while True:
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
             continue
-        try:
-            if mode is not None:
-                os.fchmod(fd, mode)
-        except OSError:
-            tmp.unlink()
-            raise
-        finally:
-            os.close(fd)
         return tmp
 
 

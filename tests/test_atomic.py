@@ -49,3 +49,11 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
         raise RuntimeError("killed mid-write")
     assert [path.name for path in tmp_path.iterdir()] == ["mdnrnn_log.csv"]
     assert target.read_text() == "step,loss\n"
+
+
+def test_a_read_only_file_is_replaced_by_a_read_only_file(tmp_path):
+    target = tmp_path / "evaluation.json"
+    atomic_write_text(target, "{}\n")
+    target.chmod(0o444)
+    atomic_write_text(target, '{"mean": 1.0}\n')
+    assert (target.read_text(), mode(target)) == ('{"mean": 1.0}\n', 0o444)
