@@ -23,14 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.dream_training import dream_spec, real_evaluator
+from agents.dream_training import dream_spec
 from agents.dream_trust import TrustSummary
 from agents.evaluation import EvaluationReport, evaluation_seeds
 from agents.evaluators import SerialEvaluator
+from agents.real_env import real_evaluator
 from rollouts.atomic import atomic_write_text
 from worldmodels.config_schema import CALIBRATION_SCALES, Config, TrustConfig
 from worldmodels.controller import load_params
 from worldmodels.pictures import new_figure, save_figure
+from worldmodels.real_rollouts import RealEnvWorkerSpec
 from worldmodels.run_layout import (
     BEST_PARAMS_NAME,
     CALIBRATION_STEM,
@@ -140,7 +142,7 @@ def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episode
                                     run_controller_files(run_dir) if files is None else files)
     params = np.stack(list(controllers.values()))  # (P, D)
     seeds = evaluation_seeds(config.trust.seed, episodes)
-    real = real_evaluator(config, run_dir)
+    real = real_evaluator(config, RealEnvWorkerSpec.for_run(config, run_dir))
     try:
         real_returns = real(params, seeds)  # (P, E): every controller in one batch over the Ray workers
     finally:

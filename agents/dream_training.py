@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agents.cmaes import GenerationRecord, Phase, evolve
-from agents.evaluators import Evaluator, RayEvaluator, SerialEvaluator
+from agents.evaluators import Evaluator, SerialEvaluator
+from agents.real_env import real_evaluator
 from worldmodels.config_schema import Config
 from worldmodels.dream import DreamSimulatorSpec, settings_from_config
 from worldmodels.real_rollouts import RealEnvWorkerSpec, world_model_paths
@@ -48,7 +49,7 @@ def train_controller_dream(config: Config, run_dir: str | Path, data_dir: str | 
     out_dir = Path(out_dir) if out_dir is not None else run_dir / CONTROLLER_DIR
     dream = SerialEvaluator(dream_spec(config, run_dir, data_dir))
     owned = real is None
-    real = real_evaluator(config, run_dir) if real is None else real
+    real = real_evaluator(config, RealEnvWorkerSpec.for_run(config, run_dir)) if real is None else real
     try:
         return evolve(dream, dream.worker.num_params, config.cmaes, out_dir, on_generation,
                       evaluations={"dream": dream, "real": real},
@@ -57,9 +58,3 @@ def train_controller_dream(config: Config, run_dir: str | Path, data_dir: str | 
     finally:
         if owned:
             real.close()
-
-
-def real_evaluator(config: Config, run_dir: Path) -> RayEvaluator:
-    """Ray workers running this run's controllers in the real env (``cmaes.num_workers`` of them)."""
-    return RayEvaluator(RealEnvWorkerSpec.for_run(config, run_dir), config.cmaes.num_workers,
-                        max_retries=config.cmaes.max_retries, max_stall_s=config.ray.max_stall_s)

@@ -20,15 +20,21 @@ from worldmodels.run_layout import CONTROLLER_DIR, MEAN_PARAMS_NAME
 from worldmodels.seeds import held_out_seeds
 
 
+def real_evaluator(config: Config, spec: RealEnvWorkerSpec) -> RayEvaluator:
+    """Ray workers running ``spec``'s controllers in the real env: ``cmaes.num_workers`` of them, each chunk retried
+    up to ``cmaes.max_retries`` times, giving up after ``ray.max_stall_s`` seconds without a result."""
+    return RayEvaluator(spec, config.cmaes.num_workers, max_retries=config.cmaes.max_retries,
+                        max_stall_s=config.ray.max_stall_s)
+
+
 def train_controller_real(config: Config, run_dir: str | Path,
                           on_generation: Callable[[GenerationRecord], None] | None = None) -> list[GenerationRecord]:
     """Evolve C in the real env with Ray workers (Ray must be initialised); resumes RUN/controller/."""
     run_dir = Path(run_dir)
     spec = RealEnvWorkerSpec.for_run(config, run_dir)
-    cfg = config.cmaes
-    evaluator = RayEvaluator(spec, cfg.num_workers, max_retries=cfg.max_retries, max_stall_s=config.ray.max_stall_s)
+    evaluator = real_evaluator(config, spec)
     try:
-        return evolve(evaluator, spec.num_params, cfg, run_dir / CONTROLLER_DIR, on_generation,
+        return evolve(evaluator, spec.num_params, config.cmaes, run_dir / CONTROLLER_DIR, on_generation,
                       evaluations={"real": evaluator}, held_out_seeds=held_out_seeds(config))
     finally:
         evaluator.close()
@@ -48,8 +54,7 @@ def evaluate_controller_real(config: Config, run_dir: str | Path, episodes: int,
             raise FileNotFoundError(f"{params_path} does not exist: run `worldmodels train-controller --run {run_dir}` "
                                     "first, or pass --params")
     params = load_params(params_path, spec.num_params)
-    evaluator = RayEvaluator(spec, config.cmaes.num_workers, max_retries=config.cmaes.max_retries,
-                             max_stall_s=config.ray.max_stall_s)
+    evaluator = real_evaluator(config, spec)
     try:
         report = evaluate_params(evaluator, params, episodes, config.evaluate.seed)
     finally:

@@ -14,13 +14,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from agents.cmaes import GenerationRecord
-from agents.dream_training import dream_spec, real_evaluator, train_controller_dream
+from agents.dream_training import dream_spec, train_controller_dream
 from agents.evaluation import EvaluationReport, evaluate_params
 from agents.evaluators import SerialEvaluator
+from agents.real_env import real_evaluator
 from rollouts.atomic import atomic_write_text
 from worldmodels.config import save_config
 from worldmodels.config_schema import PUBLISHED_TEMPERATURES, Config
 from worldmodels.controller import load_params
+from worldmodels.real_rollouts import RealEnvWorkerSpec
 from worldmodels.run_layout import CONFIG_NAME, MEAN_PARAMS_NAME, SWEEP_DIR, TEMPERATURE_SWEEP_STEM
 
 
@@ -39,7 +41,8 @@ def temperature_sweep(config: Config, run_dir: str | Path, data_dir: str | Path,
     """Train and score one controller per temperature (Ray must be initialised); writes the table."""
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     rows = []
-    real = real_evaluator(config, run_dir)  # one set of Ray workers for every temperature
+    # one set of Ray workers for every temperature
+    real = real_evaluator(config, RealEnvWorkerSpec.for_run(config, run_dir))
     save_config(config, run_dir / SWEEP_DIR / CONFIG_NAME)
     try:
         for tau in temperatures:

@@ -144,7 +144,6 @@ def test_a_stall_names_long_tasks_once_every_actor_started_and_missing_cpus_befo
     assert levels == ({logging.INFO} if starting == 0 else {logging.WARNING})
 
 
-
 def test_a_wait_that_a_pause_stretched_over_several_periods_says_so_once(monkeypatch, caplog):
     # start; a SIGSTOP from 0 s to 1242 s, then four more checks at once (each reads the clock twice); the limit
     clock = itertools.chain([0.0, 0.0, 1242.0, *[1242.0] * 8], itertools.repeat(1801.0))
@@ -155,6 +154,7 @@ def test_a_wait_that_a_pause_stretched_over_several_periods_says_so_once(monkeyp
         wait_for_first(["ref"], 2, stall_warning_s=300.0, max_stall_s=1800.0, starting=0)
     assert [record.getMessage() for record in caplog.records] == [
         "2 Ray actors, all started, have run their tasks for 1242 s with no result yet (the pool gives up after 1800 s)"]
+
 
 def test_waiting_stops_with_a_clear_error_when_the_gcs_cannot_be_asked(monkeypatch):
     def gone() -> list:
@@ -254,7 +254,6 @@ def test_a_pool_whose_raylet_is_killed_raises_a_clear_error_instead_of_hanging()
     result = run_python(RAYLET_KILLED_MID_MAP, timeout=240)
     assert "PoolStalledError after" in result.stdout, result.stdout + result.stderr
     assert "no Ray node is alive" in result.stdout  # found by the node check, not the subprocess timeout
-
 
 
 def test_the_configured_patience_reaches_the_pool_and_the_error_names_the_setting(local_ray, tmp_path, capsys):
