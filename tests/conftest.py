@@ -1,4 +1,5 @@
-"""Shared test fixtures: synthetic episode folders written in the real storage format (no Ray, no Box2D).
+"""Shared test fixtures: synthetic episode folders written in the real storage format (no Ray, no Box2D), and a
+synthetic rollout worker that counts env steps as a real env's worker does.
 
 The generators live in ``rollouts.synthetic`` (the benchmarks use them too) and are re-exported here.
 """
@@ -8,11 +9,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rollouts.synthetic import make_synthetic_episode, write_projected_latents, write_synthetic_episodes
 
-__all__ = ["make_synthetic_episode", "write_synthetic_episodes", "write_projected_latents"]
+__all__ = ["StepCountingWorker", "make_synthetic_episode", "write_synthetic_episodes", "write_projected_latents"]
+
+
+class StepCountingWorker:
+    """Synthetic real-env rollouts: the episode from seed s lasts 1 + s % 7 steps, counted in ``env_steps``; the
+    return of parameters p (D,) is -|p|^2."""
+
+    def __init__(self) -> None:
+        self.env_steps = 0
+
+    def run(self, params: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """Returns (N,) for params (N, D) and seeds (N,)."""
+        self.env_steps += int(np.sum(1 + seeds % 7))
+        return -np.sum(params ** 2, axis=1)
 
 
 @pytest.fixture

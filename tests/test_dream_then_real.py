@@ -17,6 +17,7 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 import pytest
+from conftest import StepCountingWorker
 
 from agents.cmaes import dream_steps, evolve, real_env_steps
 from agents.controller_training import check_dream_then_real, dream_generations
@@ -123,20 +124,9 @@ def test_a_restart_continues_exactly_like_an_uninterrupted_run(run, crash_after)
         np.testing.assert_array_equal(np.load(parts / name), np.load(whole / name))
 
 
-class CountingWorker:
-    """Synthetic rollouts whose episode from seed s lasts 1 + s % 7 steps, counted as a real env's are."""
-
-    def __init__(self) -> None:
-        self.env_steps = 0
-
-    def run(self, params: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        self.env_steps += int(np.sum(1 + seeds % 7))
-        return -np.sum(params ** 2, axis=1)
-
-
 def test_counts_are_the_episode_lengths_run_and_older_log_files_resume(tmp_path):
     settings = CMAESConfig(popsize=4, rollouts=3, generations=3, eval_every=1, eval_episodes=5, seed=1)
-    evaluator = SerialEvaluator(CountingWorker)
+    evaluator = SerialEvaluator(StepCountingWorker)
     evolve(evaluator, 6, settings, tmp_path)
     assert real_env_steps(tmp_path) == evaluator.env_steps  # every episode run, rollouts and evaluations
     totals = [int(row["env_steps_total"]) for row in csv.DictReader((tmp_path / "eval.csv").open())]
@@ -153,7 +143,7 @@ def test_counts_are_the_episode_lengths_run_and_older_log_files_resume(tmp_path)
     rollouts = sum(int(row["env_steps"]) for row in log)
     assert real_env_steps(tmp_path) == rollouts
     assert len(read_csv_columns(tmp_path / "eval.csv", ["env_steps_total"], skip_blank=True)["env_steps_total"]) == 0
-    resumed = SerialEvaluator(CountingWorker)
+    resumed = SerialEvaluator(StepCountingWorker)
     evolve(resumed, 6, replace(settings, generations=5), tmp_path)
     assert real_env_steps(tmp_path) == rollouts + resumed.env_steps
     curve = read_csv_columns(tmp_path / "eval.csv", ["generation", "env_steps_total"], skip_blank=True)

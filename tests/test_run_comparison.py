@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import StepCountingWorker
 
 from agents.cmaes import dream_steps, evolve, real_env_steps
 from agents.evaluation import EvaluationReport
@@ -13,17 +14,6 @@ from agents.run_comparison import CURVES_NAME, TABLE_NAME, compare_runs
 from worldmodels.cli import main
 from worldmodels.config import load_config, save_config
 from worldmodels.config_schema import CMAESConfig
-
-
-class RealWorker:
-    """Synthetic real-env rollouts: the episode from seed s lasts 1 + s % 7 steps."""
-
-    def __init__(self) -> None:
-        self.env_steps = 0
-
-    def run(self, params: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        self.env_steps += int(np.sum(1 + seeds % 7))
-        return -np.sum(params ** 2, axis=1)
 
 
 class DreamWorker:
@@ -43,7 +33,7 @@ def finished_run(tmp_path, name: str, worker, train_in: str, evaluate: bool = Tr
     save_config(load_config("carracing-tiny", [f"controller.train_in={train_in}"]), run / "config.yaml")
     settings = CMAESConfig(popsize=4, rollouts=2, generations=4, eval_every=2, eval_episodes=3, seed=2)
     evaluator = SerialEvaluator(worker)
-    real = SerialEvaluator(RealWorker)
+    real = SerialEvaluator(StepCountingWorker)
     evolve(evaluator, 5, settings, run / "controller", evaluations={"real": real})
     if evaluate:
         EvaluationReport.from_returns(np.array([10.0, 12.0, 14.0]), np.arange(1_000_000, 1_000_003)).write_json(
@@ -52,7 +42,7 @@ def finished_run(tmp_path, name: str, worker, train_in: str, evaluate: bool = Tr
 
 
 def test_the_table_counts_the_steps_the_searches_took_and_the_plot_is_written(tmp_path):
-    real_run, real_steps, _ = finished_run(tmp_path, "real", RealWorker, "real")
+    real_run, real_steps, _ = finished_run(tmp_path, "real", StepCountingWorker, "real")
     dream_run, dream_real_steps, dreamed = finished_run(tmp_path, "dream", DreamWorker, "dream")
     assert dreamed > 0 and dream_steps(dream_run / "controller") == dreamed
     rows = compare_runs([real_run, dream_run], tmp_path / "out", ["in the real env", "in the dream"])
@@ -68,7 +58,7 @@ def test_the_table_counts_the_steps_the_searches_took_and_the_plot_is_written(tm
 
 
 def test_a_run_not_yet_evaluated_or_not_a_run_is_refused_in_one_line(tmp_path, capsys):
-    run, _, _ = finished_run(tmp_path, "unscored", RealWorker, "real", evaluate=False)
+    run, _, _ = finished_run(tmp_path, "unscored", StepCountingWorker, "real", evaluate=False)
     with pytest.raises(ValueError, match="evaluation.json.*score it"):
         compare_runs([run], tmp_path / "out")
     with pytest.raises(ValueError, match="one label per run"):
