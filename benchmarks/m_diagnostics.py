@@ -1,4 +1,4 @@
-"""Where does a dream go wrong? Two measurements of a run's M with a done head (docs/results.md, Doom from random
+"""Where does a dream go wrong? Three measurements of a run's M with a done head (docs/results.md, Doom from random
 data), printed as tables:
 
 1. **M's horizon.** M trains on ``mdnrnn.seq_len``-step windows from a zero state, but dreams run for thousands of
@@ -10,6 +10,9 @@ data), printed as tables:
    up: neither training nor evaluation seeds), encoded by V, fed to M: does M predict the deaths the controller
    meets (P(done) > 0.5 at the death step) when it sees the real frames? If it does, while the dream lives much
    longer than the game, M's flaw is in dreaming the danger (its z dynamics), not in recognising it.
+3. **The scale of C's inputs.** ``--dreams`` dreams of the run's controller (dream seed ``--seed``): the mean and
+   99th percentile of |z|, |h| and |c| and the largest |c| at a few steps. h is bounded by 1; an LSTM's cell state
+   is not, and cell units that integrate without bound saturate tanh(W [z, c, h]) from CMA-ES's first generation.
 
     python benchmarks/m_diagnostics.py --run RUN --heldout OTHER_RUN/episodes --episodes 200 \\
         --heldout-first 2000 --controller-episodes 16
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 import envs  # noqa: F401  (registers the worldmodels/ ids)
+from agents.dream_training import dream_spec
 from rollouts.collect import run_episodes
 from rollouts.storage import episode_path, read_episode, read_latents
 from worldmodels.checkpoint import ModelWeights, load_mdnrnn, load_vae
@@ -35,12 +39,14 @@ from worldmodels.mdnrnn import MDNRNN, mdn_nll
 from worldmodels.run_layout import (
     CONFIG_NAME,
     CONTROLLER_DIR,
+    EPISODES_DIR,
     MDNRNN_CHECKPOINT_NAME,
     MEAN_PARAMS_NAME,
     VAE_CHECKPOINT_NAME,
 )
 
 BUCKETS = ((0, 100), (100, 200), (200, 400), (400, 10**9))
+SCALE_STEPS = (1, 10, 50, 100, 300)
 
 
 def m_outputs(m: MDNRNN, z: torch.Tensor, actions: torch.Tensor, window: int | None
@@ -117,6 +123,25 @@ def controller_deaths(run: Path, m: MDNRNN, episodes: int, seed: int, envs_at_on
                      f"{np.mean(at_death > 0.5):.2f} | {np.mean(elsewhere > 0.5):.4f} |")
 
 
+def input_scale(run: Path, dreams: int, seed: int) -> str:
+    """Measurement 3: the scale of z, h and c over ``dreams`` dreams of the run's controller, at ``SCALE_STEPS``
+    (every dream stepped to the last of them, ended or not: the scale of M's state, not of survival)."""
+    config = load_config(file=run / CONFIG_NAME)
+    simulator = dream_spec(config, run, run / EPISODES_DIR)()
+    rows = simulator.controller_rows(np.repeat(np.load(run / CONTROLLER_DIR / MEAN_PARAMS_NAME)[None], dreams, 0))
+    generator = simulator.generator(seed)
+    state = simulator.start(dreams, generator)
+    lines = ["| step | mean abs z | p99 abs z | mean abs h | p99 abs h | mean abs c | p99 abs c | max abs c |",
+             "|---|---|---|---|---|---|---|---|"]
+    for t in range(1, SCALE_STEPS[-1] + 1):
+        state = simulator.step(state, simulator.act(rows, state), simulator.draw_noise(dreams, generator)).state
+        if t in SCALE_STEPS:
+            z, h, c = (x.float().abs() for x in (state.z, state.h[0], state.c[0]))  # (B, Z), (B, H), (B, H)
+            lines.append(f"| {t} | {z.mean():.2f} | {z.quantile(0.99):.2f} | {h.mean():.3f} | {h.quantile(0.99):.3f} "
+                         f"| {c.mean():.2f} | {c.quantile(0.99):.2f} | {c.max():.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="run folder: vae.pt, mdnrnn.pt (with a done head), "
@@ -126,7 +151,9 @@ def main() -> None:
     parser.add_argument("--heldout-first", type=int, default=0, help="index of the first held-out episode")
     parser.add_argument("--episodes", type=int, default=200, help="held-out episodes")
     parser.add_argument("--controller-episodes", type=int, default=16, help="real episodes of the run's controller")
-    parser.add_argument("--seed", type=int, default=4_000_000, help="seed of the first real episode")
+    parser.add_argument("--seed", type=int, default=4_000_000, help="seed of the first real episode, and of the "
+                        "dreams")
+    parser.add_argument("--dreams", type=int, default=256, help="dreams of the run's controller for the input scale")
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = load_config(file=args.run / CONFIG_NAME)
@@ -136,6 +163,8 @@ def main() -> None:
     print(horizon_table(m, args.heldout, args.heldout_first, args.episodes, config.mdnrnn.seq_len))
     print()
     print(controller_deaths(args.run, m, args.controller_episodes, args.seed))
+    print()
+    print(input_scale(args.run, args.dreams, args.seed))
 
 
 if __name__ == "__main__":
