@@ -14,6 +14,8 @@ data), printed as tables:
    99th percentile of |z|, |h| and |c| and the largest |c| at a few steps. h is bounded by 1; an LSTM's cell state
    is not, and cell units that integrate without bound saturate tanh(W [z, c, h]) from CMA-ES's first generation.
 
+A run without a controller yet (``controller/mean.npy``) gets measurement 1, and 3 with the all-zeros controller.
+
     python benchmarks/m_diagnostics.py --run RUN --heldout OTHER_RUN/episodes --episodes 200 \\
         --heldout-first 2000 --controller-episodes 16
 """
@@ -96,10 +98,18 @@ def horizon_table(m: MDNRNN, heldout: Path, first: int, count: int, window: int)
     return "\n".join(lines)
 
 
+def _controller_params(run: Path) -> np.ndarray | None:
+    """The run's controller mean (D,) float32, or None when it has not been trained."""
+    path = run / CONTROLLER_DIR / MEAN_PARAMS_NAME
+    return np.load(path).astype(np.float32) if path.is_file() else None
+
+
 def controller_deaths(run: Path, m: MDNRNN, episodes: int, seed: int, envs_at_once: int = 8) -> str:
     """Measurement 2: the run's controller in the real env, its episodes fed to M."""
     config = load_config(file=run / CONFIG_NAME)
-    params = np.load(run / CONTROLLER_DIR / MEAN_PARAMS_NAME)
+    params = _controller_params(run)
+    if params is None:
+        return f"(no {CONTROLLER_DIR}/{MEAN_PARAMS_NAME} in {run}: no controller episodes to feed M)"
     spec = WorldModelPolicySpec(ModelWeights.read(run / VAE_CHECKPOINT_NAME, "vae"),
                                 ModelWeights.read(run / MDNRNN_CHECKPOINT_NAME, "mdnrnn"), tuple(params.tolist()),
                                 config.controller.inputs, config.controller.bias, config.controller.hidden_units)
@@ -124,11 +134,15 @@ def controller_deaths(run: Path, m: MDNRNN, episodes: int, seed: int, envs_at_on
 
 
 def input_scale(run: Path, dreams: int, seed: int) -> str:
-    """Measurement 3: the scale of z, h and c over ``dreams`` dreams of the run's controller, at ``SCALE_STEPS``
-    (every dream stepped to the last of them, ended or not: the scale of M's state, not of survival)."""
+    """Measurement 3: the scale of z, h and c over ``dreams`` dreams of the run's controller (all zeros when it has
+    none), at ``SCALE_STEPS`` (every dream stepped to the last of them, ended or not: the scale of M's state, not of
+    survival)."""
     config = load_config(file=run / CONFIG_NAME)
     simulator = dream_spec(config, run, run / EPISODES_DIR)()
-    rows = simulator.controller_rows(np.repeat(np.load(run / CONTROLLER_DIR / MEAN_PARAMS_NAME)[None], dreams, 0))
+    params = _controller_params(run)
+    if params is None:
+        params = np.zeros(simulator.num_params, np.float32)
+    rows = simulator.controller_rows(np.repeat(params[None], dreams, 0))
     generator = simulator.generator(seed)
     state = simulator.start(dreams, generator)
     lines = ["| step | mean abs z | p99 abs z | mean abs h | p99 abs h | mean abs c | p99 abs c | max abs c |",
