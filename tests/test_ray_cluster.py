@@ -14,6 +14,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,16 @@ def test_a_local_ray_started_beside_the_cluster_is_a_new_one(cluster):
     assert result.stdout.split()[-1] != cluster.address
 
 
+def dead_nodes_within(seconds: float) -> int:
+    """How many of the cluster's nodes Ray reports dead, polled until at least one is or ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        dead = sum(not node["Alive"] for node in ray.nodes())
+        if dead or time.monotonic() > deadline:
+            return dead
+        time.sleep(0.5)
+
+
 def test_a_node_lost_mid_generation_loses_no_return_and_changes_nothing(cluster, tmp_path, one_torch_thread):
     """Runs last: it leaves the cluster one worker node short. The serial run uses one torch thread, as the
     1-CPU actors do."""
@@ -153,7 +164,7 @@ def test_a_node_lost_mid_generation_loses_no_return_and_changes_nothing(cluster,
     finally:
         faulty.close()
     assert removed and faulty.retried >= 1
-    assert len(ray.nodes()) - sum(node["Alive"] for node in ray.nodes()) == 1
+    assert dead_nodes_within(60.0) == 1  # Ray marks a lost node dead on its own schedule, slower on a loaded machine
     evolve(SerialEvaluator(spec), spec.num_params, dataclasses.replace(GENERATION, eval_every=1000),
            tmp_path / "whole")
     assert log_rows(tmp_path / "faulty" / "log.csv") == log_rows(tmp_path / "whole" / "log.csv")

@@ -193,7 +193,9 @@ class ControllerConfig:
     """C: the linear tanh controller."""
 
     inputs: ControllerInputsName = "zh"
-    """What C reads: "zh" = [z, h] (the full world model, CarRacing), "zch" = [z, c, h] (Doom), "z" = V only."""
+    """What C reads: "zh" = [z, h] (the full world model, CarRacing), "zch" = [z, c, h] (Doom as published; M's cell
+    state c is unbounded, so CMA-ES from small weights starts saturated: "zh" searched better on Doom here),
+    "z" = V only."""
     bias: bool = True
     """Learn a bias b in a = tanh(W x + b) (CarRacing: yes; the Doom controller has none)."""
     hidden_units: int = non_negative(0)
