@@ -159,7 +159,7 @@ def input_scale(run: Path, dreams: int, seed: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="run folder: vae.pt, mdnrnn.pt (with a done head), "
-                        "config.yaml, controller/mean.npy")
+                        "config.yaml, controller/mean.npy (optional), episodes/ (the dreams' start latents)")
     parser.add_argument("--heldout", type=Path, required=True, help="episode folder with latents from the run's V, "
                         "holding episodes its M never saw")
     parser.add_argument("--heldout-first", type=int, default=0, help="index of the first held-out episode")
