@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import numpy as np
 
 from agents.evaluators import Evaluator
 from rollouts.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,6 +61,19 @@ class EvaluationReport:
             raise ValueError(f"{path} is not an evaluation report: {report.episodes} episodes, "
                              f"{len(report.returns)} returns, {len(report.seeds)} seeds")
         return report
+
+
+def reusable_report(report_path: Path, params_path: Path, seeds: np.ndarray) -> EvaluationReport | None:
+    """The report at ``report_path`` when it is newer than the controller at ``params_path`` and ran on ``seeds``
+    (E,); else None, so that the caller scores again (a report that cannot be read is logged and ignored)."""
+    if not report_path.is_file() or report_path.stat().st_mtime_ns <= params_path.stat().st_mtime_ns:
+        return None
+    try:
+        report = EvaluationReport.read_json(report_path)
+    except ValueError as err:
+        log.warning("%s; evaluating again", err)
+        return None
+    return report if report.seeds == np.asarray(seeds).tolist() else None
 
 
 def evaluation_seeds(seed: int, episodes: int) -> np.ndarray:

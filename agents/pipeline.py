@@ -21,7 +21,6 @@ Interrupted anywhere, the same command continues where it stopped.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import platform
 import time
@@ -37,7 +36,7 @@ import torch
 from agents.calibration import trust_before_evolving
 from agents.cmaes import dream_steps, generations_done, real_env_steps
 from agents.controller_training import dream_generations, train_controller
-from agents.evaluation import EvaluationReport, evaluation_seeds
+from agents.evaluation import EvaluationReport, evaluation_seeds, reusable_report
 from agents.iterations import round_dir, run_round
 from agents.real_env import evaluate_controller_real
 from agents.run_pictures import write_pictures
@@ -62,9 +61,6 @@ from worldmodels.stages import collect_stage
 from worldmodels.tensorboard import ScalarLog, event_dir
 from worldmodels.train_mdnrnn import train_mdnrnn
 from worldmodels.train_vae import train_vae
-
-log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -139,14 +135,9 @@ def _evaluate(config: Config, run_dir: Path) -> EvaluationReport:
     """The mean solution's real-env score; reuses RUN/evaluation.json when it is newer than the controller and
     ran on the seeds ``evaluate`` asks for now (``evaluate.seed``, ``evaluate.episodes``)."""
     report_path, params_path = run_dir / EVALUATION_NAME, run_dir / CONTROLLER_DIR / MEAN_PARAMS_NAME
-    if report_path.is_file() and report_path.stat().st_mtime_ns > params_path.stat().st_mtime_ns:
-        try:
-            report = EvaluationReport.read_json(report_path)
-        except ValueError as err:
-            log.warning("%s; evaluating again", err)
-        else:
-            if report.seeds == evaluation_seeds(config.evaluate.seed, config.evaluate.episodes).tolist():
-                return report
+    seeds = evaluation_seeds(config.evaluate.seed, config.evaluate.episodes)
+    if (report := reusable_report(report_path, params_path, seeds)) is not None:
+        return report
     report = evaluate_controller_real(config, run_dir, config.evaluate.episodes, gif=run_dir / EPISODE_GIF_NAME)
     report.write_json(report_path)
     with ScalarLog(event_dir(run_dir, "evaluate"), "evaluate", first_step=0) as scalars:

@@ -2,7 +2,7 @@
 
 For each tau the controller is evolved in the dream at that temperature (``RUN/sweep/tau_<tau>/``, resumable),
 then its mean solution is scored over ``evaluate.episodes`` episodes in the dream at the same tau and in the
-real environment, mean +- std each. The table goes to ``RUN/temperature_sweep.md`` and ``.json``, the sweep's
+real environment, mean +- std each (kept beside it, so a resumed sweep scores only what is new). The table goes to ``RUN/temperature_sweep.md`` and ``.json``, the sweep's
 config to ``RUN/sweep/config.yaml``.
 """
 
@@ -15,15 +15,22 @@ from pathlib import Path
 
 from agents.cmaes import GenerationRecord
 from agents.dream_training import dream_spec, train_controller_dream
-from agents.evaluation import EvaluationReport, evaluate_params
-from agents.evaluators import SerialEvaluator
+from agents.evaluation import EvaluationReport, evaluate_params, evaluation_seeds, reusable_report
+from agents.evaluators import Evaluator, SerialEvaluator
 from agents.real_env import real_evaluator
 from rollouts.atomic import atomic_write_text
 from worldmodels.config import save_config
 from worldmodels.config_schema import PUBLISHED_TEMPERATURES, Config
 from worldmodels.controller import load_params
 from worldmodels.real_rollouts import RealEnvWorkerSpec
-from worldmodels.run_layout import CONFIG_NAME, MEAN_PARAMS_NAME, SWEEP_DIR, TEMPERATURE_SWEEP_STEM
+from worldmodels.run_layout import (
+    CONFIG_NAME,
+    MEAN_PARAMS_NAME,
+    SWEEP_DIR,
+    SWEEP_DREAM_SCORE_NAME,
+    SWEEP_REAL_SCORE_NAME,
+    TEMPERATURE_SWEEP_STEM,
+)
 
 
 @dataclass
@@ -50,15 +57,28 @@ def temperature_sweep(config: Config, run_dir: str | Path, data_dir: str | Path,
             out = run_dir / SWEEP_DIR / f"tau_{tau:g}"
             train_controller_dream(tau_config, run_dir, data_dir, None if on_generation is None else
                                    (lambda record, tau=tau: on_generation(tau, record)), out_dir=out, real=real)
-            params = load_params(out / MEAN_PARAMS_NAME)
-            episodes, seed = config.evaluate.episodes, config.evaluate.seed
-            dream = SerialEvaluator(dream_spec(tau_config, run_dir, data_dir))
-            rows.append(SweepRow(tau, evaluate_params(dream, params, episodes, seed),
-                                 evaluate_params(real, params, episodes, seed)))
+            params_path = out / MEAN_PARAMS_NAME
+            dream_score = _score(lambda: SerialEvaluator(dream_spec(tau_config, run_dir, data_dir)),
+                                 out / SWEEP_DREAM_SCORE_NAME, params_path, config)
+            real_score = _score(lambda: real, out / SWEEP_REAL_SCORE_NAME, params_path, config)
+            rows.append(SweepRow(tau, dream_score, real_score))
     finally:
         real.close()
     write_table(rows, run_dir / TEMPERATURE_SWEEP_STEM, published_table(config))
     return rows
+
+
+def _score(make_evaluator: Callable[[], Evaluator], report_path: Path, params_path: Path,
+           config: Config) -> EvaluationReport:
+    """The controller at ``params_path`` scored on the ``evaluate`` seeds by the evaluator ``make_evaluator`` builds,
+    kept at ``report_path``; reused from there while newer than the controller (a resumed sweep does not score a
+    finished temperature again, nor builds its evaluator)."""
+    seeds = evaluation_seeds(config.evaluate.seed, config.evaluate.episodes)
+    if (report := reusable_report(report_path, params_path, seeds)) is None:
+        report = evaluate_params(make_evaluator(), load_params(params_path), config.evaluate.episodes,
+                                 config.evaluate.seed)
+        report.write_json(report_path)
+    return report
 
 
 PAPER_DOOM_TABLE: dict[float, tuple[str, str]] = {

@@ -19,10 +19,11 @@ from worldmodels.dream import dream_max_steps, settings_from_config
 
 
 def help_text(capsys, *command: str) -> str:
+    """The command's --help, its words joined by single spaces (argparse wraps lines to the terminal's width)."""
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([*command, "--help"])
     assert exit_info.value.code == 0
-    return capsys.readouterr().out
+    return " ".join(capsys.readouterr().out.split())
 
 
 @pytest.mark.parametrize("command", ["config", "collect"])

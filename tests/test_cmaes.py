@@ -16,7 +16,7 @@ import ray
 from ray import cloudpickle
 
 from agents.cmaes import evolve, generation_seeds, load_state, make_strategy, save_state
-from agents.evaluation import evaluate_params, evaluation_seeds
+from agents.evaluation import evaluate_params, evaluation_seeds, reusable_report
 from agents.evaluators import RayEvaluator, SerialEvaluator
 from rollouts.ray_cluster import init_ray
 from worldmodels.config import load_config
@@ -238,6 +238,22 @@ def test_evaluation_statistics_match_hand_computed_ones(tmp_path):
     assert report.summary() == f"{returns.mean():.1f} +- {returns.std():.1f} over 7 episodes (seeds 100..106)"
     report.write_json(tmp_path / "e.json")
     assert "returns" in (tmp_path / "e.json").read_text()
+
+
+def test_a_stored_report_is_reused_only_while_newer_than_the_controller_and_on_the_same_seeds(tmp_path, caplog):
+    params_path, report_path = tmp_path / "mean.npy", tmp_path / "score.json"
+    np.save(params_path, np.zeros(len(TARGET), np.float32))
+    report = evaluate_params(SerialEvaluator(QuadraticWorker), np.load(params_path), episodes=3, seed=100)
+    report.write_json(report_path)
+    assert reusable_report(report_path, params_path, evaluation_seeds(100, 3)) == report
+    assert reusable_report(report_path, params_path, evaluation_seeds(7, 3)) is None  # other seeds asked for
+    np.save(params_path, np.ones(len(TARGET), np.float32))  # the controller changed after it was scored
+    assert reusable_report(report_path, params_path, evaluation_seeds(100, 3)) is None
+    report_path.write_text('{"mean": 1')  # newer than the controller, but cut short
+    with caplog.at_level(logging.WARNING):
+        assert reusable_report(report_path, params_path, evaluation_seeds(100, 3)) is None
+    assert "score.json is not an evaluation report" in caplog.text and "evaluating again" in caplog.text
+    assert reusable_report(tmp_path / "missing.json", params_path, evaluation_seeds(100, 3)) is None
 
 
 def test_a_state_file_of_another_size_is_refused(tmp_path):

@@ -145,6 +145,17 @@ def test_temperature_sweep_writes_the_papers_table(doom_run):
     assert [row["temperature"] for row in rows] == [0.5, 1.15]
     assert all(len(row["real"]["returns"]) == 2 and len(row["dream"]["returns"]) == 2 for row in rows)
     assert table[2] in stdout
+    # a rerun resumes: each temperature's search is finished and its two scores are read back, not run again
+    scores = sorted((run / "sweep").glob("tau_*/*_score.json"))
+    assert [path.name for path in scores] == ["dream_score.json", "real_score.json"] * 2
+    stamps = [path.stat().st_mtime_ns for path in scores]
+    again = worldmodels("temperature-sweep", "--run", str(run), "--temperatures", "0.5", "1.15",
+                        "--set", "cmaes.generations=1", "--set", "cmaes.popsize=2")
+    assert [path.stat().st_mtime_ns for path in scores] == stamps
+    assert (run / "temperature_sweep.md").read_text().splitlines() == table and table[2] in again
+    worldmodels("temperature-sweep", "--run", str(run), "--temperatures", "0.5", "--set", "cmaes.generations=1",
+                "--set", "cmaes.popsize=2", "--set", "evaluate.seed=7")  # other seeds: scored again
+    assert json.loads((run / "sweep" / "tau_0.5" / "real_score.json").read_text())["seeds"] == [7, 8]
 
 
 def test_a_rerun_with_other_evaluation_seeds_evaluates_again(doom_run, tmp_path):

@@ -164,3 +164,14 @@ def test_every_shipped_agent_replays_its_shipped_evaluation(name, tmp_path, monk
     # the same episodes: equal on the machine that measured them; elsewhere rounding may fork a trajectory (CarRacing
     # forks on a last-bit difference), so the mean of the 8 is held to 4 standard errors of the shipped spread
     assert abs(returns.mean() - np.mean(shipped["returns"][:8])) <= 4 * shipped["std"] / np.sqrt(8)
+
+
+def test_the_doom_cpu_10k_preset_is_the_shipped_doom_agents_recipe(tmp_path):
+    """One command remakes the shipped agent's recipe: its config differs only in the preset's name and in what the
+    export set for any CPU (float32 dreams, one M)."""
+    (tmp_path / "config.yaml").write_text(read_agent(agent_path("doom"))["config"])
+    shipped = load_config(file=tmp_path / "config.yaml")
+    preset = load_config("doom-cpu-10k", ["dream.precision=float32", "dream.members=1"])
+    assert (shipped.preset, preset.preset) == ("doom-cpu", "doom-cpu-10k")
+    preset.preset = shipped.preset
+    assert preset == shipped
