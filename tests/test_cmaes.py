@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import pickle
 import sys
 import zipfile
@@ -245,11 +246,15 @@ def test_a_stored_report_is_reused_only_while_newer_than_the_controller_and_on_t
     np.save(params_path, np.zeros(len(TARGET), np.float32))
     report = evaluate_params(SerialEvaluator(QuadraticWorker), np.load(params_path), episodes=3, seed=100)
     report.write_json(report_path)
+    scored = report_path.stat().st_mtime_ns
+    os.utime(params_path, ns=(scored - 10**9, scored - 10**9))  # a second older, whatever the clock's resolution
     assert reusable_report(report_path, params_path, evaluation_seeds(100, 3)) == report
     assert reusable_report(report_path, params_path, evaluation_seeds(7, 3)) is None  # other seeds asked for
     np.save(params_path, np.ones(len(TARGET), np.float32))  # the controller changed after it was scored
+    os.utime(params_path, ns=(scored + 10**9, scored + 10**9))
     assert reusable_report(report_path, params_path, evaluation_seeds(100, 3)) is None
     report_path.write_text('{"mean": 1')  # newer than the controller, but cut short
+    os.utime(params_path, ns=(scored - 10**9, scored - 10**9))
     with caplog.at_level(logging.WARNING):
         assert reusable_report(report_path, params_path, evaluation_seeds(100, 3)) is None
     assert "score.json is not an evaluation report" in caplog.text and "evaluating again" in caplog.text
