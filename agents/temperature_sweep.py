@@ -2,8 +2,8 @@
 
 For each tau the controller is evolved in the dream at that temperature (``RUN/sweep/tau_<tau>/``, resumable),
 then its mean solution is scored over ``evaluate.episodes`` episodes in the dream at the same tau and in the
-real environment, mean +- std each (kept beside it, so a resumed sweep scores only what is new). The table goes to ``RUN/temperature_sweep.md`` and ``.json``, the sweep's
-config to ``RUN/sweep/config.yaml``.
+real environment, mean +- std each (kept beside it, so a resumed sweep scores only what is new). The table goes
+to ``RUN/temperature_sweep.md`` and ``.json``, the sweep's config to ``RUN/sweep/config.yaml``.
 """
 
 from __future__ import annotations
