@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from agents.evaluators import Evaluator
 from rollouts.atomic import atomic_write_text
+from worldmodels.config import config_to_dict
+from worldmodels.config_schema import Config
+from worldmodels.run_layout import MDNRNN_CHECKPOINT_NAME, VAE_CHECKPOINT_NAME, mdnrnn_member_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,9 @@ class EvaluationReport:
     episodes: int
     returns: list[float]
     seeds: list[int]
+    provenance: dict[str, Any] | None = None
+    """What else the returns depend on (:func:`score_provenance`): the weights' and checkpoints' SHA-256 and the
+    settings; None when not recorded (reports written before 2026-12, or by a bare :func:`evaluate_params`)."""
 
     @classmethod
     def from_returns(cls, returns: np.ndarray, seeds: np.ndarray) -> EvaluationReport:
@@ -63,17 +71,53 @@ class EvaluationReport:
         return report
 
 
-def reusable_report(report_path: Path, params_path: Path, seeds: np.ndarray) -> EvaluationReport | None:
-    """The report at ``report_path`` when it is newer than the controller at ``params_path`` and ran on ``seeds``
-    (E,); else None, so that the caller scores again (a report that cannot be read is logged and ignored)."""
-    if not report_path.is_file() or report_path.stat().st_mtime_ns <= params_path.stat().st_mtime_ns:
+def score_provenance(config: Config, run_dir: Path, params_path: Path, in_dream: bool = False) -> dict[str, Any]:
+    """What a controller's score depends on besides its episode seeds, in JSON types as a report stores it.
+
+    ``files``: the SHA-256 of the controller's weights at ``params_path`` ("controller") and of the run's V and M
+    checkpoints that exist (by their path in ``run_dir``; with ``in_dream``, every M member the dream steps).
+    ``settings``: the config sections ``env`` and ``controller``, and ``dream`` with ``in_dream``.
+    """
+    checkpoints = [run_dir / VAE_CHECKPOINT_NAME, run_dir / MDNRNN_CHECKPOINT_NAME]
+    if in_dream:
+        checkpoints[1:] = mdnrnn_member_checkpoints(run_dir, config.dream.members)
+    files = {"controller": _sha256(params_path)}
+    files |= {path.relative_to(run_dir).as_posix(): _sha256(path) for path in checkpoints if path.is_file()}
+    sections = ["env", "controller", *(["dream"] if in_dream else [])]
+    everything = config_to_dict(config)
+    settings = json.loads(json.dumps({name: everything[name] for name in sections}))
+    return {"files": files, "settings": settings}
+
+
+def _sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, in hex."""
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def reusable_report(report_path: Path, seeds: np.ndarray, provenance: dict[str, Any]) -> EvaluationReport | None:
+    """The report at ``report_path`` when it ran on ``seeds`` (E,) with this ``provenance`` (:func:`score_provenance`:
+    the same controller weights, V and M files and settings); else None, so that the caller scores again. A report
+    that cannot be read, or that records no provenance, is logged and not reused."""
+    if not report_path.is_file():
         return None
     try:
         report = EvaluationReport.read_json(report_path)
     except ValueError as err:
         log.warning("%s; evaluating again", err)
         return None
-    return report if report.seeds == np.asarray(seeds).tolist() else None
+    if report.provenance is None:
+        log.info("%s does not record what it scored (written by an earlier version); evaluating again", report_path)
+        return None
+    if report.seeds != np.asarray(seeds).tolist():
+        return None
+    changed = [f"{part} {key}" for part in ("files", "settings")
+               for key in sorted(set(report.provenance.get(part, {})) | set(provenance[part]))
+               if report.provenance.get(part, {}).get(key) != provenance[part].get(key)]
+    if changed:
+        log.info("%s scored another %s; evaluating again", report_path, ", ".join(changed))
+        return None
+    return report
 
 
 def evaluation_seeds(seed: int, episodes: int) -> np.ndarray:

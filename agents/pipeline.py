@@ -36,7 +36,7 @@ import torch
 from agents.calibration import trust_before_evolving
 from agents.cmaes import dream_steps, generations_done, real_env_steps
 from agents.controller_training import dream_generations, train_controller
-from agents.evaluation import EvaluationReport, evaluation_seeds, reusable_report
+from agents.evaluation import EvaluationReport, evaluation_seeds, reusable_report, score_provenance
 from agents.iterations import round_dir, run_round
 from agents.real_env import evaluate_controller_real
 from agents.run_pictures import write_pictures
@@ -132,11 +132,12 @@ def _say_trust(config: Config, run_dir: Path, episodes: Path, say: Callable[[str
 
 
 def _evaluate(config: Config, run_dir: Path) -> EvaluationReport:
-    """The mean solution's real-env score; reuses RUN/evaluation.json when it is newer than the controller and
-    ran on the seeds ``evaluate`` asks for now (``evaluate.seed``, ``evaluate.episodes``)."""
+    """The mean solution's real-env score; reuses RUN/evaluation.json when it scored this controller with this V,
+    M and settings (:func:`agents.evaluation.score_provenance`) on the seeds ``evaluate`` asks for now
+    (``evaluate.seed``, ``evaluate.episodes``)."""
     report_path, params_path = run_dir / EVALUATION_NAME, run_dir / CONTROLLER_DIR / MEAN_PARAMS_NAME
     seeds = evaluation_seeds(config.evaluate.seed, config.evaluate.episodes)
-    if (report := reusable_report(report_path, params_path, seeds)) is not None:
+    if (report := reusable_report(report_path, seeds, score_provenance(config, run_dir, params_path))) is not None:
         return report
     report = evaluate_controller_real(config, run_dir, config.evaluate.episodes, gif=run_dir / EPISODE_GIF_NAME)
     report.write_json(report_path)

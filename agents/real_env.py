@@ -7,10 +7,11 @@ CMA-ES outputs under ``RUN/controller/`` (see :mod:`agents.cmaes`), and ``RUN/ev
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from agents.cmaes import GenerationRecord, evolve
-from agents.evaluation import EvaluationReport, evaluate_params
+from agents.evaluation import EvaluationReport, evaluate_params, score_provenance
 from agents.evaluators import RayEvaluator
 from worldmodels.config_schema import Config
 from worldmodels.controller import load_params
@@ -42,7 +43,8 @@ def train_controller_real(config: Config, run_dir: str | Path,
 
 def evaluate_controller_real(config: Config, run_dir: str | Path, episodes: int,
                              params_path: str | Path | None = None, gif: str | Path | None = None) -> EvaluationReport:
-    """Evaluate a controller (default RUN/controller/mean.npy) on ``episodes`` seeds in parallel.
+    """Evaluate a controller (default RUN/controller/mean.npy) on ``episodes`` seeds in parallel; the report records
+    its :func:`agents.evaluation.score_provenance`.
 
     With ``gif``, the first episode is also run in this process and its frames written there.
     """
@@ -54,11 +56,13 @@ def evaluate_controller_real(config: Config, run_dir: str | Path, episodes: int,
             raise FileNotFoundError(f"{params_path} does not exist: run `worldmodels train-controller --run {run_dir}` "
                                     "first, or pass --params")
     params = load_params(params_path, spec.num_params)
+    provenance = score_provenance(config, run_dir, Path(params_path))
     evaluator = real_evaluator(config, spec)
     try:
         report = evaluate_params(evaluator, params, episodes, config.evaluate.seed)
     finally:
         evaluator.close()
+    report = replace(report, provenance=provenance)
     if gif is not None:
         worker = spec()
         _, frames = worker.record(params, report.seeds[0])

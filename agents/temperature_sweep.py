@@ -2,8 +2,8 @@
 
 For each tau the controller is evolved in the dream at that temperature (``RUN/sweep/tau_<tau>/``, resumable),
 then its mean solution is scored over ``evaluate.episodes`` episodes in the dream at the same tau and in the
-real environment, mean +- std each (kept beside it, so a resumed sweep scores only what is new). The table goes
-to ``RUN/temperature_sweep.md`` and ``.json``, the sweep's config to ``RUN/sweep/config.yaml``.
+real environment, mean +- std each (kept beside it with what they scored, so a resumed sweep scores only what is
+new). The table goes to ``RUN/temperature_sweep.md`` and ``.json``, the sweep's config to ``RUN/sweep/config.yaml``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,17 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from agents.cmaes import GenerationRecord
 from agents.dream_training import dream_spec, train_controller_dream
-from agents.evaluation import EvaluationReport, evaluate_params, evaluation_seeds, reusable_report
+from agents.evaluation import (
+    EvaluationReport,
+    evaluate_params,
+    evaluation_seeds,
+    reusable_report,
+    score_provenance,
+)
 from agents.evaluators import Evaluator, SerialEvaluator
 from agents.real_env import real_evaluator
 from rollouts.atomic import atomic_write_text
@@ -59,8 +66,10 @@ def temperature_sweep(config: Config, run_dir: str | Path, data_dir: str | Path,
                                    (lambda record, tau=tau: on_generation(tau, record)), out_dir=out, real=real)
             params_path = out / MEAN_PARAMS_NAME
             dream_score = _score(lambda: SerialEvaluator(dream_spec(tau_config, run_dir, data_dir)),
-                                 out / SWEEP_DREAM_SCORE_NAME, params_path, config)
-            real_score = _score(lambda: real, out / SWEEP_REAL_SCORE_NAME, params_path, config)
+                                 out / SWEEP_DREAM_SCORE_NAME, params_path,
+                                 score_provenance(tau_config, run_dir, params_path, in_dream=True), config)
+            real_score = _score(lambda: real, out / SWEEP_REAL_SCORE_NAME, params_path,
+                                score_provenance(tau_config, run_dir, params_path), config)
             rows.append(SweepRow(tau, dream_score, real_score))
     finally:
         real.close()
@@ -69,14 +78,15 @@ def temperature_sweep(config: Config, run_dir: str | Path, data_dir: str | Path,
 
 
 def _score(make_evaluator: Callable[[], Evaluator], report_path: Path, params_path: Path,
-           config: Config) -> EvaluationReport:
+           provenance: dict[str, Any], config: Config) -> EvaluationReport:
     """The controller at ``params_path`` scored on the ``evaluate`` seeds by the evaluator ``make_evaluator`` builds,
-    kept at ``report_path``; reused from there while newer than the controller (a resumed sweep does not score a
-    finished temperature again, nor builds its evaluator)."""
+    kept at ``report_path`` with its ``provenance``; reused from there while that is unchanged (a resumed sweep does
+    not score a finished temperature again, nor builds its evaluator)."""
     seeds = evaluation_seeds(config.evaluate.seed, config.evaluate.episodes)
-    if (report := reusable_report(report_path, params_path, seeds)) is None:
+    if (report := reusable_report(report_path, seeds, provenance)) is None:
         report = evaluate_params(make_evaluator(), load_params(params_path), config.evaluate.episodes,
                                  config.evaluate.seed)
+        report = replace(report, provenance=provenance)
         report.write_json(report_path)
     return report
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
-import os
 import pickle
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import cma
@@ -17,11 +18,11 @@ import ray
 from ray import cloudpickle
 
 from agents.cmaes import evolve, generation_seeds, load_state, make_strategy, save_state
-from agents.evaluation import evaluate_params, evaluation_seeds, reusable_report
+from agents.evaluation import EvaluationReport, evaluate_params, evaluation_seeds, reusable_report, score_provenance
 from agents.evaluators import RayEvaluator, SerialEvaluator
 from rollouts.ray_cluster import init_ray
 from worldmodels.config import load_config
-from worldmodels.config_schema import CMAESConfig
+from worldmodels.config_schema import CMAESConfig, Config
 from worldmodels.run_layout import CMAES_LEGACY_STATE_NAME, CMAES_STATE_NAME
 from worldmodels.seeds import held_out_seeds
 
@@ -241,24 +242,56 @@ def test_evaluation_statistics_match_hand_computed_ones(tmp_path):
     assert "returns" in (tmp_path / "e.json").read_text()
 
 
-def test_a_stored_report_is_reused_only_while_newer_than_the_controller_and_on_the_same_seeds(tmp_path, caplog):
-    params_path, report_path = tmp_path / "mean.npy", tmp_path / "score.json"
+def test_a_stored_report_is_reused_only_for_the_same_controller_checkpoints_settings_and_seeds(tmp_path, caplog):
+    params_path, report_path = tmp_path / "controller" / "mean.npy", tmp_path / "score.json"
+    params_path.parent.mkdir()
     np.save(params_path, np.zeros(len(TARGET), np.float32))
+    (tmp_path / "vae.pt").write_bytes(b"V")
+    (tmp_path / "mdnrnn.pt").write_bytes(b"M")
+    config = Config()
+    real, dream = score_provenance(config, tmp_path, params_path), score_provenance(config, tmp_path, params_path, True)
+    assert set(real["files"]) == set(dream["files"]) == {"controller", "vae.pt", "mdnrnn.pt"}
+    assert set(real["settings"]) == {"env", "controller"} and set(dream["settings"]) == {"env", "controller", "dream"}
     report = evaluate_params(SerialEvaluator(QuadraticWorker), np.load(params_path), episodes=3, seed=100)
+    report = replace(report, provenance=real)
     report.write_json(report_path)
-    scored = report_path.stat().st_mtime_ns
-    os.utime(params_path, ns=(scored - 10**9, scored - 10**9))  # a second older, whatever the clock's resolution
-    assert reusable_report(report_path, params_path, evaluation_seeds(100, 3)) == report
-    assert reusable_report(report_path, params_path, evaluation_seeds(7, 3)) is None  # other seeds asked for
+    seeds = evaluation_seeds(100, 3)
+    assert EvaluationReport.read_json(report_path) == report
+    assert reusable_report(report_path, seeds, real) == report
+    assert reusable_report(report_path, evaluation_seeds(7, 3), real) is None  # other seeds asked for
+    assert reusable_report(report_path, seeds, dream) is None  # a real score is not a dream score
+
+    def changed(**what) -> None:
+        with caplog.at_level(logging.INFO):
+            caplog.clear()
+            assert reusable_report(report_path, seeds, score_provenance(**{"config": config, **what})) is None
+        assert "score.json scored another" in caplog.text and "evaluating again" in caplog.text
+
     np.save(params_path, np.ones(len(TARGET), np.float32))  # the controller changed after it was scored
-    os.utime(params_path, ns=(scored + 10**9, scored + 10**9))
-    assert reusable_report(report_path, params_path, evaluation_seeds(100, 3)) is None
-    report_path.write_text('{"mean": 1')  # newer than the controller, but cut short
-    os.utime(params_path, ns=(scored - 10**9, scored - 10**9))
+    changed(run_dir=tmp_path, params_path=params_path)
+    assert "files controller" in caplog.text
+    np.save(params_path, np.zeros(len(TARGET), np.float32))
+    assert reusable_report(report_path, seeds, score_provenance(config, tmp_path, params_path)) == report
+    (tmp_path / "vae.pt").write_bytes(b"another V")
+    changed(run_dir=tmp_path, params_path=params_path)
+    assert "files vae.pt" in caplog.text
+    (tmp_path / "vae.pt").write_bytes(b"V")
+    changed(config=replace(config, env=replace(config.env, max_episode_steps=50)), run_dir=tmp_path,
+            params_path=params_path)
+    assert "settings env" in caplog.text
+    dream_settings = replace(config, dream=replace(config.dream, temperature=0.5))
+    assert reusable_report(report_path, seeds, score_provenance(dream_settings, tmp_path, params_path)) == report
+
+    legacy = {key: value for key, value in json.loads(report_path.read_text()).items() if key != "provenance"}
+    report_path.write_text(json.dumps(legacy))  # written before reports recorded what they scored
+    with caplog.at_level(logging.INFO):
+        assert reusable_report(report_path, seeds, real) is None
+    assert "does not record what it scored" in caplog.text
+    report_path.write_text('{"mean": 1')  # cut short
     with caplog.at_level(logging.WARNING):
-        assert reusable_report(report_path, params_path, evaluation_seeds(100, 3)) is None
-    assert "score.json is not an evaluation report" in caplog.text and "evaluating again" in caplog.text
-    assert reusable_report(tmp_path / "missing.json", params_path, evaluation_seeds(100, 3)) is None
+        assert reusable_report(report_path, seeds, real) is None
+    assert "score.json is not an evaluation report" in caplog.text
+    assert reusable_report(tmp_path / "missing.json", seeds, real) is None
 
 
 def test_a_state_file_of_another_size_is_refused(tmp_path):

@@ -155,7 +155,14 @@ def test_temperature_sweep_writes_the_papers_table(doom_run):
     assert (run / "temperature_sweep.md").read_text().splitlines() == table and table[2] in again
     worldmodels("temperature-sweep", "--run", str(run), "--temperatures", "0.5", "--set", "cmaes.generations=1",
                 "--set", "cmaes.popsize=2", "--set", "evaluate.seed=7")  # other seeds: scored again
-    assert json.loads((run / "sweep" / "tau_0.5" / "real_score.json").read_text())["seeds"] == [7, 8]
+    tau = run / "sweep" / "tau_0.5"
+    assert json.loads((tau / "real_score.json").read_text())["seeds"] == [7, 8]
+    stamps = {path.name: path.stat().st_mtime_ns for path in tau.glob("*_score.json")}
+    worldmodels("temperature-sweep", "--run", str(run), "--temperatures", "0.5", "--set", "cmaes.generations=1",
+                "--set", "cmaes.popsize=2", "--set", "evaluate.seed=7", "--set", "dream.done_mode=sample")
+    dream_score = json.loads((tau / "dream_score.json").read_text())
+    assert dream_score["provenance"]["settings"]["dream"]["done_mode"] == "sample"  # the dream scored again
+    assert (tau / "real_score.json").stat().st_mtime_ns == stamps["real_score.json"]  # the game did not change
 
 
 def test_a_rerun_with_other_evaluation_seeds_evaluates_again(doom_run, tmp_path):
