@@ -33,7 +33,7 @@ class EvaluationReport:
     seeds: list[int]
     provenance: dict[str, Any] | None = None
     """What else the returns depend on (:func:`score_provenance`): the weights' and checkpoints' SHA-256 and the
-    settings; None when not recorded (reports written before 2026-12, or by a bare :func:`evaluate_params`)."""
+    settings; None when not recorded (reports of earlier versions, or of a bare :func:`evaluate_params`)."""
 
     @classmethod
     def from_returns(cls, returns: np.ndarray, seeds: np.ndarray) -> EvaluationReport:
@@ -76,7 +76,8 @@ def score_provenance(config: Config, run_dir: Path, params_path: Path, in_dream:
 
     ``files``: the SHA-256 of the controller's weights at ``params_path`` ("controller") and of the run's V and M
     checkpoints that exist (by their path in ``run_dir``; with ``in_dream``, every M member the dream steps).
-    ``settings``: the config sections ``env`` and ``controller``, and ``dream`` with ``in_dream``.
+    ``settings``: the config sections ``env`` and ``controller``, and ``dream`` with ``in_dream``. The episodes a
+    dream starts from are not included: a dream score reused after they change is the caller's to avoid.
     """
     checkpoints = [run_dir / VAE_CHECKPOINT_NAME, run_dir / MDNRNN_CHECKPOINT_NAME]
     if in_dream:
