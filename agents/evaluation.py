@@ -68,6 +68,10 @@ class EvaluationReport:
         if not consistent:
             raise ValueError(f"{path} is not an evaluation report: {report.episodes} episodes, "
                              f"{len(report.returns)} returns, {len(report.seeds)} seeds")
+        if report.provenance is not None and not (isinstance(report.provenance, dict) and all(
+                isinstance(report.provenance.get(part), dict) for part in ("files", "settings"))):
+            raise ValueError(f"{path} is not an evaluation report: its provenance is not a mapping of files and "
+                             f"settings ({report.provenance!r:.80})")
         return report
 
 
@@ -113,8 +117,8 @@ def reusable_report(report_path: Path, seeds: np.ndarray, provenance: dict[str, 
     if report.seeds != np.asarray(seeds).tolist():
         return None
     changed = [f"{part} {key}" for part in ("files", "settings")
-               for key in sorted(set(report.provenance.get(part, {})) | set(provenance[part]))
-               if report.provenance.get(part, {}).get(key) != provenance[part].get(key)]
+               for key in sorted(set(report.provenance[part]) | set(provenance[part]))
+               if report.provenance[part].get(key) != provenance[part].get(key)]
     if changed:
         log.info("%s scored another %s; evaluating again", report_path, ", ".join(changed))
         return None

@@ -287,6 +287,10 @@ def test_a_stored_report_is_reused_only_for_the_same_controller_checkpoints_sett
     with caplog.at_level(logging.INFO):
         assert reusable_report(report_path, seeds, real) is None
     assert "does not record what it scored" in caplog.text
+    report_path.write_text(json.dumps(legacy | {"provenance": {"files": "?"}}))  # a provenance of another shape
+    with caplog.at_level(logging.WARNING):
+        assert reusable_report(report_path, seeds, real) is None
+    assert "its provenance is not a mapping of files and settings" in caplog.text
     report_path.write_text('{"mean": 1')  # cut short
     with caplog.at_level(logging.WARNING):
         assert reusable_report(report_path, seeds, real) is None
