@@ -26,11 +26,10 @@ from pathlib import Path
 from agents.cmaes import generations_done
 from rollouts.atomic import atomic_path
 from rollouts.collect import collect_episodes
-from worldmodels.checkpoint import ModelWeights, read_checkpoint
+from worldmodels.checkpoint import read_checkpoint
 from worldmodels.config import save_config
 from worldmodels.config_schema import Config
-from worldmodels.controller import load_params
-from worldmodels.controller_policy import WorldModelPolicySpec
+from worldmodels.controller_policy import run_policy
 from worldmodels.encode import encode_episodes
 from worldmodels.run_layout import (
     CONFIG_NAME,
@@ -40,7 +39,6 @@ from worldmodels.run_layout import (
     MDNRNN_CHECKPOINT_NAME,
     MDNRNN_LOG_NAME,
     MDNRNN_MEMBERS_DIR,
-    MEAN_PARAMS_NAME,
     VAE_CHECKPOINT_NAME,
     VAE_LOG_NAME,
 )
@@ -109,13 +107,8 @@ def run_round(config: Config, run_dir: Path, round_number: int, stage: Stage,
 
 def _collect_with_controller(config: Config, previous: Path, episodes: Path, round_number: int) -> str:
     """Gather round ``round_number``'s episodes with round k-1's mean controller (with its V and M)."""
-    params = load_params(previous / CONTROLLER_DIR / MEAN_PARAMS_NAME)
-    controller = config.controller
-    policy = WorldModelPolicySpec(ModelWeights.read(previous / VAE_CHECKPOINT_NAME, "vae"),
-                                  ModelWeights.read(previous / MDNRNN_CHECKPOINT_NAME, "mdnrnn"),
-                                  tuple(float(p) for p in params), controller.inputs, controller.bias,
-                                  controller.hidden_units, config.iterate.action_noise,
-                                  name=f"controller of round {round_number - 1}")
+    policy = run_policy(previous, config.controller, config.iterate.action_noise,
+                        name=f"controller of round {round_number - 1}")
     check_collect_seeds(config, episodes_after(config, round_number - 1), episodes_after(config, round_number))
     report = collect_episodes(episodes, env_spec(config), policy, episodes_after(config, round_number),
                               seed=config.collect.seed, num_workers=config.collect.num_workers,

@@ -49,12 +49,16 @@ import argparse
 import math
 import multiprocessing
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from worldmodels.device import resolve_device
 from worldmodels.dream import PRECISION_DTYPES, DreamSettings, DreamSimulator, StartLatents, linear, matmul_dtype
@@ -264,9 +268,12 @@ def generation(simulator: DreamSimulator, popsize: int, rollouts: int) -> tuple[
     return time.perf_counter() - started, lengths
 
 
-def compile_step(simulator: DreamSimulator, device: torch.device) -> DreamSimulator:
-    """``simulator`` with its batched step compiled (CUDA graphs on cuda: mode reduce-overhead)."""
-    mode = "reduce-overhead" if device.type == "cuda" else None
+def compile_step(simulator: DreamSimulator, mode: str = "default") -> DreamSimulator:
+    """``simulator`` with its batched step compiled with torch.compile's ``mode``.
+
+    CUDA graphs (``reduce-overhead``) fail on the dream with torch 2.11: a step's sampled z is read after the graph's
+    next replay has overwritten it ("accessing tensor output of CUDAGraphs that has been overwritten").
+    """
     simulator.step = torch.compile(simulator.step, mode=mode)  # type: ignore[method-assign]
     return simulator
 
@@ -302,7 +309,10 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=16, help="rollouts per candidate (0: no ending rows)")
     parser.add_argument("--ending-steps", type=int, default=2100, help="step cap of the generation-like batch")
     parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the batched step (CUDA graphs on cuda: mode reduce-overhead)")
+                        help="torch.compile the batched step (see --compile-mode)")
+    parser.add_argument("--compile-mode", default="default",
+                        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                        help="torch.compile's mode with --compile (reduce-overhead, CUDA graphs, fails on the dream)")
     parser.add_argument("--dropout", type=float, default=0.0,
                         help="dropout dreams: M with this dropout rate, one mask per dream (0: plain dreams)")
     parser.add_argument("--members", type=int, default=1,
@@ -322,7 +332,7 @@ def main() -> None:
             simulators[precision, members] = build_simulator(sizes, False, device, args.dropout, members,
                                                              precision=precision)
             if args.compile:
-                compile_step(simulators[precision, members], device)
+                compile_step(simulators[precision, members], args.compile_mode)
     rates: dict[str, dict[str, float]] = {}
     single = reference = 0.0
     alive_rates: dict[tuple[str, int, int], float] = {}
@@ -380,7 +390,7 @@ def main() -> None:
             simulator = build_simulator(sizes, True, device, args.dropout, members, precision=precision,
                                         max_steps=args.ending_steps, compact_below=compact_below)
             if args.compile:
-                compile_step(simulator, device)
+                compile_step(simulator, args.compile_mode)
             seconds, lengths = generation(simulator, args.popsize, args.rollouts)
             live = int(lengths.sum())
             print(f"| {precision} | {members} | {path} | {seconds:.1f} | {seconds / all_alive:.2f} | {live:,} | "

@@ -18,10 +18,14 @@ from rollouts.storage import Episode, episode_path, episode_to_bytes, read_array
 def make_synthetic_episode(index: int, steps: int, seed: int = 0, size: int = 64) -> Episode:
     """A coloured square moving with the action: frames (steps+1, size, size, 3) uint8, actions (steps, 3).
 
-    Every frame's pixel [0, 0, 0] holds the episode index and [0, 1, 0] the frame number, so tests can
-    tell which frame a dataset produced. Reward 1 where the second action dimension is positive; odd
-    episodes end terminated, even ones truncated.
+    Every frame's pixel [0, 0] holds the episode index and [0, 1] the frame number, so tests can tell which frame
+    a dataset produced: channel 0 the low byte (``index % 256``), channel 1 the high byte, written only in
+    episodes that reach 256 (episodes and frames below 256 are those of the one-byte numbering before). Reward 1
+    where the second action dimension is positive; odd episodes end terminated, even ones truncated.
     """
+    if not (0 <= index < 2**16 and 0 <= steps < 2**16):
+        raise ValueError(f"synthetic episodes number their episodes and frames in two bytes: need index and steps "
+                         f"in [0, 65535], got index {index} and steps {steps}")
     rng = np.random.default_rng([seed, index])
     actions = rng.uniform(-1, 1, (steps, 3)).astype(np.float32)
     position = rng.integers(8, size - 24, 2).astype(float)
@@ -32,7 +36,9 @@ def make_synthetic_episode(index: int, steps: int, seed: int = 0, size: int = 64
             position = np.clip(position + 3 * actions[t - 1, :2], 0, size - 16)
         row, col = position.astype(int)
         frames[t, row : row + 16, col : col + 16] = colour
-        frames[t, 0, 0, 0], frames[t, 0, 1, 0] = index, t
+        frames[t, 0, 0, 0], frames[t, 0, 1, 0] = index % 256, t % 256
+        if index >= 256 or steps >= 256:
+            frames[t, 0, 0, 1], frames[t, 0, 1, 1] = index // 256, t // 256
     rewards = (actions[:, 1] > 0).astype(np.float32)
     terminated = np.zeros(steps, bool)
     terminated[-1] = index % 2 == 1

@@ -168,7 +168,7 @@ def test_dreams_last_as_long_as_the_real_episodes_unless_set(preset, overrides, 
 def test_a_worker_failure_is_one_line_with_the_error_it_ended_in(monkeypatch, tmp_path, capsys):
     from rollouts.collect import CollectError
 
-    def fail(config, out):
+    def fail(config, out, policy):
         raise CollectError("episode 3 (seed 3) failed on all 4 attempts; last error: ray::EpisodeWorker.run()\n"
                            "Traceback (most recent call last):\n  File \"x.py\", line 1, in run\n"
                            "rollouts.storage.EpisodeFileError: episode 3: rewards hold 1 non-finite values")

@@ -18,7 +18,7 @@ from rollouts.ray_cluster import init_ray
 from rollouts.storage import EpisodeFileError, episode_path, read_episode
 from worldmodels.checkpoint import ModelWeights, save_untrained_checkpoint
 from worldmodels.cli import main
-from worldmodels.config import load_config
+from worldmodels.config import load_config, save_config
 from worldmodels.controller import Controller
 from worldmodels.controller_policy import WorldModelPolicySpec
 
@@ -206,6 +206,36 @@ def test_cli_collect_runs_in_a_fresh_process(tmp_path):
     assert "2 episodes gathered" in result.stdout
     assert load_config(file=out / "collect_config.yaml").collect.episodes == 2
     assert [read_episode(p).length for p in sorted(out.glob("episode_*.npz"))] == [10, 10]
+
+
+def test_cli_collect_gathers_with_a_run_s_controller_after_the_random_episodes(tmp_path, controller, capsys):
+    """``collect --policy-run RUN`` adds episodes acted by RUN's mean controller (V, M and C) to a data folder."""
+    run = tmp_path / "run"
+    (run / "controller").mkdir(parents=True)
+    for name in ("vae", "mdnrnn"):
+        save_untrained_checkpoint(run / f"{name}.pt", name, getattr(controller, name).model_args)
+    np.save(run / "controller" / "mean.npy", np.asarray(controller.params, np.float32))
+    config = load_config("carracing-tiny")
+    save_config(config, run / "config.yaml")
+    out = tmp_path / "episodes"
+    tiny = ["collect", "--preset", "carracing-tiny", "--set", f"env.max_episode_steps={STEPS}", "--out", str(out)]
+    assert main([*tiny, "--set", "collect.episodes=1"]) == 0
+    assert main([*tiny, "--set", "collect.episodes=3", "--set", "iterate.action_noise=0.1", "--policy-run", str(run)]) == 0
+    policies = [read_episode(episode_path(out, index)).meta["policy"] for index in range(3)]
+    assert policies == ["random_controller", f"mean controller of {run}", f"mean controller of {run}"]
+    spec = WorldModelPolicySpec(ModelWeights.read(run / "vae.pt", "vae"), ModelWeights.read(run / "mdnrnn.pt", "mdnrnn"),
+                                controller.params, action_noise=0.1)
+    same = collect_episodes(tmp_path / "direct", EnvSpec(config.env.id, STEPS), spec, episodes=3,
+                            seed=config.collect.seed, first_index=1, progress=False)
+    assert same.collected == 2
+    for index in (1, 2):  # the episodes the policy spec gathers with the run's files
+        np.testing.assert_array_equal(read_episode(episode_path(out, index)).actions,
+                                      read_episode(episode_path(tmp_path / "direct", index)).actions)
+    (run / "config.yaml").unlink()
+    capsys.readouterr()
+    assert main([*tiny, "--set", "collect.episodes=4", "--policy-run", str(run)]) == 2
+    assert "has no config.yaml" in capsys.readouterr().err
+    assert not episode_path(out, 3).exists()
 
 
 def test_cli_refuses_a_bad_value_before_starting_ray(tmp_path, capsys):

@@ -17,6 +17,19 @@ def frame_ids(frames: torch.Tensor) -> list[tuple[int, int]]:
     return [(int(f[0, 0, 0]), int(f[0, 0, 1])) for f in frames]
 
 
+def test_synthetic_markers_number_episodes_and_frames_past_255():
+    from rollouts.synthetic import make_synthetic_episode
+
+    frames = make_synthetic_episode(300, 299).observations  # (300, 64, 64, 3): every number needs a second byte
+    index = frames[:, 0, 0, 0].astype(int) + 256 * frames[:, 0, 0, 1].astype(int)
+    step = frames[:, 0, 1, 0].astype(int) + 256 * frames[:, 0, 1, 1].astype(int)
+    assert (index == 300).all() and (step == np.arange(300)).all()
+    small = make_synthetic_episode(3, 20).observations  # below 256: one byte, the second channel left to the picture
+    assert (small[:, 0, 0, 0] == 3).all() and (small[:, 0, 1, 0] == np.arange(21)).all()
+    with pytest.raises(ValueError, match="two bytes"):
+        make_synthetic_episode(70_000, 5)
+
+
 def test_frames_stream_each_frame_once(synthetic_episodes):
     dataset = FrameDataset(list_episode_files(synthetic_episodes), buffer_episodes=2, seed=3)
     frames = torch.stack(list(dataset))

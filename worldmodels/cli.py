@@ -18,6 +18,7 @@ import shutil
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -43,12 +44,17 @@ from worldmodels.config_help import config_reference
 from worldmodels.music.cli import add_music_command
 from worldmodels.run_layout import (
     CHAR_LSTM_CHECKPOINT_NAME,
+    CONFIG_NAME,
     CONTROLLER_DIR,
     GAN_CHECKPOINT_NAME,
     MEAN_PARAMS_NAME,
     VAE_CHECKPOINT_NAME,
 )
 from worldmodels.run_lock import RunFolderInUseError
+
+if TYPE_CHECKING:
+    from rollouts.collect import DataPolicySpec
+    from worldmodels.config_schema import Config
 
 
 def cmd_config(args: argparse.Namespace) -> None:
@@ -69,9 +75,28 @@ def cmd_collect(args: argparse.Namespace) -> None:
     config = config_from_args(args)
     lock_run(args, Path(args.out))
     check_collect_seeds(config, 0, config.collect.episodes)  # also in collect_stage; here so a refusal starts no Ray
+    policy = collect_policy(args, config)
     start_ray(args, config)
-    report = collect_stage(config, Path(args.out))
+    report = collect_stage(config, Path(args.out), policy)
     print(f"collect: {report.describe()} -> {args.out}")
+
+
+def collect_policy(args: argparse.Namespace, config: Config) -> DataPolicySpec | None:
+    """The trained controller named by --policy-run or --policy-pretrained (None: ``collect.policy``), with
+    ``iterate.action_noise`` added to its actions."""
+    if not (args.policy_run or args.policy_pretrained):
+        return None
+    from worldmodels.config import load_config
+    from worldmodels.controller_policy import run_policy
+    from worldmodels.pretrained import unpack_agent
+
+    source = unpack_agent(args.policy_pretrained) if args.policy_pretrained else Path(args.policy_run)
+    saved = source / CONFIG_NAME
+    if not saved.is_file():
+        raise FileNotFoundError(f"--policy-run {source} has no {CONFIG_NAME}: give a run folder whose controller "
+                                "was trained (it holds config.yaml, vae.pt, mdnrnn.pt and controller/mean.npy)")
+    return run_policy(source, load_config(file=saved).controller, config.iterate.action_noise,
+                      name=f"mean controller of {args.policy_pretrained or source}")
 
 
 def cmd_train_vae(args: argparse.Namespace) -> None:
@@ -201,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_command(sub, "presets", cmd_presets, configured=False)
     collect = add_command(sub, "collect", cmd_collect)
     collect.add_argument("--out", required=True, type=Path, help="folder for the episode files")
+    policy = collect.add_mutually_exclusive_group()
+    policy.add_argument("--policy-run", type=Path, help="gather with this run's mean controller and its V and M "
+                        "instead of collect.policy (iterate.action_noise and iterate.envs_per_worker apply)")
+    policy.add_argument("--policy-pretrained", help="gather with this shipped agent (a name or an agent file) "
+                        "instead of collect.policy")
     add_ray_address_option(collect)
     for name, func in (("train-vae", cmd_train_vae), ("encode", cmd_encode), ("train-mdnrnn", cmd_train_mdnrnn),
                        ("train-cnn", cmd_train_cnn), ("train-gan", cmd_train_gan)):

@@ -11,22 +11,25 @@ on which other episodes share its batch):
   and the data policy below run their lock-stepped envs with it;
 - :class:`WorldModelPolicySpec`: a trained controller as a ``rollouts`` data policy, so ``collect_episodes``
   gathers episodes with it, ``envs_per_worker`` envs per worker in lock-step, as the paper's iterative procedure
-  does (``worldmodels run --iterations N``).
+  does (``worldmodels run --iterations N``) and ``worldmodels collect --policy-run``; :func:`run_policy` reads one
+  from a run folder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from worldmodels.checkpoint import ModelWeights, load_mdnrnn, load_vae
-from worldmodels.config_schema import ControllerInputsName
-from worldmodels.controller import Controller
+from worldmodels.config_schema import ControllerConfig, ControllerInputsName
+from worldmodels.controller import Controller, load_params
 from worldmodels.mdnrnn import MDNRNN, LSTMState
+from worldmodels.run_layout import CONTROLLER_DIR, MDNRNN_CHECKPOINT_NAME, MEAN_PARAMS_NAME, VAE_CHECKPOINT_NAME
 from worldmodels.vae import ConvVAE
 
 
@@ -119,6 +122,19 @@ class WorldModelPolicySpec:
     def make_batch(self, action_space: gym.Space, size: int) -> WorldModelPolicy:
         """The policy of up to ``size`` lock-stepped envs (one V, M and C serve any number of them)."""
         return WorldModelPolicy(self, action_space)
+
+
+def run_policy(run_dir: Path, controller: ControllerConfig, action_noise: float, name: str) -> WorldModelPolicySpec:
+    """The mean controller of ``run_dir`` (RUN/controller/mean.npy) with its V and M (RUN/vae.pt, RUN/mdnrnn.pt)
+    as a data policy; ``controller`` is the layout it was trained with (the run's ``controller`` settings).
+
+    :raises FileNotFoundError, ValueError: a file is missing, unreadable or not a controller (the messages name it).
+    """
+    params = load_params(run_dir / CONTROLLER_DIR / MEAN_PARAMS_NAME)
+    return WorldModelPolicySpec(ModelWeights.read(run_dir / VAE_CHECKPOINT_NAME, "vae"),
+                                ModelWeights.read(run_dir / MDNRNN_CHECKPOINT_NAME, "mdnrnn"),
+                                tuple(float(p) for p in params), controller.inputs, controller.bias,
+                                controller.hidden_units, action_noise, name=name)
 
 
 class WorldModelPolicy:

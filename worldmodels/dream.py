@@ -527,6 +527,9 @@ class DreamSimulator:
     row of ``params (N, D)``, so a CMA-ES population of P candidates x R rollouts is one batch of P * R.
 
     :param mdnrnn: M, or the E members of an ensemble (Ms of one shape; member 0 is the one the controller reads).
+
+    Its methods run under ``torch.no_grad``, not ``inference_mode``: torch.compile cannot trace a step on inference
+    tensors ("Cannot set version_counter for inference tensor"; ``benchmarks/dream_speed.py --compile``).
     """
 
     def __init__(self, mdnrnn: MDNRNN | Sequence[MDNRNN], starts: StartLatents,
@@ -588,7 +591,7 @@ class DreamSimulator:
         """A generator on this simulator's device, seeded with ``seed``."""
         return torch.Generator(self.device).manual_seed(seed)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def start(self, count: int, generator: torch.Generator) -> DreamState:
         """``count`` fresh dreams: z_0 ~ N(mu, exp(logvar)) of a random stored first frame, h = c = 0."""
         index = torch.randint(len(self.start_mu), (count,), generator=generator, device=self.device)  # (B,)
@@ -596,7 +599,7 @@ class DreamSimulator:
         h = torch.zeros(self.members, count, self.m.hidden_size, device=self.device)  # (E, B, H)
         return DreamState(z, h, torch.zeros_like(h))
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def draw_dropout_masks(self, count: int, generator: torch.Generator) -> torch.Tensor | None:
         """The dropout masks (count, Z + A + H) of ``count`` fresh dreams (:func:`gate_input_masks`), one per dream
         for its whole episode; None (nothing drawn) without ``dropout_mask``."""
@@ -604,7 +607,7 @@ class DreamSimulator:
             return None
         return gate_input_masks(self.m, self.action_size, self.dropout, count, generator)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def draw_members(self, count: int, generator: torch.Generator) -> torch.Tensor | None:
         """The member (count,) int64 each of ``count`` fresh dreams follows for its whole episode, uniform over the
         ensemble's; None (nothing drawn) with one M."""
@@ -612,7 +615,7 @@ class DreamSimulator:
             return None
         return torch.randint(self.members, (count,), generator=generator, device=self.device)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def draw_noise(self, count: int, generator: torch.Generator) -> DreamNoise:
         """The noise of one step of ``count`` dreams, drawn from ``generator`` (component, eps, then done)."""
         shape = (count, self.m.z_size)
@@ -622,7 +625,7 @@ class DreamSimulator:
         done = torch.rand(count, generator=generator, device=self.device) if sample_done else None  # (B,)
         return DreamNoise(component, eps, done)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def features(self, state: DreamState) -> torch.Tensor:
         """The controller's input (B, F) for ``state``: [z], [z, h] or [z, c, h] (the ``inputs`` setting) of
         member 0."""
@@ -634,12 +637,12 @@ class DreamSimulator:
         flat = torch.as_tensor(params, dtype=torch.float32, device=self.device).reshape(-1, self.num_params)  # (B, D)
         return self.controller.rows(flat)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def act(self, rows: ControllerRows, state: DreamState) -> torch.Tensor:
         """Actions (B, A) in [-1, 1]: dream i acts with its own controller, row i of ``rows``."""
         return self.controller.act_rows(rows, self.features(state))  # (B, A)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def step(self, state: DreamState, action: torch.Tensor, noise: DreamNoise,
              dropout_mask: torch.Tensor | None = None, member: torch.Tensor | None = None) -> DreamStep:
         """Advance B dreams by one step of M with actions (B, A) in [-1, 1], the given noise, and each dream's
@@ -699,7 +702,7 @@ class DreamSimulator:
         """:meth:`rollout`, under the name of the ``agents.evaluators.RolloutWorker`` protocol."""
         return self.rollout(params, seeds)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def record(self, params: np.ndarray | torch.Tensor, seeds: np.ndarray, keep_z: bool = True) -> DreamResult:
         """Dream one episode per row of params (N, D) from episode seeds (N,), all N as one batch.
 
@@ -770,7 +773,7 @@ class DreamSimulator:
         return DreamStep(DreamState.cat([s.state for s in steps]), torch.cat([s.reward for s in steps]),
                          torch.cat([s.done for s in steps]), disagreement)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def decode(self, z: np.ndarray | torch.Tensor) -> np.ndarray:
         """Frames (T, 64, 64, C) uint8 drawn by V's decoder from latents z (T, Z)."""
         if self.vae is None:

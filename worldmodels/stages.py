@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rollouts.collect import CollectReport, EnvSpec, PolicySpec, check_same_env, collect_episodes
+from rollouts.collect import CollectReport, DataPolicySpec, EnvSpec, PolicySpec, check_same_env, collect_episodes
 from rollouts.storage import read_manifest
 from worldmodels.config import save_config
 from worldmodels.config_schema import Config
@@ -20,24 +20,35 @@ def env_spec(config: Config) -> EnvSpec:
     return EnvSpec(config.env.id, config.env.max_episode_steps, config.env.options)
 
 
-def collect_stage(config: Config, out_dir: Path) -> CollectReport:
+def collect_stage(config: Config, out_dir: Path, policy: DataPolicySpec | None = None) -> CollectReport:
     """Gather ``collect.episodes`` episodes into ``out_dir`` with Ray workers (Ray must be initialised), refused
     when their seeds meet the held-out ones (:func:`worldmodels.seeds.check_collect_seeds`); episodes already stored
     are skipped. The config is saved beside them, once the folder is known to hold no
-    other environment's episodes (:func:`rollouts.collect.check_same_env`)."""
+    other environment's episodes (:func:`rollouts.collect.check_same_env`).
+
+    :param policy: the data policy; None: ``collect.policy``. A trained controller
+        (:func:`worldmodels.controller_policy.run_policy`) steps ``iterate.envs_per_worker`` envs per worker in
+        lock-step, as a round of the iterative procedure gathers.
+    """
     check_same_env(out_dir, config.env.id)
     collect = config.collect
     check_collect_seeds(config, 0, collect.episodes)
     save_config(config, out_dir / COLLECT_CONFIG_NAME)
+    if policy is None:
+        policy = PolicySpec(collect.policy, collect.brownian_sigma, collect.controller_weight_std, collect.max_repeat)
+        envs_per_worker = 1
+    else:
+        envs_per_worker = config.iterate.envs_per_worker
     report = collect_episodes(
         out_dir,
         env_spec(config),
-        PolicySpec(collect.policy, collect.brownian_sigma, collect.controller_weight_std, collect.max_repeat),
+        policy,
         episodes=collect.episodes,
         seed=collect.seed,
         num_workers=collect.num_workers,
         max_retries=collect.max_retries,
         max_stall_s=config.ray.max_stall_s,
+        envs_per_worker=envs_per_worker,
     )
     if report.collected:
         log_episodes(out_dir)
