@@ -24,7 +24,7 @@ from worldmodels.commands import (
     start_ray,
 )
 from worldmodels.config_schema import CALIBRATION_SCALES, PUBLISHED_TEMPERATURES, BaselineObsName, ControllerEnvName
-from worldmodels.run_layout import CONTROLLER_DIR, EPISODES_DIR, EVALUATION_NAME, SUMMARY_NAME
+from worldmodels.run_layout import CONTROLLER_DIR, EPISODES_DIR, EVALUATION_NAME, SUMMARY_NAME, WORST_EPISODES_DIR
 
 # Each command imports what it runs (torch, Ray, pycma: seconds), so building the parser and --help stay fast.
 
@@ -59,10 +59,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     config = config_from_args(args)
     episodes = config.evaluate.episodes if args.episodes is None else args.episodes
     start_ray(args, config)
-    report = evaluate_controller_real(config, args.run, episodes, args.params, gif=args.gif)
     out = args.out or Path(args.run) / EVALUATION_NAME
+    worst_dir = out.parent / WORST_EPISODES_DIR
+    report = evaluate_controller_real(config, args.run, episodes, args.params, gif=args.gif,
+                                      worst_gifs=args.gif_worst, worst_dir=worst_dir)
     report.write_json(out)
     print(f"evaluate: {report.summary()} -> {out}" + (f", first episode as {args.gif}" if args.gif else ""))
+    if args.gif_worst:
+        print(f"evaluate: the {min(args.gif_worst, report.episodes)} lowest-return episodes as GIFs in {worst_dir}")
     if args.pretrained:
         from worldmodels.pretrained import model_card_path
 
@@ -182,6 +186,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--params", type=Path, help="controller parameters .npy (default: RUN/controller/mean.npy)")
     evaluate.add_argument("--out", type=Path, help="JSON report (default: RUN/evaluation.json)")
     evaluate.add_argument("--gif", type=Path, help="also record the first episode as this GIF")
+    evaluate.add_argument("--gif-worst", type=non_negative_int, default=0, metavar="N", help="also record the N "
+                          f"lowest-return episodes as GIFs in {WORST_EPISODES_DIR}/ beside the report, to watch where "
+                          "the controller fails (default 0)")
     run = add_command(subparsers, "run", cmd_run, run_help="the run folder: every stage's outputs")
     run.add_argument("--iterations", type=positive_int, help="rounds of the paper's iterative procedure: gather episodes with "
                      "the current controller, train M further, evolve C further (sets iterate.iterations; default 1)")

@@ -51,6 +51,11 @@ class EvaluationReport:
         seeds = f" (seeds {self.seeds[0]}..{self.seeds[-1]})" if consecutive else ""
         return f"{self.mean:.1f} +- {self.std:.1f} over {self.episodes} episodes{seeds}"
 
+    def worst(self, count: int) -> list[tuple[int, float]]:
+        """The ``count`` lowest-return episodes as (seed, return), lowest first (ties in seed order)."""
+        order = sorted(range(self.episodes), key=lambda i: (self.returns[i], self.seeds[i]))
+        return [(self.seeds[i], self.returns[i]) for i in order[:count]]
+
     def write_json(self, path: str | Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
 

@@ -6,19 +6,25 @@ CMA-ES outputs under ``RUN/controller/`` (see :mod:`agents.cmaes`), and ``RUN/ev
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from agents.cmaes import GenerationRecord, evolve
 from agents.evaluation import EvaluationReport, evaluate_params, score_provenance
 from agents.evaluators import RayEvaluator
+from envs.carracing import describe_lap
 from worldmodels.config_schema import Config
 from worldmodels.controller import load_params
 from worldmodels.pictures import write_gif
 from worldmodels.real_rollouts import RealEnvWorkerSpec
-from worldmodels.run_layout import CONTROLLER_DIR, MEAN_PARAMS_NAME
+from worldmodels.run_layout import CONTROLLER_DIR, MEAN_PARAMS_NAME, WORST_EPISODES_DIR
 from worldmodels.seeds import held_out_seeds
+
+log = logging.getLogger(__name__)
 
 
 def real_evaluator(config: Config, spec: RealEnvWorkerSpec) -> RayEvaluator:
@@ -42,11 +48,15 @@ def train_controller_real(config: Config, run_dir: str | Path,
 
 
 def evaluate_controller_real(config: Config, run_dir: str | Path, episodes: int,
-                             params_path: str | Path | None = None, gif: str | Path | None = None) -> EvaluationReport:
+                             params_path: str | Path | None = None, gif: str | Path | None = None,
+                             worst_gifs: int = 0, worst_dir: str | Path | None = None) -> EvaluationReport:
     """Evaluate a controller (default RUN/controller/mean.npy) on ``episodes`` seeds in parallel; the report records
     its :func:`agents.evaluation.score_provenance`.
 
-    With ``gif``, the first episode is also run in this process and its frames written there.
+    With ``gif``, the first episode is also run in this process and its frames written there. With ``worst_gifs``
+    = N, so are the N lowest-return episodes, to ``worst_dir`` (default RUN/worst_episodes) as
+    ``worst_<rank>_seed_<seed>.gif``: each replays its evaluation episode exactly (an episode's return does not
+    depend on batching).
     """
     run_dir = Path(run_dir)
     spec = RealEnvWorkerSpec.for_run(config, run_dir)
@@ -63,9 +73,25 @@ def evaluate_controller_real(config: Config, run_dir: str | Path, episodes: int,
     finally:
         evaluator.close()
     report = replace(report, provenance=provenance)
-    if gif is not None:
-        worker = spec()
-        _, frames = worker.record(params, report.seeds[0])
-        worker.close()
-        write_gif(gif, frames)
+    recordings = [(report.seeds[0], Path(gif))] if gif is not None else []
+    folder = Path(worst_dir) if worst_dir is not None else run_dir / WORST_EPISODES_DIR
+    recordings += [(seed, folder / f"worst_{rank}_seed_{seed}.gif")
+                   for rank, (seed, _) in enumerate(report.worst(worst_gifs), start=1)]
+    if recordings:
+        record_episodes(spec, params, recordings)
     return report
+
+
+def record_episodes(spec: RealEnvWorkerSpec, params: np.ndarray, recordings: list[tuple[int, Path]]) -> None:
+    """Run controller ``params`` (D,) once per (seed, path) in this process and write each episode's frames there
+    as a GIF (folders made as needed); logs each episode's return, and how its lap went on CarRacing."""
+    worker = spec()
+    try:
+        for seed, path in recordings:
+            episode = worker.record(params, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_gif(path, episode.frames)
+            lap = describe_lap(episode.last_info)
+            log.info("seed %d: return %.1f%s -> %s", seed, episode.episode_return, f" ({lap})" if lap else "", path)
+    finally:
+        worker.close()

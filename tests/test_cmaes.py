@@ -242,6 +242,12 @@ def test_evaluation_statistics_match_hand_computed_ones(tmp_path):
     assert "returns" in (tmp_path / "e.json").read_text()
 
 
+def test_the_worst_episodes_are_the_lowest_returns_with_ties_in_seed_order():
+    report = EvaluationReport.from_returns(np.array([5.0, -1.0, 3.0, -1.0, 9.0]), np.arange(10, 15))
+    assert report.worst(3) == [(11, -1.0), (13, -1.0), (12, 3.0)]
+    assert report.worst(0) == [] and len(report.worst(99)) == 5
+
+
 def test_a_stored_report_is_reused_only_for_the_same_controller_checkpoints_settings_and_seeds(tmp_path, caplog):
     params_path, report_path = tmp_path / "controller" / "mean.npy", tmp_path / "score.json"
     params_path.parent.mkdir()

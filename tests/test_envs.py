@@ -6,7 +6,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401
-from envs.carracing import CarRacingTanhActions
+from envs.carracing import CarRacingTanhActions, describe_lap
 from envs.wrappers import CropFrame, ResizeFrame
 
 
@@ -71,3 +71,24 @@ def test_options_and_bad_options():
         gym.make("worldmodels/CarRacing-v0", interpolation="lanczos9")
     with pytest.raises(ValueError, match="action_mode"):
         gym.make("worldmodels/CarRacing-v0", action_mode="discrete")
+
+
+def test_lap_progress_counts_tiles_and_steps_off_the_road_and_resets():
+    env = gym.make("worldmodels/CarRacingLowRes-v0")
+    for _ in range(2):  # the second episode starts from zero again
+        env.reset(seed=3)
+        total, off_road = 0.0, []
+        for step in range(160):
+            steer = 0.0 if step < 40 else -1.0  # along the start straight, then hard left off the road
+            _, reward, terminated, truncated, info = env.step(np.array([steer, 1.0, -1.0], np.float32))
+            total += reward
+            off_road.append(info["lap"]["off_road_steps"])
+            assert not (terminated or truncated)
+        lap = info["lap"]
+        assert lap["steps"] == 160 and not lap["lap_finished"] and 0 < lap["tiles_visited"] < lap["track_tiles"]
+        assert off_road[39] == 0 and off_road[-1] > 20 and np.all(np.diff(off_road) >= 0)
+        # The reward is 1000 / track_tiles per tile visited and -0.1 per step: the lap's numbers explain the return.
+        assert total == pytest.approx(1000 * lap["tiles_visited"] / lap["track_tiles"] - 0.1 * lap["steps"], abs=1e-6)
+    assert describe_lap(info) == (f"{lap['tiles_visited']} of {lap['track_tiles']} tiles, no lap finished, "
+                                  f"{lap['off_road_steps']} of 160 steps off the road")
+    assert describe_lap({}) is None

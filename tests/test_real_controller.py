@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,9 +58,10 @@ def test_an_episodes_return_does_not_depend_on_how_rollouts_are_batched(tmp_path
         worker = spec()
         returns.append(worker.run(params, seeds))
         if num_envs == 1:
-            episode_return, frames = worker.record(params[1], 12)
-            assert episode_return == returns[0][1]
-            assert frames.shape == (7, 64, 64, 3) and frames.dtype == np.uint8
+            episode = worker.record(params[1], 12)
+            assert episode.episode_return == returns[0][1]
+            assert episode.frames.shape == (7, 64, 64, 3) and episode.frames.dtype == np.uint8
+            assert episode.last_info["lap"]["steps"] == 6
         worker.close()
     np.testing.assert_array_equal(returns[0], returns[1])
 
@@ -94,11 +96,21 @@ def test_cli_train_controller_then_evaluate(tmp_path):
     assert int(row["env_steps"]) == 4 * 2 * 20  # popsize x rollouts x 20-step episodes, counted by the workers
     # No --preset: evaluate reads the run's saved config.yaml (episodes of 20 steps, the tiny sizes).
     evaluate = subprocess.run([sys.executable, "-m", "worldmodels.cli", "evaluate", "--run", str(tmp_path),
-                               "--episodes", "3", "--gif", str(tmp_path / "episode.gif")],
+                               "--episodes", "3", "--gif", str(tmp_path / "episode.gif"), "--gif-worst", "2"],
                               capture_output=True, text=True, timeout=300)
     assert evaluate.returncode == 0, evaluate.stderr[-2000:]
     report = json.loads((tmp_path / "evaluation.json").read_text())
     assert len(report["returns"]) == 3 and len(set(report["seeds"])) == 3
     with Image.open(tmp_path / "episode.gif") as gif:
         assert gif.n_frames == 21 and gif.size == (128, 128)
+    by_return = sorted(zip(report["returns"], report["seeds"]))
+    worst = [f"worst_{rank}_seed_{seed}.gif" for rank, (_, seed) in enumerate(by_return[:2], start=1)]
+    assert sorted(path.name for path in (tmp_path / "worst_episodes").iterdir()) == worst
+    for name in worst:
+        with Image.open(tmp_path / "worst_episodes" / name) as gif:
+            assert gif.n_frames == 21
+    assert "the 2 lowest-return episodes as GIFs in" in evaluate.stdout
+    lowest_return, lowest_seed = by_return[0]
+    assert re.search(rf"seed {lowest_seed}: return {lowest_return:.1f} \(\d+ of \d+ tiles, no lap finished, \d+ of 20 "
+                     r"steps off the road\) -> \S*worst_1_seed_", evaluate.stderr)
     assert f"{report['mean']:.1f} +- {report['std']:.1f} over 3 episodes" in evaluate.stdout

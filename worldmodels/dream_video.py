@@ -61,9 +61,10 @@ def dream_beside_real(spec: RealEnvWorkerSpec, settings: DreamSettings, params: 
     if params is None:
         params = np.zeros(worker.num_params, np.float32)
     try:
-        real_return, real = worker.record(params, seed)  # (T_real + 1, 64, 64, 3)
+        episode = worker.record(params, seed)
     finally:
         worker.close()
+    real_return, real = episode.episode_return, episode.frames  # (T_real + 1, 64, 64, 3)
     vae, mdnrnn = worker.vae.to(device), worker.mdnrnn
     with torch.inference_mode():
         first = torch.from_numpy(real[:1]).to(device).permute(0, 3, 1, 2).float() / 255  # (1, 3, 64, 64)

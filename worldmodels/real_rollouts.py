@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,6 +86,17 @@ class RealEnvWorkerSpec:
                    ModelWeights.read(config.env.translator, "cyclegan") if config.env.translator else None)
 
 
+@dataclass(frozen=True)
+class RecordedEpisode:
+    """One real episode as :meth:`RealEnvWorker.record` ran it."""
+
+    episode_return: float
+    frames: np.ndarray
+    """Every frame the controller saw, the first and the last included: (T + 1, 64, 64, C) uint8."""
+    last_info: dict[str, Any]
+    """The env's info from the last step ({} for an episode of no steps)."""
+
+
 class RealEnvWorker:
     """Holds V and M on the CPU and ``num_envs`` environments; runs controller rollouts in lock-step."""
 
@@ -116,18 +128,20 @@ class RealEnvWorker:
             returns[start:stop] = self._run_batch(np.asarray(params[start:stop], np.float32), seeds[start:stop])
         return returns
 
-    def record(self, params: np.ndarray, seed: int) -> tuple[float, np.ndarray]:
-        """One episode of params (D,) from ``seed``: its return and its frames (T + 1, 64, 64, 3) uint8."""
+    def record(self, params: np.ndarray, seed: int) -> RecordedEpisode:
+        """One episode of params (D,) from ``seed``, with its frames and its last step's info."""
         self.controller.check_flat(params)
         frames: list[np.ndarray] = []
-        returns = self._run_batch(np.asarray(params, np.float32)[None], np.array([seed]), frames)
-        return float(returns[0]), np.stack(frames)
+        infos: list[dict[str, Any]] = []
+        returns = self._run_batch(np.asarray(params, np.float32)[None], np.array([seed]), frames, infos)
+        return RecordedEpisode(float(returns[0]), np.stack(frames), infos[-1] if infos else {})
 
-    def _run_batch(self, params: np.ndarray, seeds: np.ndarray, recording: list[np.ndarray] | None = None
-                   ) -> np.ndarray:
+    def _run_batch(self, params: np.ndarray, seeds: np.ndarray, recording: list[np.ndarray] | None = None,
+                   infos: list[dict[str, Any]] | None = None) -> np.ndarray:
         """Episodes of params (B, D) from seeds (B,) on the first B envs, stepped together; returns (B,).
 
-        ``recording``, when given, receives every frame episode 0 sees, the first and the last included.
+        ``recording``, when given, receives every frame episode 0 sees, the first and the last included, and
+        ``infos`` the info of each of its steps.
         """
         count = len(params)
         envs = self.envs[:count]
@@ -143,11 +157,13 @@ class RealEnvWorker:
             actions = agents.act(frames[live], live)  # (L, A)
             finished = []
             for row, index in enumerate(live):
-                frame, reward, terminated, truncated, _ = envs[index].step(actions[row].numpy())
+                frame, reward, terminated, truncated, info = envs[index].step(actions[row].numpy())
                 self.env_steps += 1
                 frames[index] = frame
                 if recording is not None and index == 0:
                     recording.append(frame)
+                if infos is not None and index == 0:
+                    infos.append(info)
                 returns[index] += float(reward)
                 if terminated or truncated:
                     finished.append(index)

@@ -17,6 +17,7 @@ format of ``rollouts.storage``, whichever folder holds them.
     RUN/evaluation.json        the mean solution's real-env score (``agents.evaluation.EvaluationReport``)
     RUN/summary.json           what ``worldmodels run`` did: score, steps, stages, hardware
     RUN/episode.gif            the mean solution's first evaluation episode
+    RUN/worst_episodes/        its lowest-return evaluation episodes as GIFs (``evaluate --gif-worst N``)
     RUN/dream.gif              the same controller's dream beside a real episode
     RUN/*_curves.png           learning curves of V, M and C, and the mean solution's evaluations (per generation,
                                and its real return per real env step: real_steps_curve.png)
@@ -80,6 +81,8 @@ SUMMARY_NAME = "summary.json"
 """What a ``worldmodels run`` call did."""
 EPISODE_GIF_NAME = "episode.gif"
 """The mean solution's first evaluation episode, as the controller saw it."""
+WORST_EPISODES_DIR = "worst_episodes"
+"""The mean solution's N lowest-return evaluation episodes, worst_<rank>_seed_<seed>.gif (``evaluate --gif-worst``)."""
 DREAM_GIF_NAME = "dream.gif"
 """The mean solution's real episode (left) beside its dream from the same first frame (right)."""
 VAE_CURVES_NAME = "vae_curves.png"
