@@ -94,7 +94,7 @@ class RecordedEpisode:
     frames: np.ndarray
     """Every frame the controller saw, the first and the last included: (T + 1, 64, 64, C) uint8."""
     last_info: dict[str, Any]
-    """The env's info from the last step ({} for an episode of no steps)."""
+    """The env's info from the episode's last step."""
 
 
 class RealEnvWorker:
@@ -134,7 +134,7 @@ class RealEnvWorker:
         frames: list[np.ndarray] = []
         infos: list[dict[str, Any]] = []
         returns = self._run_batch(np.asarray(params, np.float32)[None], np.array([seed]), frames, infos)
-        return RecordedEpisode(float(returns[0]), np.stack(frames), infos[-1] if infos else {})
+        return RecordedEpisode(float(returns[0]), np.stack(frames), infos[-1])  # an episode has one step at least
 
     def _run_batch(self, params: np.ndarray, seeds: np.ndarray, recording: list[np.ndarray] | None = None,
                    infos: list[dict[str, Any]] | None = None) -> np.ndarray:
