@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from agents.dream_training import dream_spec
 from agents.dream_trust import TrustSummary
-from agents.evaluation import EvaluationReport, evaluation_seeds
+from agents.evaluation import EvaluationReport, evaluation_seeds, provenance_changes, score_provenance
 from agents.evaluators import SerialEvaluator
 from agents.real_env import real_evaluator
 from rollouts.atomic import atomic_write_text
@@ -39,7 +40,6 @@ from worldmodels.run_layout import (
     CALIBRATION_TRUST_NAME,
     CONTROLLER_DIR,
     MEAN_PARAMS_NAME,
-    mdnrnn_member_checkpoints,
 )
 
 RUN_CONTROLLERS = (MEAN_PARAMS_NAME, BEST_PARAMS_NAME)
@@ -142,7 +142,7 @@ def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episode
                                     run_controller_files(run_dir) if files is None else files)
     params = np.stack(list(controllers.values()))  # (P, D)
     seeds = evaluation_seeds(config.trust.seed, episodes)
-    real = real_evaluator(config, RealEnvWorkerSpec.for_run(config, run_dir))
+    real = real_evaluator(config, RealEnvWorkerSpec.for_run(config, run_dir), progress="calibrate (real env)")
     try:
         real_returns = real(params, seeds)  # (P, E): every controller in one batch over the Ray workers
     finally:
@@ -153,26 +153,56 @@ def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episode
             for i, name in enumerate(controllers)]
     calibration = Calibration(config.dream.temperature, rows)
     write_calibration(calibration, run_dir / CALIBRATION_STEM)
-    calibration.trust(config.trust).write_json(run_dir / CALIBRATION_TRUST_NAME)
+    summary = replace(calibration.trust(config.trust), provenance=trust_provenance(config, run_dir))
+    summary.write_json(run_dir / CALIBRATION_TRUST_NAME)
     return calibration
+
+
+def trust_provenance(config: Config, run_dir: Path) -> dict[str, Any]:
+    """What a trust summary of ``run_dir``'s dream rests on besides its thresholds: the SHA-256 of V and of every M
+    member the dream steps, the env, controller and dream settings (:func:`agents.evaluation.score_provenance` in
+    the dream, no controller weights), and the first episode seed ``trust.seed``. The episodes the dreams start from
+    are not included."""
+    provenance = score_provenance(config, run_dir, None, in_dream=True)
+    provenance["settings"]["trust_seed"] = config.trust.seed
+    return provenance
 
 
 def trust_before_evolving(config: Config, run_dir: Path, data_dir: Path) -> tuple[TrustSummary, bool]:
     """The trust summary of ``run_dir``'s M (judged by ``config.trust``) and whether it was reused:
-    RUN/calibration_trust.json when it is newer than RUN/mdnrnn.pt and the dream's other members, else a calibration
-    of the fixed controllers alone (``trust.episodes``, ``trust.random_per_scale``; not the run's own, so a resumed
-    run scores the same ones). Ray must be initialised.
+    RUN/calibration_trust.json when it scored this V and these M members with these settings
+    (:func:`trust_provenance`) over ``trust.episodes`` episodes or more, else a calibration of the fixed controllers
+    alone (``trust.episodes``, ``trust.random_per_scale``; not the run's own, so a resumed run scores the same
+    ones). Ray must be initialised.
     """
     path = run_dir / CALIBRATION_TRUST_NAME
-    newest_m = max(member.stat().st_mtime_ns for member in mdnrnn_member_checkpoints(run_dir, config.dream.members))
-    if path.is_file() and path.stat().st_mtime_ns > newest_m:
-        try:
-            return TrustSummary.read_json(path).judged_by(config.trust), True
-        except ValueError as err:
-            log.warning("%s; calibrating again", err)
+    if (summary := _reusable_summary(path, config, run_dir)) is not None:
+        return summary.judged_by(config.trust), True
     calibration = calibrate(config, run_dir, data_dir, config.trust.episodes,
                             random_per_scale=config.trust.random_per_scale, files=[])
     return calibration.trust(config.trust), False
+
+
+def _reusable_summary(path: Path, config: Config, run_dir: Path) -> TrustSummary | None:
+    """The summary at ``path`` when :func:`trust_before_evolving` may reuse it; else None, with the reason logged."""
+    if not path.is_file():
+        return None
+    try:
+        summary = TrustSummary.read_json(path)
+    except ValueError as err:
+        log.warning("%s; calibrating again", err)
+        return None
+    if summary.provenance is None:
+        log.info("%s does not record what it scored (written by an earlier version); calibrating again", path)
+        return None
+    if changed := provenance_changes(summary.provenance, trust_provenance(config, run_dir)):
+        log.info("%s scored another %s; calibrating again", path, ", ".join(changed))
+        return None
+    if summary.episodes < config.trust.episodes:
+        log.info("%s scored %d episodes per controller, fewer than trust.episodes=%d; calibrating again", path,
+                 summary.episodes, config.trust.episodes)
+        return None
+    return summary
 
 
 def markdown_table(calibration: Calibration) -> str:

@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from rollouts.atomic import atomic_write_text
 from worldmodels.config_schema import TrustConfig
@@ -45,6 +45,9 @@ class TrustSummary:
     min_rank_correlation: float
     max_gap_fraction: float
     """The thresholds (``trust`` settings) the verdict uses."""
+    provenance: dict[str, Any] | None = None
+    """What was scored besides the thresholds (:func:`agents.calibration.trust_provenance`: the SHA-256 of V and of
+    every M the dream steps, the settings, the first seed); None where a summary does not record it."""
 
     @classmethod
     def measure(cls, names: list[str], dream_means: list[float], real_means: list[float],
@@ -116,12 +119,14 @@ class TrustSummary:
         """
         try:
             document = json.loads(path.read_text())
-            summary = cls(**{field.name: document[field.name] for field in fields(cls)})
+            summary = cls(**{field.name: document[field.name] for field in fields(cls) if field.name != "provenance"},
+                          provenance=document.get("provenance"))
             numbers = [summary.largest_gap, summary.real_spread, summary.temperature]
             valid = all(isinstance(x, (int, float)) and math.isfinite(x) for x in numbers)
+            valid &= summary.provenance is None or isinstance(summary.provenance, dict)
         except (OSError, ValueError, TypeError, KeyError) as err:
             raise ValueError(f"{path} is not a dream trust summary ({type(err).__name__}: {err})") from None
         if not valid:
             raise ValueError(f"{path} is not a dream trust summary: non-numeric or non-finite gap, spread or "
-                             "temperature")
+                             "temperature, or a provenance that is not an object")
         return summary

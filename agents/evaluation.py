@@ -80,18 +80,20 @@ class EvaluationReport:
         return report
 
 
-def score_provenance(config: Config, run_dir: Path, params_path: Path, in_dream: bool = False) -> dict[str, Any]:
+def score_provenance(config: Config, run_dir: Path, params_path: Path | None, in_dream: bool = False
+                     ) -> dict[str, Any]:
     """What a controller's score depends on besides its episode seeds, in JSON types as a report stores it.
 
-    ``files``: the SHA-256 of the controller's weights at ``params_path`` ("controller") and of the run's V and M
-    checkpoints that exist (by their path in ``run_dir``; with ``in_dream``, every M member the dream steps).
-    ``settings``: the config sections ``env`` and ``controller``, and ``dream`` with ``in_dream``. The episodes a
-    dream starts from are not included: a dream score reused after they change is the caller's to avoid.
+    ``files``: the SHA-256 of the controller's weights at ``params_path`` ("controller"; none when it is None, for
+    scores of many controllers) and of the run's V and M checkpoints that exist (by their path in ``run_dir``; with
+    ``in_dream``, every M member the dream steps). ``settings``: the config sections ``env`` and ``controller``, and
+    ``dream`` with ``in_dream``. The episodes a dream starts from are not included: a dream score reused after they
+    change is the caller's to avoid.
     """
     checkpoints = [run_dir / VAE_CHECKPOINT_NAME, run_dir / MDNRNN_CHECKPOINT_NAME]
     if in_dream:
         checkpoints[1:] = mdnrnn_member_checkpoints(run_dir, config.dream.members)
-    files = {"controller": _sha256(params_path)}
+    files = {} if params_path is None else {"controller": _sha256(params_path)}
     files |= {path.relative_to(run_dir).as_posix(): _sha256(path) for path in checkpoints if path.is_file()}
     sections = ["env", "controller", *(["dream"] if in_dream else [])]
     everything = config_to_dict(config)
@@ -121,13 +123,18 @@ def reusable_report(report_path: Path, seeds: np.ndarray, provenance: dict[str, 
         return None
     if report.seeds != np.asarray(seeds).tolist():
         return None
-    changed = [f"{part} {key}" for part in ("files", "settings")
-               for key in sorted(set(report.provenance[part]) | set(provenance[part]))
-               if report.provenance[part].get(key) != provenance[part].get(key)]
-    if changed:
+    if changed := provenance_changes(report.provenance, provenance):
         log.info("%s scored another %s; evaluating again", report_path, ", ".join(changed))
         return None
     return report
+
+
+def provenance_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs between two :func:`score_provenance` records, as "files NAME" or "settings SECTION" items (a
+    part missing from ``stored`` counts as empty); empty when they match."""
+    return [f"{part} {key}" for part in ("files", "settings")
+            for key in sorted(set(stored.get(part, {})) | set(current[part]))
+            if stored.get(part, {}).get(key) != current[part].get(key)]
 
 
 def evaluation_seeds(seed: int, episodes: int) -> np.ndarray:

@@ -8,7 +8,8 @@ built by a picklable zero-argument factory so Ray can build it inside an actor.
 :class:`SerialEvaluator` runs one worker in this process; :class:`RayEvaluator` splits the P * R rollouts
 into chunks over a pool of Ray actors (the worker factory, with any model weights it carries, put in the object
 store once for every actor; the candidates once per generation), and replaces an actor that dies and redoes its
-chunk, so the generation still completes.
+chunk, so the generation still completes. Given a ``progress`` label, it shows a bar of finished rollouts
+(``worldmodels evaluate`` and ``calibrate``, silent for minutes otherwise; CMA-ES logs a line per generation).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Protocol
 
 import numpy as np
 import ray
+from tqdm.auto import tqdm
 
-from rollouts.actor_pool import ACTOR_CPUS, DEFAULT_MAX_STALL_S, ReplacingActorPool
+from rollouts.actor_pool import ACTOR_CPUS, DEFAULT_MAX_STALL_S, ReplacingActorPool, pool_size
 
 
 class RolloutWorker(Protocol):
@@ -102,21 +104,24 @@ class RayEvaluator:
     replacement too) builds its worker from that copy, so the weights it carries cross the network once per node,
     never as a path to this machine's disk. ``chunk_size`` rollouts go to an actor at a time (None: an even
     split, one chunk per actor). ``on_chunk(pool)`` is called after each finished chunk (tests use it
-    to kill an actor mid-generation).
+    to kill an actor mid-generation). With a ``progress`` label, each call shows a tqdm bar of its finished
+    rollouts under that label (it moves a chunk at a time, so pair it with a small ``chunk_size``).
     """
 
     def __init__(self, make_worker: WorkerFactory, num_workers: int | None = None, chunk_size: int | None = None,
                  max_retries: int = 3, on_chunk: Callable[[ReplacingActorPool], None] | None = None,
-                 max_stall_s: float = DEFAULT_MAX_STALL_S) -> None:
+                 max_stall_s: float = DEFAULT_MAX_STALL_S, progress: str | None = None) -> None:
         """:param max_stall_s: seconds without any finished chunk before a call gives up
-            (:class:`rollouts.actor_pool.PoolStalledError`)."""
-        workers = num_workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)  # not what is free right now
+            (:class:`rollouts.actor_pool.PoolStalledError`).
+        :param progress: the label of a bar of finished rollouts shown during each call; None: no bar."""
+        workers = pool_size(num_workers)
         factory = ray.put(make_worker)  # Ray hands each actor's constructor the object, not the ref
         self.pool: ReplacingActorPool = ReplacingActorPool(lambda: _RemoteWorkerActor.remote(factory), workers,
                                                            max_stall_s=max_stall_s)
         self.chunk_size = chunk_size
         self.max_retries = max_retries
         self.on_chunk = on_chunk
+        self.progress = progress
         self.env_steps = 0
         self.dream_steps = 0
 
@@ -131,21 +136,25 @@ class RayEvaluator:
         chunks = [np.arange(start, min(start + size, len(rows))) for start in range(0, len(rows), size)]
         returns = np.full(len(rows), np.nan)
         candidates_ref = ray.put(np.asarray(candidates, np.float32))
+        bar = tqdm(total=len(rows), desc=self.progress, unit="episode", disable=self.progress is None,
+                   dynamic_ncols=True)
 
         def on_result(chunk: np.ndarray, values: tuple[np.ndarray, int, int]) -> None:
             returns[chunk] = values[0]
             self.env_steps += values[1]
             self.dream_steps += values[2]
+            bar.update(len(chunk))
             if self.on_chunk is not None:
                 self.on_chunk(self.pool)
 
-        self.pool.map(
-            chunks,
-            lambda actor, chunk: actor.run.remote(candidates_ref, rows[chunk], flat_seeds[chunk]),
-            on_result,
-            self.max_retries,
-            describe=lambda chunk: f"rollouts {chunk[0]}..{chunk[-1]} of the generation",
-        )
+        with bar:
+            self.pool.map(
+                chunks,
+                lambda actor, chunk: actor.run.remote(candidates_ref, rows[chunk], flat_seeds[chunk]),
+                on_result,
+                self.max_retries,
+                describe=lambda chunk: f"rollouts {chunk[0]}..{chunk[-1]} of the generation",
+            )
         return returns.reshape(len(candidates), len(seeds))
 
     def close(self) -> None:

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from agents.cmaes import generations_done
 from rollouts.atomic import atomic_path
-from rollouts.collect import collect_episodes
 from worldmodels.checkpoint import read_checkpoint
 from worldmodels.config import save_config
 from worldmodels.config_schema import Config
@@ -42,8 +41,7 @@ from worldmodels.run_layout import (
     VAE_CHECKPOINT_NAME,
     VAE_LOG_NAME,
 )
-from worldmodels.seeds import check_collect_seeds
-from worldmodels.stages import env_spec, log_episodes
+from worldmodels.stages import collect_stage
 from worldmodels.train_mdnrnn import train_mdnrnn
 from worldmodels.train_vae import train_vae
 
@@ -109,15 +107,8 @@ def _collect_with_controller(config: Config, previous: Path, episodes: Path, rou
     """Gather round ``round_number``'s episodes with round k-1's mean controller (with its V and M)."""
     policy = run_policy(previous, config.controller, config.iterate.action_noise,
                         name=f"controller of round {round_number - 1}")
-    check_collect_seeds(config, episodes_after(config, round_number - 1), episodes_after(config, round_number))
-    report = collect_episodes(episodes, env_spec(config), policy, episodes_after(config, round_number),
-                              seed=config.collect.seed, num_workers=config.collect.num_workers,
-                              max_retries=config.collect.max_retries, max_stall_s=config.ray.max_stall_s,
-                              first_index=episodes_after(config, round_number - 1),
-                              envs_per_worker=config.iterate.envs_per_worker)
-    if report.collected:
-        log_episodes(episodes)
-    return report.describe()
+    return collect_stage(config, episodes, policy, first_index=episodes_after(config, round_number - 1),
+                         episodes=episodes_after(config, round_number)).describe()
 
 
 def _copy_once(source: Path, target: Path) -> None:

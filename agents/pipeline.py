@@ -4,7 +4,8 @@
     RUN/vae.pt, mdnrnn.pt    train-vae, train-mdnrnn (resume from their last checkpoint; a finished one returns)
     RUN/calibration*         before CMA-ES spends generations in the dream (``trust.before_dream``): fixed
                              controllers scored in the dream and the real env, the summary printed, with a warning
-                             when the dream is not to be trusted (agents/calibration.py; reused when newer than M)
+                             when the dream is not to be trusted (agents/calibration.py; reused while V, M and
+                             settings match)
     RUN/controller/          CMA-ES in the real env, the dream, or the dream then the real env (``controller.train_in``;
                              resumes)
     RUN/evaluation.json      the mean solution over ``evaluate.episodes`` real episodes (redone only when
@@ -124,7 +125,7 @@ def _say_trust(config: Config, run_dir: Path, episodes: Path, say: Callable[[str
     began = time.perf_counter()
     summary, reused = trust_before_evolving(config, run_dir, episodes)
     path = run_dir / CALIBRATION_TRUST_NAME
-    how = f"reused {path}, newer than M" if reused else f"scored in {time.perf_counter() - began:.1f} s -> {path}"
+    how = f"reused {path}: it scored this V and M" if reused else f"scored in {time.perf_counter() - began:.1f} s -> {path}"
     for line in [*summary.describe(), f"  ({how})"]:
         say(f"run: train-controller: {line}")
     if (warning := summary.warning()) is not None:

@@ -73,6 +73,13 @@ def check_cluster_fits(actors: int, cpus_per_actor: float) -> None:
                                f"Ray cluster has {total:g} CPUs on {live_node_count()} live nodes: {advice}")
 
 
+def pool_size(num_workers: int | None, tasks: int | None = None) -> int:
+    """Actors for a pool: ``num_workers``, or with None one per CPU of the Ray cluster (all of them, not what is free
+    right now); no more than ``tasks`` when given, and at least one."""
+    workers = num_workers or int(ray.cluster_resources().get("CPU", 1))
+    return max(min(workers, tasks) if tasks is not None else workers, 1)
+
+
 def live_node_count() -> int:
     """How many nodes of the Ray cluster the GCS reports alive.
 

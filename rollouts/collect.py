@@ -24,7 +24,7 @@ import ray
 from tqdm.auto import tqdm
 
 import envs  # noqa: F401  (registers the worldmodels/ ids)
-from rollouts.actor_pool import ACTOR_CPUS, DEFAULT_MAX_STALL_S, ReplacingActorPool, TaskFailedError
+from rollouts.actor_pool import ACTOR_CPUS, DEFAULT_MAX_STALL_S, ReplacingActorPool, TaskFailedError, pool_size
 from rollouts.atomic import atomic_write_bytes
 from rollouts.policies import DataPolicy, make_data_policy
 from rollouts.policy_names import DataPolicyName
@@ -317,7 +317,7 @@ def collect_episodes(
         write_manifest(out_dir, list(entries.values()))
         return report
 
-    workers = max(min(num_workers or int(ray.cluster_resources().get("CPU", 1)), len(todo)), 1)
+    workers = pool_size(num_workers, len(todo))
     size = min(envs_per_worker, -(-len(todo) // workers))  # a full group per worker when episodes run short
     groups = [tuple(todo[start:start + size]) for start in range(0, len(todo), size)]
     policy_ref = ray.put(policy_spec)  # once, whatever it carries (a world model's weights), for every actor

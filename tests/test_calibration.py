@@ -4,15 +4,23 @@ summary and its reuse."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from agents.calibration import Calibration, CalibrationRow, average_ranks, fixed_controllers, trust_before_evolving
+from agents.calibration import (
+    Calibration,
+    CalibrationRow,
+    average_ranks,
+    fixed_controllers,
+    trust_before_evolving,
+    trust_provenance,
+)
 from agents.dream_trust import TrustSummary
 from agents.evaluation import EvaluationReport
 from worldmodels.config_schema import Config, TrustConfig
-from worldmodels.run_layout import CALIBRATION_TRUST_NAME, MDNRNN_CHECKPOINT_NAME
+from worldmodels.run_layout import CALIBRATION_TRUST_NAME, MDNRNN_CHECKPOINT_NAME, VAE_CHECKPOINT_NAME
 
 
 def report(mean: float) -> EvaluationReport:
@@ -91,13 +99,41 @@ def test_trust_summary_is_written_and_read_back(tmp_path):
         TrustSummary.read_json(path)
 
 
-def test_a_summary_newer_than_m_is_reused_and_judged_by_the_current_thresholds(tmp_path):
+def test_a_summary_of_the_same_v_m_and_settings_is_reused_and_judged_by_the_current_thresholds(tmp_path):
+    (tmp_path / VAE_CHECKPOINT_NAME).write_bytes(b"V")
     (tmp_path / MDNRNN_CHECKPOINT_NAME).write_bytes(b"M")
-    calibration([100, 700, 300], [150, 900, 200]).trust(TrustConfig()).write_json(tmp_path / CALIBRATION_TRUST_NAME)
+    summary = calibration([100, 700, 300], [150, 900, 200]).trust(TrustConfig())
+    summary = replace(summary, episodes=TrustConfig().episodes, provenance=trust_provenance(Config(), tmp_path))
+    summary.write_json(tmp_path / CALIBRATION_TRUST_NAME)
     strict = Config(trust=TrustConfig(min_rank_correlation=1.01))
-    summary, reused = trust_before_evolving(strict, tmp_path, tmp_path / "episodes")  # no V: calibrating would fail
+    summary, reused = trust_before_evolving(strict, tmp_path, tmp_path / "episodes")  # no real V: calibrating fails
     assert reused and summary.verdict == "untrusted" and summary.min_rank_correlation == 1.01
     assert summary.reasons == ["rank correlation 1.000 < 1.01"]
+
+
+@pytest.mark.parametrize(("change", "logged"), [
+    ("m", "scored another files mdnrnn.pt"), ("v", "scored another files vae.pt"),
+    ("temperature", "scored another settings dream"), ("trust_seed", "scored another settings trust_seed"),
+    ("more_episodes", "fewer than trust.episodes=5"), ("no_provenance", "does not record what it scored")])
+def test_a_summary_of_another_v_m_or_settings_is_scored_again(tmp_path, monkeypatch, caplog, change, logged):
+    (tmp_path / VAE_CHECKPOINT_NAME).write_bytes(b"V")
+    (tmp_path / MDNRNN_CHECKPOINT_NAME).write_bytes(b"M")
+    config = Config()
+    provenance = None if change == "no_provenance" else trust_provenance(config, tmp_path)
+    stored = calibration([100, 700, 300], [150, 900, 200]).trust(config.trust)
+    replace(stored, episodes=config.trust.episodes, provenance=provenance).write_json(tmp_path / CALIBRATION_TRUST_NAME)
+    if change in ("m", "v"):
+        (tmp_path / (MDNRNN_CHECKPOINT_NAME if change == "m" else VAE_CHECKPOINT_NAME)).write_bytes(b"retrained")
+    settings = {"temperature": {"dream": replace(config.dream, temperature=config.dream.temperature + 0.1)},
+                "trust_seed": {"trust": replace(config.trust, seed=config.trust.seed + 1)},
+                "more_episodes": {"trust": replace(config.trust, episodes=config.trust.episodes + 1)}}
+    config = replace(config, **settings.get(change, {}))
+    fresh = calibration([100, 300, 700], [150, 900, 200])
+    monkeypatch.setattr("agents.calibration.calibrate", lambda *args, **kwargs: fresh)
+    with caplog.at_level("INFO", logger="agents.calibration"):
+        summary, reused = trust_before_evolving(config, tmp_path, tmp_path / "episodes")
+    assert not reused and summary == fresh.trust(config.trust)
+    assert logged in caplog.text and "calibrating again" in caplog.text
 
 
 def test_sweep_table_sets_the_papers_rows_beside_doom_and_only_doom():

@@ -228,6 +228,28 @@ def test_a_killed_worker_does_not_lose_the_generation(local_ray):
     np.testing.assert_allclose(returns, SerialEvaluator(QuadraticWorker)(candidates, seeds))
 
 
+def test_a_progress_bar_counts_every_rollout_and_changes_no_return(local_ray, capsys):
+    candidates = np.random.default_rng(1).normal(size=(3, len(TARGET))).astype(np.float32)
+    seeds = np.arange(5)
+    shown = RayEvaluator(QuadraticWorker, num_workers=2, chunk_size=4, progress="scoring")
+    try:
+        with_bar = shown(candidates, seeds)
+        first_call = capsys.readouterr().err
+        shown(candidates[:1], seeds)  # a second call draws a fresh bar
+        second_call = capsys.readouterr().err
+    finally:
+        shown.close()
+    silent = RayEvaluator(QuadraticWorker, num_workers=2)  # after the first's actors are gone: 2 CPUs in all
+    try:
+        without_bar = silent(candidates, seeds)
+    finally:
+        silent.close()
+    np.testing.assert_array_equal(with_bar, without_bar)
+    assert "scoring" in first_call and "15/15" in first_call and "episode" in first_call
+    assert "5/5" in second_call and "15/15" not in second_call
+    assert capsys.readouterr().err == ""  # no bar without a label
+
+
 def test_evaluation_statistics_match_hand_computed_ones(tmp_path):
     params = np.full(len(TARGET), 0.25, np.float32)
     report = evaluate_params(SerialEvaluator(QuadraticWorker), params, episodes=7, seed=100)

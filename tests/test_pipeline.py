@@ -94,7 +94,7 @@ def test_a_rerun_skips_finished_stages_and_continues_a_raised_budget(doom_run):
     assert "collect: 0 episodes gathered, 4 already on disk" in stdout
     assert "train-vae: already finished" in stdout and "train-mdnrnn: already finished" in stdout
     assert "1 generations run, 2 in total" in stdout
-    assert "newer than M)" in stdout  # the trust summary of this M is reused, not scored again
+    assert "it scored this V and M)" in stdout  # the trust summary of this M is reused, not scored again
     log = list(csv.DictReader((run / "controller" / "log.csv").open()))
     assert [row["generation"] for row in log] == ["0", "1"]
 
@@ -186,7 +186,7 @@ def test_the_dream_trust_warning_follows_the_thresholds(doom_run, tmp_path):
         assert "run: train-controller: WARNING: the dream's trust cannot be judged" in strict
     else:
         assert "run: train-controller: WARNING: the dream is not to be trusted" in strict
-    assert "(trusted from 1.01)" in strict and "newer than M)" in strict
+    assert "(trusted from 1.01)" in strict and "it scored this V and M)" in strict
     lenient = worldmodels("run", "--run", str(run), "--set", "cmaes.generations=6",
                           "--set", "trust.min_rank_correlation=-1", "--set", "trust.max_gap_fraction=1.0e9")
     assert "(trusted from -1)" in lenient and "not to be trusted" not in lenient

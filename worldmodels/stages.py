@@ -20,11 +20,13 @@ def env_spec(config: Config) -> EnvSpec:
     return EnvSpec(config.env.id, config.env.max_episode_steps, config.env.options)
 
 
-def collect_stage(config: Config, out_dir: Path, policy: DataPolicySpec | None = None) -> CollectReport:
-    """Gather ``collect.episodes`` episodes into ``out_dir`` with Ray workers (Ray must be initialised), refused
-    when their seeds meet the held-out ones (:func:`worldmodels.seeds.check_collect_seeds`); episodes already stored
-    are skipped. The config is saved beside them, once the folder is known to hold no
-    other environment's episodes (:func:`rollouts.collect.check_same_env`).
+def collect_stage(config: Config, out_dir: Path, policy: DataPolicySpec | None = None, first_index: int = 0,
+                  episodes: int | None = None) -> CollectReport:
+    """Gather episodes ``first_index .. episodes - 1`` (``episodes`` None: ``collect.episodes``; episode i on seed
+    ``collect.seed + i``) into ``out_dir`` with Ray workers (Ray must be initialised), refused when their seeds meet
+    the held-out ones (:func:`worldmodels.seeds.check_collect_seeds`); episodes already stored are skipped. The config
+    is saved beside them, once the folder is known to hold no other environment's episodes
+    (:func:`rollouts.collect.check_same_env`).
 
     :param policy: the data policy; None: ``collect.policy``. A trained controller
         (:func:`worldmodels.controller_policy.run_policy`) steps ``iterate.envs_per_worker`` envs per worker in
@@ -32,7 +34,8 @@ def collect_stage(config: Config, out_dir: Path, policy: DataPolicySpec | None =
     """
     check_same_env(out_dir, config.env.id)
     collect = config.collect
-    check_collect_seeds(config, 0, collect.episodes)
+    episodes = collect.episodes if episodes is None else episodes
+    check_collect_seeds(config, first_index, episodes)
     save_config(config, out_dir / COLLECT_CONFIG_NAME)
     if policy is None:
         policy = PolicySpec(collect.policy, collect.brownian_sigma, collect.controller_weight_std, collect.max_repeat)
@@ -43,11 +46,12 @@ def collect_stage(config: Config, out_dir: Path, policy: DataPolicySpec | None =
         out_dir,
         env_spec(config),
         policy,
-        episodes=collect.episodes,
+        episodes=episodes,
         seed=collect.seed,
         num_workers=collect.num_workers,
         max_retries=collect.max_retries,
         max_stall_s=config.ray.max_stall_s,
+        first_index=first_index,
         envs_per_worker=envs_per_worker,
     )
     if report.collected:
