@@ -152,12 +152,15 @@ def test_a_node_lost_mid_generation_loses_no_return_and_changes_nothing(cluster,
     removed = []
 
     def remove_a_node(pool: ReplacingActorPool) -> None:
-        if not removed:
+        # Once every actor has started: one still starting on the lost node would die unstarted and be replaced,
+        # and no chunk would be redone.
+        if not removed and not pool.starting:
             node = next(iter(cluster.worker_nodes))
             cluster.remove_node(node)
             removed.append(node)
 
     faulty = RayEvaluator(spec, num_workers=2, chunk_size=1, on_chunk=remove_a_node)
+    ray.get(list(faulty.pool.starting))  # both actors up before the first chunk, however loaded the machine
     (tmp_path / "run").rename(tmp_path / "moved")
     try:
         evolve(faulty, spec.num_params, dataclasses.replace(GENERATION, eval_every=1000), tmp_path / "faulty")
