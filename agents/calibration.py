@@ -26,7 +26,7 @@ import numpy as np
 
 from agents.dream_training import dream_spec
 from agents.dream_trust import TrustSummary
-from agents.evaluation import EvaluationReport, evaluation_seeds, provenance_changes, score_provenance
+from agents.evaluation import EvaluationReport, evaluation_seeds, same_provenance, score_provenance
 from agents.evaluators import SerialEvaluator
 from agents.real_env import real_evaluator
 from rollouts.atomic import atomic_write_text
@@ -192,11 +192,7 @@ def _reusable_summary(path: Path, config: Config, run_dir: Path) -> TrustSummary
     except ValueError as err:
         log.warning("%s; calibrating again", err)
         return None
-    if summary.provenance is None:
-        log.info("%s does not record what it scored (written by an earlier version); calibrating again", path)
-        return None
-    if changed := provenance_changes(summary.provenance, trust_provenance(config, run_dir)):
-        log.info("%s scored another %s; calibrating again", path, ", ".join(changed))
+    if not same_provenance(path, summary.provenance, trust_provenance(config, run_dir), "calibrating again"):
         return None
     if summary.episodes < config.trust.episodes:
         log.info("%s scored %d episodes per controller, fewer than trust.episodes=%d; calibrating again", path,

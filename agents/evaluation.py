@@ -118,23 +118,24 @@ def reusable_report(report_path: Path, seeds: np.ndarray, provenance: dict[str, 
     except ValueError as err:
         log.warning("%s; evaluating again", err)
         return None
-    if report.provenance is None:
-        log.info("%s does not record what it scored (written by an earlier version); evaluating again", report_path)
-        return None
     if report.seeds != np.asarray(seeds).tolist():
         return None
-    if changed := provenance_changes(report.provenance, provenance):
-        log.info("%s scored another %s; evaluating again", report_path, ", ".join(changed))
-        return None
-    return report
+    return report if same_provenance(report_path, report.provenance, provenance, "evaluating again") else None
 
 
-def provenance_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """What differs between two :func:`score_provenance` records, as "files NAME" or "settings SECTION" items (a
-    part missing from ``stored`` counts as empty); empty when they match."""
-    return [f"{part} {key}" for part in ("files", "settings")
-            for key in sorted(set(stored.get(part, {})) | set(current[part]))
-            if stored.get(part, {}).get(key) != current[part].get(key)]
+def same_provenance(path: Path, stored: dict[str, Any] | None, current: dict[str, Any], again: str) -> bool:
+    """Whether the record read from ``path`` scored what ``current`` describes (:func:`score_provenance` records);
+    when not, logs why, ending with ``again`` (what the caller does instead). ``stored`` None: the record says
+    nothing of what it scored (an earlier version wrote it). A part missing from ``stored`` counts as empty."""
+    if stored is None:
+        log.info("%s does not record what it scored (written by an earlier version); %s", path, again)
+        return False
+    changed = [f"{part} {key}" for part in ("files", "settings")
+               for key in sorted(set(stored.get(part, {})) | set(current[part]))
+               if stored.get(part, {}).get(key) != current[part].get(key)]
+    if changed:
+        log.info("%s scored another %s; %s", path, ", ".join(changed), again)
+    return not changed
 
 
 def evaluation_seeds(seed: int, episodes: int) -> np.ndarray:

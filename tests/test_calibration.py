@@ -130,7 +130,7 @@ def test_a_summary_of_another_v_m_or_settings_is_scored_again(tmp_path, monkeypa
     config = replace(config, **settings.get(change, {}))
     fresh = calibration([100, 300, 700], [150, 900, 200])
     monkeypatch.setattr("agents.calibration.calibrate", lambda *args, **kwargs: fresh)
-    with caplog.at_level("INFO", logger="agents.calibration"):
+    with caplog.at_level("INFO"):
         summary, reused = trust_before_evolving(config, tmp_path, tmp_path / "episodes")
     assert not reused and summary == fresh.trust(config.trust)
     assert logged in caplog.text and "calibrating again" in caplog.text
