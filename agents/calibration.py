@@ -153,37 +153,37 @@ def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episode
             for i, name in enumerate(controllers)]
     calibration = Calibration(config.dream.temperature, rows)
     write_calibration(calibration, run_dir / CALIBRATION_STEM)
-    summary = replace(calibration.trust(config.trust), provenance=trust_provenance(config, run_dir))
+    summary = replace(calibration.trust(config.trust), provenance=trust_provenance(config, run_dir, Path(data_dir)))
     summary.write_json(run_dir / CALIBRATION_TRUST_NAME)
     return calibration
 
 
-def trust_provenance(config: Config, run_dir: Path) -> dict[str, Any]:
-    """What a trust summary of ``run_dir``'s dream rests on besides its thresholds: the SHA-256 of V and of every M
-    member the dream steps, the env, controller and dream settings (:func:`agents.evaluation.score_provenance` in
-    the dream, no controller weights), and the first episode seed ``trust.seed``. The episodes the dreams start from
-    are not included."""
-    provenance = score_provenance(config, run_dir, None, in_dream=True)
+def trust_provenance(config: Config, run_dir: Path, data_dir: Path) -> dict[str, Any]:
+    """What a trust summary of ``run_dir``'s dream, started from ``data_dir``'s episodes, rests on besides its
+    thresholds: the SHA-256 of V, of every M member the dream steps and of the start latents, the env, controller and
+    dream settings (:func:`agents.evaluation.score_provenance` in the dream, no controller weights), and the first
+    episode seed ``trust.seed``."""
+    provenance = score_provenance(config, run_dir, None, dream_data=data_dir)
     provenance["settings"]["trust_seed"] = config.trust.seed
     return provenance
 
 
 def trust_before_evolving(config: Config, run_dir: Path, data_dir: Path) -> tuple[TrustSummary, bool]:
     """The trust summary of ``run_dir``'s M (judged by ``config.trust``) and whether it was reused:
-    RUN/calibration_trust.json when it scored this V and these M members with these settings
-    (:func:`trust_provenance`) over ``trust.episodes`` episodes or more, else a calibration of the fixed controllers
-    alone (``trust.episodes``, ``trust.random_per_scale``; not the run's own, so a resumed run scores the same
-    ones). Ray must be initialised.
+    RUN/calibration_trust.json when it scored this V and these M members from ``data_dir``'s start latents with
+    these settings (:func:`trust_provenance`) over ``trust.episodes`` episodes or more, else a calibration of the
+    fixed controllers alone (``trust.episodes``, ``trust.random_per_scale``; not the run's own, so a resumed run
+    scores the same ones). Ray must be initialised.
     """
     path = run_dir / CALIBRATION_TRUST_NAME
-    if (summary := _reusable_summary(path, config, run_dir)) is not None:
+    if (summary := _reusable_summary(path, config, run_dir, data_dir)) is not None:
         return summary.judged_by(config.trust), True
     calibration = calibrate(config, run_dir, data_dir, config.trust.episodes,
                             random_per_scale=config.trust.random_per_scale, files=[])
     return calibration.trust(config.trust), False
 
 
-def _reusable_summary(path: Path, config: Config, run_dir: Path) -> TrustSummary | None:
+def _reusable_summary(path: Path, config: Config, run_dir: Path, data_dir: Path) -> TrustSummary | None:
     """The summary at ``path`` when :func:`trust_before_evolving` may reuse it; else None, with the reason logged."""
     if not path.is_file():
         return None
@@ -192,7 +192,8 @@ def _reusable_summary(path: Path, config: Config, run_dir: Path) -> TrustSummary
     except ValueError as err:
         log.warning("%s; calibrating again", err)
         return None
-    if not same_provenance(path, summary.provenance, trust_provenance(config, run_dir), "calibrating again"):
+    if not same_provenance(path, summary.provenance, trust_provenance(config, run_dir, data_dir),
+                           "calibrating again"):
         return None
     if summary.episodes < config.trust.episodes:
         log.info("%s scored %d episodes per controller, fewer than trust.episodes=%d; calibrating again", path,

@@ -15,9 +15,13 @@ from agents.evaluators import Evaluator
 from rollouts.atomic import atomic_write_text
 from worldmodels.config import config_to_dict
 from worldmodels.config_schema import Config
+from worldmodels.dream import start_latents_digest
 from worldmodels.run_layout import MDNRNN_CHECKPOINT_NAME, VAE_CHECKPOINT_NAME, mdnrnn_member_checkpoints
 
 log = logging.getLogger(__name__)
+
+DREAM_STARTS_KEY = "dream start latents"
+"""The key, among a dream score's provenance ``files``, of the digest of the latents its dreams start from."""
 
 
 @dataclass
@@ -80,22 +84,26 @@ class EvaluationReport:
         return report
 
 
-def score_provenance(config: Config, run_dir: Path, params_path: Path | None, in_dream: bool = False
+def score_provenance(config: Config, run_dir: Path, params_path: Path | None, dream_data: Path | None = None
                      ) -> dict[str, Any]:
     """What a controller's score depends on besides its episode seeds, in JSON types as a report stores it.
 
     ``files``: the SHA-256 of the controller's weights at ``params_path`` ("controller"; none when it is None, for
-    scores of many controllers) and of the run's V and M checkpoints that exist (by their path in ``run_dir``; with
-    ``in_dream``, every M member the dream steps). ``settings``: the config sections ``env`` and ``controller``, and
-    ``dream`` with ``in_dream``. The episodes a dream starts from are not included: a dream score reused after they
-    change is the caller's to avoid.
+    scores of many controllers) and of the run's V and M checkpoints that exist (by their path in ``run_dir``). For a
+    score in the dream (``dream_data``: the episode folder the dreams start from), every M member the dream steps, and
+    the start latents' digest (``DREAM_STARTS_KEY``, :func:`worldmodels.dream.start_latents_digest`). ``settings``:
+    the config sections ``env`` and ``controller``, and ``dream`` for a dream score.
+
+    :raises rollouts.storage.EpisodeFileError: ``dream_data`` has an episode without latents.
     """
     checkpoints = [run_dir / VAE_CHECKPOINT_NAME, run_dir / MDNRNN_CHECKPOINT_NAME]
-    if in_dream:
+    if dream_data is not None:
         checkpoints[1:] = mdnrnn_member_checkpoints(run_dir, config.dream.members)
     files = {} if params_path is None else {"controller": _sha256(params_path)}
     files |= {path.relative_to(run_dir).as_posix(): _sha256(path) for path in checkpoints if path.is_file()}
-    sections = ["env", "controller", *(["dream"] if in_dream else [])]
+    if dream_data is not None:
+        files[DREAM_STARTS_KEY] = start_latents_digest(dream_data, config.dream.start_episodes)
+    sections = ["env", "controller", *(["dream"] if dream_data is not None else [])]
     everything = config_to_dict(config)
     settings = json.loads(json.dumps({name: everything[name] for name in sections}))
     return {"files": files, "settings": settings}

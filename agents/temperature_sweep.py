@@ -67,7 +67,7 @@ def temperature_sweep(config: Config, run_dir: str | Path, data_dir: str | Path,
             params_path = out / MEAN_PARAMS_NAME
             dream_score = _score(lambda: SerialEvaluator(dream_spec(tau_config, run_dir, data_dir)),
                                  out / SWEEP_DREAM_SCORE_NAME, params_path,
-                                 score_provenance(tau_config, run_dir, params_path, in_dream=True), config)
+                                 score_provenance(tau_config, run_dir, params_path, data_dir), config)
             real_score = _score(lambda: real, out / SWEEP_REAL_SCORE_NAME, params_path,
                                 score_provenance(tau_config, run_dir, params_path), config)
             rows.append(SweepRow(tau, dream_score, real_score))

@@ -40,17 +40,18 @@ def synthetic_episodes(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def episode_folder(tmp_path: Path) -> Callable[..., Path]:
-    """Make a fresh folder of synthetic episodes: ``episode_folder(count, steps, latents_z=None)``;
-    with ``latents_z``, stand-in latents of that size are stored beside each episode."""
+    """Make a fresh folder of synthetic episodes: ``episode_folder(count, steps, latents_z=None, latents_seed=0)``;
+    with ``latents_z``, stand-in latents of that size (projected with ``latents_seed``) are stored beside each
+    episode."""
     made = 0
 
-    def make(count: int = 4, steps: int | list[int] = 15, latents_z: int | None = None) -> Path:
+    def make(count: int = 4, steps: int | list[int] = 15, latents_z: int | None = None, latents_seed: int = 0) -> Path:
         nonlocal made
         made += 1
         folder = tmp_path / f"episodes{made}"
         files = write_synthetic_episodes(folder, count, steps)
         if latents_z is not None:
-            write_projected_latents(files, latents_z)
+            write_projected_latents(files, latents_z, latents_seed)
         return folder
 
     return make

@@ -99,14 +99,17 @@ def test_trust_summary_is_written_and_read_back(tmp_path):
         TrustSummary.read_json(path)
 
 
-def test_a_summary_of_the_same_v_m_and_settings_is_reused_and_judged_by_the_current_thresholds(tmp_path):
+def test_a_summary_of_the_same_v_m_and_settings_is_reused_and_judged_by_the_current_thresholds(tmp_path,
+                                                                                              episode_folder):
     (tmp_path / VAE_CHECKPOINT_NAME).write_bytes(b"V")
     (tmp_path / MDNRNN_CHECKPOINT_NAME).write_bytes(b"M")
+    episodes = episode_folder(3, 5, latents_z=4)
     summary = calibration([100, 700, 300], [150, 900, 200]).trust(TrustConfig())
-    summary = replace(summary, episodes=TrustConfig().episodes, provenance=trust_provenance(Config(), tmp_path))
+    summary = replace(summary, episodes=TrustConfig().episodes,
+                      provenance=trust_provenance(Config(), tmp_path, episodes))
     summary.write_json(tmp_path / CALIBRATION_TRUST_NAME)
     strict = Config(trust=TrustConfig(min_rank_correlation=1.01))
-    summary, reused = trust_before_evolving(strict, tmp_path, tmp_path / "episodes")  # no real V: calibrating fails
+    summary, reused = trust_before_evolving(strict, tmp_path, episodes)  # no real V: calibrating fails
     assert reused and summary.verdict == "untrusted" and summary.min_rank_correlation == 1.01
     assert summary.reasons == ["rank correlation 1.000 < 1.01"]
 
@@ -114,24 +117,31 @@ def test_a_summary_of_the_same_v_m_and_settings_is_reused_and_judged_by_the_curr
 @pytest.mark.parametrize(("change", "logged"), [
     ("m", "scored another files mdnrnn.pt"), ("v", "scored another files vae.pt"),
     ("temperature", "scored another settings dream"), ("trust_seed", "scored another settings trust_seed"),
-    ("more_episodes", "fewer than trust.episodes=5"), ("no_provenance", "does not record what it scored")])
-def test_a_summary_of_another_v_m_or_settings_is_scored_again(tmp_path, monkeypatch, caplog, change, logged):
+    ("more_episodes", "fewer than trust.episodes=5"), ("no_provenance", "does not record what it scored"),
+    ("start_data", "scored another files dream start latents"),
+    ("start_episodes", "scored another files dream start latents, settings dream")])
+def test_a_summary_of_another_v_m_start_data_or_settings_is_scored_again(tmp_path, episode_folder, monkeypatch,
+                                                                         caplog, change, logged):
     (tmp_path / VAE_CHECKPOINT_NAME).write_bytes(b"V")
     (tmp_path / MDNRNN_CHECKPOINT_NAME).write_bytes(b"M")
+    episodes = episode_folder(3, 5, latents_z=4)
     config = Config()
-    provenance = None if change == "no_provenance" else trust_provenance(config, tmp_path)
+    provenance = None if change == "no_provenance" else trust_provenance(config, tmp_path, episodes)
     stored = calibration([100, 700, 300], [150, 900, 200]).trust(config.trust)
     replace(stored, episodes=config.trust.episodes, provenance=provenance).write_json(tmp_path / CALIBRATION_TRUST_NAME)
     if change in ("m", "v"):
         (tmp_path / (MDNRNN_CHECKPOINT_NAME if change == "m" else VAE_CHECKPOINT_NAME)).write_bytes(b"retrained")
+    if change == "start_data":  # the same number of episodes, encoded by another V
+        episodes = episode_folder(3, 5, latents_z=4, latents_seed=1)
     settings = {"temperature": {"dream": replace(config.dream, temperature=config.dream.temperature + 0.1)},
                 "trust_seed": {"trust": replace(config.trust, seed=config.trust.seed + 1)},
-                "more_episodes": {"trust": replace(config.trust, episodes=config.trust.episodes + 1)}}
+                "more_episodes": {"trust": replace(config.trust, episodes=config.trust.episodes + 1)},
+                "start_episodes": {"dream": replace(config.dream, start_episodes=2)}}
     config = replace(config, **settings.get(change, {}))
     fresh = calibration([100, 300, 700], [150, 900, 200])
     monkeypatch.setattr("agents.calibration.calibrate", lambda *args, **kwargs: fresh)
     with caplog.at_level("INFO"):
-        summary, reused = trust_before_evolving(config, tmp_path, tmp_path / "episodes")
+        summary, reused = trust_before_evolving(config, tmp_path, episodes)
     assert not reused and summary == fresh.trust(config.trust)
     assert logged in caplog.text and "calibrating again" in caplog.text
 

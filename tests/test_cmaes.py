@@ -18,7 +18,14 @@ import ray
 from ray import cloudpickle
 
 from agents.cmaes import evolve, generation_seeds, load_state, make_strategy, save_state
-from agents.evaluation import EvaluationReport, evaluate_params, evaluation_seeds, reusable_report, score_provenance
+from agents.evaluation import (
+    DREAM_STARTS_KEY,
+    EvaluationReport,
+    evaluate_params,
+    evaluation_seeds,
+    reusable_report,
+    score_provenance,
+)
 from agents.evaluators import RayEvaluator, SerialEvaluator
 from rollouts.ray_cluster import init_ray
 from worldmodels.config import load_config
@@ -270,15 +277,18 @@ def test_the_worst_episodes_are_the_lowest_returns_with_ties_in_seed_order():
     assert report.worst(0) == [] and len(report.worst(99)) == 5
 
 
-def test_a_stored_report_is_reused_only_for_the_same_controller_checkpoints_settings_and_seeds(tmp_path, caplog):
+def test_a_stored_report_is_reused_only_for_the_same_controller_checkpoints_settings_and_seeds(tmp_path, caplog,
+                                                                                              episode_folder):
     params_path, report_path = tmp_path / "controller" / "mean.npy", tmp_path / "score.json"
     params_path.parent.mkdir()
     np.save(params_path, np.zeros(len(TARGET), np.float32))
     (tmp_path / "vae.pt").write_bytes(b"V")
     (tmp_path / "mdnrnn.pt").write_bytes(b"M")
     config = Config()
-    real, dream = score_provenance(config, tmp_path, params_path), score_provenance(config, tmp_path, params_path, True)
-    assert set(real["files"]) == set(dream["files"]) == {"controller", "vae.pt", "mdnrnn.pt"}
+    real = score_provenance(config, tmp_path, params_path)
+    dream = score_provenance(config, tmp_path, params_path, episode_folder(2, 3, latents_z=4))
+    assert set(real["files"]) == {"controller", "vae.pt", "mdnrnn.pt"}
+    assert set(dream["files"]) == {"controller", "vae.pt", "mdnrnn.pt", DREAM_STARTS_KEY}
     assert set(real["settings"]) == {"env", "controller"} and set(dream["settings"]) == {"env", "controller", "dream"}
     report = evaluate_params(SerialEvaluator(QuadraticWorker), np.load(params_path), episodes=3, seed=100)
     report = replace(report, provenance=real)

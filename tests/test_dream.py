@@ -20,7 +20,7 @@ from gymnasium.vector import AutoresetMode
 
 import worldmodels.dream as dream_module
 from envs.dream_env import DreamEnv, DreamVectorEnv  # importing envs registers the ids
-from rollouts.storage import episode_path, read_arrays, write_latents
+from rollouts.storage import episode_path, read_arrays, read_latents, write_latents
 from rollouts.synthetic import projected_latents, write_synthetic_episodes
 from worldmodels.checkpoint import load_mdnrnn, save_untrained_checkpoint
 from worldmodels.config import ConfigError, load_config
@@ -40,6 +40,7 @@ from worldmodels.dream import (
     lstm_step,
     sample_mixture,
     settings_from_config,
+    start_latents_digest,
 )
 from worldmodels.mdnrnn import MDNRNN, mdn_nll
 
@@ -393,6 +394,18 @@ def test_dreams_start_from_stored_first_frames(tmp_path: Path) -> None:
     nearest = np.abs(z[:, None, :] - firsts.mu[None]).max(axis=2).min(axis=1)
     assert nearest.max() < 0.1  # every z within a few sigma (0.018) of one of the first frames
     assert len(np.unique(np.round(z[:, 0] / 10))) == EPISODES  # all episodes are used
+
+
+def test_the_start_latents_digest_follows_their_content_not_their_folder(tmp_path: Path) -> None:
+    write_starts(tmp_path / "a")
+    write_starts(tmp_path / "b")
+    digest = start_latents_digest(tmp_path / "a")
+    assert len(digest) == 64 and start_latents_digest(tmp_path / "b") == digest
+    assert start_latents_digest(tmp_path / "a", max_episodes=2) != digest
+    first = episode_path(tmp_path / "b", 0)
+    mu, logvar = read_latents(first)
+    write_latents(first, mu + 1e-3, logvar)  # encoded again, a little differently
+    assert start_latents_digest(tmp_path / "b") != digest
 
 
 def test_decode_draws_frames(run: Path) -> None:

@@ -70,6 +70,7 @@ elsewhere one batched product.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -223,6 +224,17 @@ def load_start_latents(folder: str | Path, max_episodes: int | None = None,
     mu = np.stack([m[0] for m, _ in firsts])  # (E, Z)
     logvar = np.stack([v[0] for _, v in firsts])  # (E, Z)
     return StartLatents(mu, logvar)
+
+
+def start_latents_digest(folder: str | Path, max_episodes: int | None = None) -> str:
+    """The SHA-256 (hex) of the start latents a dream of ``folder`` draws from (:func:`load_start_latents` of its
+    first ``max_episodes``: shapes, then mu and logvar bytes): it changes when the episodes, their order or their
+    encoding change."""
+    digest = hashlib.sha256()
+    for array in load_start_latents(folder, max_episodes):
+        digest.update(repr(array.shape).encode())
+        digest.update(np.ascontiguousarray(array, np.float32).tobytes())
+    return digest.hexdigest()
 
 
 class DreamState(NamedTuple):
