@@ -147,7 +147,8 @@ class RealEnvWorker:
         envs = self.envs[:count]
         # One noise stream per episode, so an episode's return does not depend on how rollouts are batched.
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-        agents = WorldModelAgents(self.vae, self.mdnrnn, self.controller, torch.from_numpy(params), generators)
+        # a copy: params sent through Ray are read-only arrays
+        agents = WorldModelAgents(self.vae, self.mdnrnn, self.controller, torch.tensor(params), generators)
         frames = np.stack([env.reset(seed=int(seed))[0] for env, seed in zip(envs, seeds)])  # (B, 64, 64, 3)
         returns = np.zeros(count)
         live = np.arange(count)  # indices of the episodes still running
