@@ -47,7 +47,8 @@ class TrustSummary:
     """The thresholds (``trust`` settings) the verdict uses."""
     provenance: dict[str, Any] | None = None
     """What was scored besides the thresholds (:func:`agents.calibration.trust_provenance`: the SHA-256 of V, of
-    every M the dream steps and of the start latents, the settings, the first seed); None where a summary does not record it."""
+    every M the dream steps and of the start latents, the settings, the first seed); None where a summary does not
+    record it."""
 
     @classmethod
     def measure(cls, names: list[str], dream_means: list[float], real_means: list[float],

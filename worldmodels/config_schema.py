@@ -303,9 +303,9 @@ class TrustConfig:
     before_dream: bool = True
     """``worldmodels run`` scores the fixed controllers and prints the summary before CMA-ES evolves C in the dream
     (``controller.train_in`` dream, or dream_then_real before its dream generations are done; each round of
-    ``iterate``), warning when the dream is not to be trusted; it never stops the run. A summary of the same V, M
-    and settings is reused. Cost: ``(1 + 2 random_per_scale) x episodes`` episodes in each env (doom-tiny: 15 s on
-    2 busy CPU cores)."""
+    ``iterate``), warning when the dream is not to be trusted; it never stops the run. A summary of the same V, M,
+    start latents and settings is reused. Cost: ``(1 + 2 random_per_scale) x episodes`` episodes in each env
+    (doom-tiny: 15 s on 2 busy CPU cores)."""
     episodes: int = positive(4)
     """Episodes per controller in each env, on seeds ``trust.seed`` and up (``calibrate --episodes`` for the
     command)."""
