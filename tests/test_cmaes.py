@@ -254,7 +254,10 @@ def test_a_progress_bar_counts_every_rollout_and_changes_no_return(local_ray, ca
     np.testing.assert_array_equal(with_bar, without_bar)
     assert "scoring" in first_call and "15/15" in first_call and "episode" in first_call
     assert "5/5" in second_call and "15/15" not in second_call
-    assert capsys.readouterr().err == ""  # no bar without a label
+    # No bar without a label. Ray's log monitor may forward its own lines (a gcs_server notice about killed actors)
+    # to stderr at any moment, so look for the bar's marks rather than for an empty stream.
+    unlabelled = capsys.readouterr().err
+    assert "episode" not in unlabelled and "/15" not in unlabelled
 
 
 def test_evaluation_statistics_match_hand_computed_ones(tmp_path):

@@ -260,6 +260,7 @@ def test_the_configured_patience_reaches_the_pool_and_the_error_names_the_settin
     assert load_config("doom-tiny").ray.max_stall_s == DEFAULT_MAX_STALL_S
     out = tmp_path / "episodes"  # 10 ms is far less than any actor takes to start and make its env
     assert main(["collect", "--preset", "doom-tiny", "--set", "ray.max_stall_s=0.01", "--out", str(out)]) == 1
-    line = capsys.readouterr().err.splitlines()[-1]
+    # Ray's log monitor may forward its own lines to stderr at any moment: pick out the CLI's error line.
+    (line,) = [text for text in capsys.readouterr().err.splitlines() if text.startswith("worldmodels collect: error:")]
     assert line.startswith("worldmodels collect: error: no result from ")
     assert "--set ray.max_stall_s=SECONDS" in line
