@@ -6,7 +6,10 @@ way the real environment does. A controller whose dream return is far above its 
 
 - ``zeros``: every weight 0, the env's middle action at every step (stay, for Doom TakeCover);
 - ``random N(0, s^2) #i``: ``random_per_scale`` controllers per weight scale s, weights drawn from ``seed``;
-- any controllers given by file (by default the run's ``controller/mean.npy`` and ``best.npy``).
+- any controllers given by file (by default the run's ``controller/mean.npy`` and ``best.npy``);
+- ``dream search, N generations``: the mean solution of a CMA-ES search run ``trust.probe_generations`` (N)
+  generations in this dream from zeros. The fixed controllers show whether the dream orders controllers as the real
+  env does; this row shows whether a search climbs M's errors: its dream - real gap is the exploit, if there is one.
 
 The table (dream and real mean +- std, and their gap) goes to ``RUN/calibration.md`` and ``.json``, with
 Spearman's rank correlation of the dream and real means; ``RUN/calibration.png`` plots real against dream;
@@ -18,12 +21,15 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agents.cmaes import evolve
 from agents.dream_training import dream_spec
 from agents.dream_trust import TrustSummary
 from agents.evaluation import EvaluationReport, evaluation_seeds, same_provenance, score_provenance
@@ -41,6 +47,7 @@ from worldmodels.run_layout import (
     CONTROLLER_DIR,
     MEAN_PARAMS_NAME,
 )
+from worldmodels.seeds import held_out_seeds
 
 RUN_CONTROLLERS = (MEAN_PARAMS_NAME, BEST_PARAMS_NAME)
 
@@ -140,6 +147,8 @@ def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episode
     dream = SerialEvaluator(dream_spec(config, run_dir, Path(data_dir)))
     controllers = fixed_controllers(dream.worker.num_params, scales, random_per_scale, config.cmaes.seed,
                                     run_controller_files(run_dir) if files is None else files)
+    if (generations := config.trust.probe_generations) > 0:
+        controllers[probe_name(generations)] = dream_search_probe(dream, config, generations)
     params = np.stack(list(controllers.values()))  # (P, D)
     seeds = evaluation_seeds(config.trust.seed, episodes)
     real = real_evaluator(config, RealEnvWorkerSpec.for_run(config, run_dir), progress="calibrate (real env)")
@@ -158,6 +167,26 @@ def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episode
     return calibration
 
 
+def probe_name(generations: int) -> str:
+    """The calibration row of the probe search's mean solution."""
+    return f"dream search, {generations} generations"
+
+
+def dream_search_probe(dream: SerialEvaluator, config: Config, generations: int) -> np.ndarray:
+    """The mean solution (D,) float32 of CMA-ES run ``generations`` generations in ``dream`` from zeros, with
+    ``config.cmaes``' population, rollouts, sigma0, L2 coefficient and seed (its rollout seeds avoid the held-out
+    ones), its state kept in a temporary folder: nothing of it is resumed or left behind."""
+    settings = replace(config.cmaes, generations=generations, eval_every=generations + 1)  # no evaluation of the mean
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="worldmodels-probe-") as folder:
+        out = Path(folder) / CONTROLLER_DIR
+        records = evolve(dream, dream.worker.num_params, settings, out, held_out_seeds=held_out_seeds(config))
+        mean = load_params(out / MEAN_PARAMS_NAME, dream.worker.num_params)
+    log.info("probe: %d generations of dream search in %.1f s, last fitness mean %.1f", generations,
+             time.perf_counter() - began, records[-1].mean_fitness)
+    return mean
+
+
 def trust_provenance(config: Config, run_dir: Path, data_dir: Path) -> dict[str, Any]:
     """What a trust summary of ``run_dir``'s dream, started from ``data_dir``'s episodes, rests on besides its
     thresholds: the SHA-256 of V, of every M member the dream steps and of the start latents, the env, controller and
@@ -165,6 +194,11 @@ def trust_provenance(config: Config, run_dir: Path, data_dir: Path) -> dict[str,
     episode seed ``trust.seed``."""
     provenance = score_provenance(config, run_dir, None, dream_data=data_dir)
     provenance["settings"]["trust_seed"] = config.trust.seed
+    if config.trust.probe_generations > 0:
+        cmaes = config.cmaes
+        provenance["settings"]["trust_probe"] = {
+            "generations": config.trust.probe_generations, "popsize": cmaes.popsize, "rollouts": cmaes.rollouts,
+            "sigma0": cmaes.sigma0, "l2_coef": cmaes.l2_coef, "seed": cmaes.seed}
     return provenance
 
 

@@ -115,11 +115,13 @@ def cmd_temperature_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
-    """Score fixed controllers (zeros, random weights, the run's evolved ones) on the same seeds in M's dream and
-    in the real env: is the dream calibrated, where does C exploit M? Writes RUN/calibration.md, .json, .png and
+    """Score fixed controllers (zeros, random weights, the run's evolved ones) and the mean of a short dream search
+    on the same seeds in M's dream and in the real env: is the dream calibrated, where does C exploit M? Writes RUN/calibration.md, .json, .png and
     the trust summary RUN/calibration_trust.json (judged by the ``trust`` settings)."""
     from agents.calibration import calibrate, markdown_table
 
+    if args.probe_generations is not None:
+        args.set.append(f"trust.probe_generations={args.probe_generations}")
     config = config_from_args(args)
     start_ray(args, config)
     result = calibrate(config, args.run, args.data or Path(args.run) / EPISODES_DIR, args.episodes,
@@ -204,6 +206,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     calibration.add_argument("--random", type=non_negative_int, default=2, help="random controllers per scale (default 2)")
     calibration.add_argument("--params", type=Path, nargs="+", help="controller .npy files to score "
                              "(default: RUN/controller/mean.npy and best.npy where they exist)")
+    calibration.add_argument("--probe-generations", type=non_negative_int, help="also score the mean of a CMA-ES "
+                             "search run this many generations in the dream, from zeros: does a search climb M's "
+                             "errors? (sets trust.probe_generations, default 10; 0: no probe)")
     calibration.add_argument("--data", type=Path, help="encoded episodes starting the dreams (default: "
                              f"RUN/{EPISODES_DIR}; for a round folder ROOT/iterations/k pass ROOT/{EPISODES_DIR})")
     compare = add_command(subparsers, "compare-runs", cmd_compare_runs, configured=False)

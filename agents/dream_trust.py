@@ -2,8 +2,9 @@
 
 CMA-ES in the dream climbs dream returns, so the dream is trusted when it orders fixed controllers as the real env
 does (Spearman's rank correlation of their dream and real means at least ``trust.min_rank_correlation``) and
-flatters none of them by more than the controllers differ for real (the largest dream - real gap at most
-``trust.max_gap_fraction`` times the real spread, best minus worst real mean). Written to
+flatters none of them, nor the mean of a short dream search (``trust.probe_generations``), by more than the
+controllers differ for real (the largest dream - real gap at most ``trust.max_gap_fraction`` times the real spread,
+best minus worst real mean). Written to
 ``RUN/calibration_trust.json`` beside the calibration table.
 """
 
@@ -31,7 +32,7 @@ class TrustSummary:
     rank_correlation: float | None
     """Spearman's rho of the controllers' dream and real means; None where undefined."""
     controllers: int
-    """Fixed controllers scored."""
+    """Controllers scored: the fixed ones, and the probe search's mean where there is one."""
     episodes: int
     """Episodes per controller in each env, on the same seeds."""
     temperature: float
@@ -91,7 +92,7 @@ class TrustSummary:
     def describe(self) -> list[str]:
         """Three lines: the verdict and what it rests on, the rank correlation, the largest gap."""
         rho = "undefined (equal means)" if self.rank_correlation is None else f"{self.rank_correlation:.3f}"
-        return [f"dream trust: {self.verdict} ({self.controllers} fixed controllers x {self.episodes} episodes, "
+        return [f"dream trust: {self.verdict} ({self.controllers} controllers x {self.episodes} episodes, "
                 f"dream at temperature {self.temperature:g})",
                 f"  rank correlation of dream and real means: {rho} (trusted from {self.min_rank_correlation:g})",
                 f"  largest dream - real gap: {self.largest_gap:+.1f} ('{self.largest_gap_controller}'); real spread "

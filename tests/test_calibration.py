@@ -4,6 +4,7 @@ summary and its reuse."""
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import replace
 
 import numpy as np
@@ -13,13 +14,15 @@ from agents.calibration import (
     Calibration,
     CalibrationRow,
     average_ranks,
+    dream_search_probe,
     fixed_controllers,
     trust_before_evolving,
     trust_provenance,
 )
 from agents.dream_trust import TrustSummary
 from agents.evaluation import EvaluationReport
-from worldmodels.config_schema import Config, TrustConfig
+from agents.evaluators import SerialEvaluator
+from worldmodels.config_schema import CMAESConfig, Config, TrustConfig
 from worldmodels.run_layout import CALIBRATION_TRUST_NAME, MDNRNN_CHECKPOINT_NAME, VAE_CHECKPOINT_NAME
 
 
@@ -63,6 +66,27 @@ def test_fixed_controllers_are_seeded_and_files_are_checked(tmp_path):
         fixed_controllers(12, files=[wrong])
     with pytest.raises(ValueError, match="weight scales must be > 0"):
         fixed_controllers(12, scales=(0.0,))
+
+
+class HillDream:
+    """A stand-in dream that pays -||w - 0.5||^2 whatever the seed: a search climbs toward w = 0.5."""
+
+    num_params = 6
+
+    def run(self, params: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        return -np.sum((params - 0.5) ** 2, axis=1)
+
+
+def test_the_probe_is_a_seeded_dream_search_from_zeros_that_leaves_nothing_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    config = Config(cmaes=CMAESConfig(popsize=8, rollouts=2, sigma0=0.2, seed=3))
+    dream = SerialEvaluator(HillDream)
+    mean = dream_search_probe(dream, config, 8)
+    assert mean.shape == (HillDream.num_params,) and mean.dtype == np.float32
+    start, probed = dream.worker.run(np.stack([np.zeros_like(mean), mean]), np.zeros(2, np.int64))
+    assert probed > start  # it climbed the dream from zeros
+    np.testing.assert_array_equal(dream_search_probe(dream, config, 8), mean)  # the same search again
+    assert not list(tmp_path.iterdir())  # its CMA-ES state lived in a temporary folder, now gone
 
 
 def test_trust_summary_judges_the_rank_correlation_and_the_largest_gap():

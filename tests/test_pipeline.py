@@ -70,10 +70,14 @@ def test_doom_pipeline_runs_every_stage_and_reports_the_real_score(doom_run):
     assert [stage["name"] for stage in summary["stages"]] == ["collect", "train-vae", "encode", "train-mdnrnn",
                                                              "train-controller", "evaluate", "pictures"]
     assert f"{summary['score']['mean']:.1f} +- {summary['score']['std']:.1f} over 2 real episodes" in stdout
-    # Before evolving in the dream: 5 fixed controllers scored on 2 seeds each, summed up and printed.
+    # Before evolving in the dream: 5 fixed controllers and a 10-generation dream search's mean scored on 2 seeds
+    # each, summed up and printed.
     trust = json.loads((run / "calibration_trust.json").read_text())
-    assert (trust["controllers"], trust["episodes"], trust["min_rank_correlation"]) == (5, 2, 0.5)
-    assert f"run: train-controller: dream trust: {trust['verdict']} (5 fixed controllers x 2 episodes" in stdout
+    assert (trust["controllers"], trust["episodes"], trust["min_rank_correlation"]) == (6, 2, 0.5)
+    assert f"run: train-controller: dream trust: {trust['verdict']} (6 controllers x 2 episodes" in stdout
+    rows = json.loads((run / "calibration.json").read_text())["rows"]
+    assert rows[-1]["name"] == "dream search, 10 generations" and rows[0]["name"] == "zeros"
+    assert trust["provenance"]["settings"]["trust_probe"]["generations"] == 10
     assert stdout.index("dream trust: ") < stdout.index("run: train-controller: generation")
     envs = {row["env"] for row in csv.DictReader((run / "controller" / "eval.csv").open())}
     assert envs == {"dream", "real"}
@@ -214,11 +218,12 @@ def test_calibrate_scores_fixed_controllers_in_the_dream_and_the_real_env(doom_r
     zeros = tmp_path / "zeros.npy"
     np.save(zeros, np.zeros(np.load(run / "controller" / "mean.npy").shape, np.float32))
     stdout = worldmodels("calibrate", "--run", str(run), "--episodes", "3", "--scales", "0.5", "--random", "1",
-                         "--params", str(zeros), str(run / "controller" / "mean.npy"))
+                         "--params", str(zeros), str(run / "controller" / "mean.npy"), "--probe-generations", "2")
     table = (run / "calibration.md").read_text().splitlines()
     assert table[:2] == ["| controller | dream score | real score | dream - real |", "|---|---|---|---|"]
-    names = [line.split("|")[1].strip() for line in table[2:6]]
-    assert names == ["zeros", "random N(0, 0.5^2) #0", str(zeros), str(run / "controller" / "mean.npy")]
+    names = [line.split("|")[1].strip() for line in table[2:7]]
+    assert names == ["zeros", "random N(0, 0.5^2) #0", str(zeros), str(run / "controller" / "mean.npy"),
+                     "dream search, 2 generations"]
     document = json.loads((run / "calibration.json").read_text())
     assert [row["name"] for row in document["rows"]] == names
     rows = {row["name"]: row for row in document["rows"]}
@@ -243,9 +248,9 @@ def test_calibrate_scores_fixed_controllers_in_the_dream_and_the_real_env(doom_r
     with Image.open(run / "calibration.png") as image:
         assert image.size == (600, 450)  # 6 x 4.5 inches at 100 dpi
     trust = json.loads((run / "calibration_trust.json").read_text())
-    assert trust["rank_correlation"] == rho and (trust["controllers"], trust["episodes"]) == (4, 3)
+    assert trust["rank_correlation"] == rho and (trust["controllers"], trust["episodes"]) == (5, 3)
     gaps = {name: row["gap"] for name, row in rows.items()}
     assert trust["largest_gap"] == pytest.approx(max(gaps.values())) and trust["largest_gap"] == pytest.approx(
         gaps[trust["largest_gap_controller"]])
-    assert f"dream trust: {trust['verdict']} (4 fixed controllers x 3 episodes, dream at temperature 1.15)" in stdout
+    assert f"dream trust: {trust['verdict']} (5 controllers x 3 episodes, dream at temperature 1.15)" in stdout
     assert ("WARNING: the dream" in stdout) == (trust["verdict"] != "trusted")
