@@ -8,7 +8,7 @@ way the real environment does. A controller whose dream return is far above its 
 - ``random N(0, s^2) #i``: ``random_per_scale`` controllers per weight scale s, weights drawn from ``seed``;
 - any controllers given by file (by default the run's ``controller/mean.npy`` and ``best.npy``);
 - ``dream search, N generations``: the mean solution of a CMA-ES search run ``trust.probe_generations`` (N)
-  generations in this dream from zeros. The fixed controllers show whether the dream orders controllers as the real
+  generations in this dream from where the run's search starts (``cmaes.init_params``, else zeros). The fixed controllers show whether the dream orders controllers as the real
   env does; this row shows whether a search climbs M's errors: its dream - real gap is the exploit, if there is one.
 
 The table (dream and real mean +- std, and their gap) goes to ``RUN/calibration.md`` and ``.json``, with
@@ -32,7 +32,7 @@ import numpy as np
 from agents.cmaes import evolve
 from agents.dream_training import dream_spec
 from agents.dream_trust import TrustSummary
-from agents.evaluation import EvaluationReport, evaluation_seeds, same_provenance, score_provenance
+from agents.evaluation import EvaluationReport, evaluation_seeds, file_sha256, same_provenance, score_provenance
 from agents.evaluators import SerialEvaluator
 from agents.real_env import real_evaluator
 from rollouts.atomic import atomic_write_text
@@ -173,8 +173,8 @@ def probe_name(generations: int) -> str:
 
 
 def dream_search_probe(dream: SerialEvaluator, config: Config, generations: int) -> np.ndarray:
-    """The mean solution (D,) float32 of CMA-ES run ``generations`` generations in ``dream`` from zeros, with
-    ``config.cmaes``' population, rollouts, sigma0, L2 coefficient and seed (its rollout seeds avoid the held-out
+    """The mean solution (D,) float32 of CMA-ES run ``generations`` generations in ``dream``, with ``config.cmaes``'
+    starting point, population, rollouts, sigma0, L2 coefficient and seed (its rollout seeds avoid the held-out
     ones), its state kept in a temporary folder: nothing of it is resumed or left behind."""
     settings = replace(config.cmaes, generations=generations, eval_every=generations + 1)  # no evaluation of the mean
     began = time.perf_counter()
@@ -198,7 +198,8 @@ def trust_provenance(config: Config, run_dir: Path, data_dir: Path) -> dict[str,
         cmaes = config.cmaes
         provenance["settings"]["trust_probe"] = {
             "generations": config.trust.probe_generations, "popsize": cmaes.popsize, "rollouts": cmaes.rollouts,
-            "sigma0": cmaes.sigma0, "l2_coef": cmaes.l2_coef, "seed": cmaes.seed}
+            "sigma0": cmaes.sigma0, "l2_coef": cmaes.l2_coef, "seed": cmaes.seed,
+            "start": None if cmaes.init_params is None else file_sha256(Path(cmaes.init_params))}
     return provenance
 
 

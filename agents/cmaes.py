@@ -68,6 +68,7 @@ import numpy as np
 from agents.evaluators import Evaluator
 from rollouts.atomic import atomic_path, atomic_write_text
 from worldmodels.config_schema import CMAESConfig
+from worldmodels.controller import load_params
 from worldmodels.run_layout import (
     BEST_PARAMS_NAME,
     CMAES_EVAL_NAME,
@@ -84,7 +85,8 @@ with warnings.catch_warnings():  # pycma warns on import when matplotlib (only f
 
 log = logging.getLogger(__name__)
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
+"""Format 2 stores the search's starting point ``x0``; format 1 (no ``x0``: the zero vector) is still read."""
 LOG_COLUMNS = ("generation", "best_fitness", "mean_fitness", "worst_fitness", "sigma", "seconds", "retried",
                "env_steps", "eval_env_steps", "dream_steps")
 EVAL_COLUMNS = ("generation", "env", "mean_return", "std_return", "min_return", "max_return", "episodes",
@@ -156,9 +158,20 @@ def generation_seeds(seed: int, generation: int, count: int, stream: int = 0,
     return seeds
 
 
-def make_strategy(num_params: int, settings: CMAESConfig) -> cma.CMAEvolutionStrategy:
-    """pycma's strategy from the zero vector, quiet, writing no ``outcmaes/`` files, drawing its samples from a
-    generator of its own seeded with ``settings.seed + 1``.
+def initial_mean(num_params: int, settings: CMAESConfig) -> np.ndarray:
+    """Where a search starts (D,) float64: the controller in ``settings.init_params``, else the zero vector.
+
+    :raises FileNotFoundError: the file does not exist.
+    :raises ValueError: it is not one finite float vector of ``num_params`` values (the message names the file).
+    """
+    if settings.init_params is None:
+        return np.zeros(num_params)
+    return load_params(settings.init_params, num_params).astype(np.float64)
+
+
+def make_strategy(num_params: int, settings: CMAESConfig, x0: np.ndarray | None = None) -> cma.CMAEvolutionStrategy:
+    """pycma's strategy from ``x0`` (D,) (None: the zero vector), quiet, writing no ``outcmaes/`` files, drawing its
+    samples from a generator of its own seeded with ``settings.seed + 1``.
 
     The generator is ``RandomState(seed + 1)``, the stream pycma would use with option ``seed=seed + 1`` (its
     own + 1 avoids 0, which pycma reads as "seed from the clock"), so the candidates are plain pycma's; but
@@ -169,7 +182,8 @@ def make_strategy(num_params: int, settings: CMAESConfig) -> cma.CMAEvolutionStr
     sampler = np.random.RandomState(settings.seed + 1)  # legacy stream: stable across numpy versions
     options = {"popsize": settings.popsize, "seed": np.nan, "randn": sampler.randn, "verbose": -9,
                "verb_log": 0, "verb_disp": 0, "verb_filenameprefix": "", "CMA_diagonal": False}
-    return cma.CMAEvolutionStrategy(np.zeros(num_params), settings.sigma0, options)
+    return cma.CMAEvolutionStrategy(np.zeros(num_params) if x0 is None else np.array(x0, np.float64),
+                                    settings.sigma0, options)
 
 
 def step(es: cma.CMAEvolutionStrategy, score: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -204,6 +218,8 @@ class SearchState:
     """(D,) float64: pycma's mean after the last generation."""
     sigma: float
     """pycma's step size after the last generation."""
+    x0: np.ndarray
+    """(D,) float64: where the search started (``cmaes.init_params``, else the zero vector)."""
 
     @property
     def generation(self) -> int:
@@ -216,7 +232,7 @@ def save_state(path: Path, state: SearchState) -> None:
     arrays = {"format": STATE_FORMAT, "generation": state.generation, "fitness": state.fitness,
               "popsize": state.popsize, "sigma0": state.sigma0, "seed": state.seed,
               "num_params": state.num_params, "best": state.best, "best_fitness": state.best_fitness,
-              "mean": state.mean, "sigma": state.sigma}
+              "mean": state.mean, "sigma": state.sigma, "x0": state.x0}
     with atomic_path(path) as tmp, tmp.open("wb") as file:
         np.savez(file, allow_pickle=False, **{key: np.asarray(value) for key, value in arrays.items()})
 
@@ -237,24 +253,30 @@ def load_state(path: Path) -> SearchState:
     return SearchState(fitness=arrays["fitness"], popsize=int(arrays["popsize"]), sigma0=float(arrays["sigma0"]),
                        seed=int(arrays["seed"]), num_params=int(arrays["num_params"]), best=arrays["best"],
                        best_fitness=float(arrays["best_fitness"]), mean=arrays["mean"],
-                       sigma=float(arrays["sigma"]))
+                       sigma=float(arrays["sigma"]), x0=arrays.get("x0", np.zeros(int(arrays["num_params"]))))
 
 
 def _is_state(arrays: dict[str, np.ndarray]) -> bool:
     """Whether ``arrays`` hold every key of the format, each of the dtype kind and shape it must have."""
     kinds = {"format": "i", "generation": "i", "popsize": "i", "seed": "i", "num_params": "i", "sigma0": "f",
-             "best_fitness": "f", "sigma": "f", "fitness": "f", "best": "f", "mean": "f"}
+             "best_fitness": "f", "sigma": "f", "fitness": "f", "best": "f", "mean": "f", "x0": "f"}
+    if "format" in arrays and isinstance(arrays["format"], np.ndarray) and arrays["format"].shape == ():
+        if int(arrays["format"]) == 1:
+            del kinds["x0"]  # format 1: the search started at the zero vector
+        elif int(arrays["format"]) != STATE_FORMAT:
+            return False
     if set(arrays) != set(kinds) or not all(isinstance(array, np.ndarray) for array in arrays.values()):
         return False  # a zip member not stored as .npy reads back as bytes
     if any(arrays[key].dtype.kind != kind for key, kind in kinds.items()):
         return False
-    if any(arrays[key].shape != () for key in kinds if key not in ("fitness", "best", "mean")):
+    if any(arrays[key].shape != () for key in kinds if key not in ("fitness", "best", "mean", "x0")):
         return False
-    if int(arrays["format"]) != STATE_FORMAT or min(arrays["popsize"], arrays["num_params"]) < 1:
+    if min(arrays["popsize"], arrays["num_params"]) < 1:
         return False
     num_params = int(arrays["num_params"])
+    vectors = ("best", "mean", "x0") if "x0" in kinds else ("best", "mean")
     return (arrays["fitness"].shape == (int(arrays["generation"]), int(arrays["popsize"]))
-            and arrays["best"].shape == arrays["mean"].shape == (num_params,))
+            and all(arrays[key].shape == (num_params,) for key in vectors))
 
 
 def _unreadable(path: Path, why: str) -> ValueError:
@@ -263,7 +285,8 @@ def _unreadable(path: Path, why: str) -> ValueError:
 
 
 def check_settings(path: Path, state: SearchState, num_params: int, settings: CMAESConfig) -> None:
-    """Refuse a state made with other settings than the ones given: its search cannot be rebuilt with them."""
+    """Refuse a state made with other settings than the ones given, or started from another point than
+    ``cmaes.init_params`` gives: its search cannot be rebuilt with them."""
     if state.num_params != num_params:
         raise ValueError(f"CMA-ES state {path} searches {state.num_params} parameters, the controller has "
                          f"{num_params}: use the settings of that run, or a new run folder")
@@ -272,6 +295,11 @@ def check_settings(path: Path, state: SearchState, num_params: int, settings: CM
         if made != given:
             raise ValueError(f"CMA-ES state {path} was made with cmaes.{name} {made}, the settings have {given}: "
                              f"use the settings of that run (cmaes.{name}={made}), or a new run folder")
+    if not np.array_equal(state.x0, initial_mean(num_params, settings)):
+        began = "the zero vector" if not state.x0.any() else "other parameters"
+        given = "the zero vector" if settings.init_params is None else f"{settings.init_params}"
+        raise ValueError(f"CMA-ES state {path} started from {began}, the settings start from {given} "
+                         f"(cmaes.init_params): use that run's starting point, or a new run folder")
 
 
 def replay(state: SearchState, settings: CMAESConfig) -> cma.CMAEvolutionStrategy:
@@ -282,7 +310,7 @@ def replay(state: SearchState, settings: CMAESConfig) -> cma.CMAEvolutionStrateg
     On the machine and pycma version that wrote ``state`` the result is bit-equal to the strategy that wrote it;
     elsewhere rounding may differ, which is logged, and the search goes on from the replayed (valid) strategy.
     """
-    es = make_strategy(state.num_params, settings)
+    es = make_strategy(state.num_params, settings, state.x0)
     for scores in state.fitness:
         step(es, lambda candidates, scores=scores: scores)
     difference = max(float(np.max(np.abs(es.mean - state.mean))), abs(float(es.sigma) - state.sigma))
@@ -376,7 +404,7 @@ def evolve(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    es, history, best, best_fitness = _start(out, num_params, settings)
+    es, history, best, best_fitness, x0 = _start(out, num_params, settings)
     generation = len(history)
     _keep_rows(out / CMAES_LOG_NAME, LOG_COLUMNS, generation)
     _keep_rows(out / CMAES_EVAL_NAME, EVAL_COLUMNS, generation)
@@ -422,7 +450,7 @@ def evolve(
             _append_row(out / CMAES_LOG_NAME, LOG_COLUMNS, {name: getattr(record, name) for name in LOG_COLUMNS})
             save_state(out / CMAES_STATE_NAME, SearchState(np.stack(history), settings.popsize, settings.sigma0,
                                                            settings.seed, num_params, best, best_fitness, es.mean,
-                                                           float(es.sigma)))
+                                                           float(es.sigma), x0))
             scalars.write(record.generation, _generation_scalars(record, scores))
             records.append(record)
             if on_generation is not None:
@@ -450,22 +478,23 @@ def _generation_scalars(record: GenerationRecord, scores: np.ndarray) -> dict[st
 
 
 def _start(out: Path, num_params: int, settings: CMAESConfig
-           ) -> tuple[cma.CMAEvolutionStrategy, list[np.ndarray], np.ndarray, float]:
+           ) -> tuple[cma.CMAEvolutionStrategy, list[np.ndarray], np.ndarray, float, np.ndarray]:
     """The search to continue in run folder ``out``: pycma's strategy, the fitness (P,) of each generation done,
-    the best candidate (D,) and its fitness (NaN and -inf before any finite fitness); rebuilt from the folder's
-    state file, or fresh when it has none."""
+    the best candidate (D,) and its fitness (NaN and -inf before any finite fitness), and where it started (D,);
+    rebuilt from the folder's state file, or fresh (from :func:`initial_mean`) when it has none."""
     if (out / CMAES_LEGACY_STATE_NAME).exists():
         raise _legacy_state_error(out / CMAES_LEGACY_STATE_NAME)
     path = out / CMAES_STATE_NAME
     if not path.exists():
-        return make_strategy(num_params, settings), [], np.full(num_params, np.nan), -np.inf
+        x0 = initial_mean(num_params, settings)
+        return make_strategy(num_params, settings, x0), [], np.full(num_params, np.nan), -np.inf, x0
     state = load_state(path)
     check_settings(path, state, num_params, settings)
     began = time.perf_counter()
     es = replay(state, settings)
     log.info("resumed CMA-ES from %s: %d generations replayed in %.1f s", path, state.generation,
              time.perf_counter() - began)
-    return es, list(state.fitness), state.best, state.best_fitness
+    return es, list(state.fitness), state.best, state.best_fitness, state.x0
 
 
 def _evaluate_mean(evaluator: Evaluator, mean: np.ndarray, settings: CMAESConfig, generation: int,

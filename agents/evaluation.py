@@ -99,8 +99,8 @@ def score_provenance(config: Config, run_dir: Path, params_path: Path | None, dr
     checkpoints = [run_dir / VAE_CHECKPOINT_NAME, run_dir / MDNRNN_CHECKPOINT_NAME]
     if dream_data is not None:
         checkpoints[1:] = mdnrnn_member_checkpoints(run_dir, config.dream.members)
-    files = {} if params_path is None else {"controller": _sha256(params_path)}
-    files |= {path.relative_to(run_dir).as_posix(): _sha256(path) for path in checkpoints if path.is_file()}
+    files = {} if params_path is None else {"controller": file_sha256(params_path)}
+    files |= {path.relative_to(run_dir).as_posix(): file_sha256(path) for path in checkpoints if path.is_file()}
     if dream_data is not None:
         files[DREAM_STARTS_KEY] = start_latents_digest(dream_data, config.dream.start_episodes)
     sections = ["env", "controller", *(["dream"] if dream_data is not None else [])]
@@ -109,7 +109,7 @@ def score_provenance(config: Config, run_dir: Path, params_path: Path | None, dr
     return {"files": files, "settings": settings}
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     """The SHA-256 of the file at ``path``, in hex."""
     with path.open("rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()

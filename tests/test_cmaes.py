@@ -196,6 +196,58 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     assert len(_log(tmp_path / "parts" / "eval.csv")) == 3
 
 
+def test_a_search_started_from_a_controller_file_starts_there_and_resumes_exactly(tmp_path):
+    start = tmp_path / "start.npy"
+    np.save(start, (TARGET + 0.5).astype(np.float32))
+    settings = CMAESConfig(**{**vars(SETTINGS), "generations": 6, "init_params": str(start)})
+    recording = Recording(SerialEvaluator(QuadraticWorker))
+    evolve(recording, len(TARGET), settings, tmp_path / "whole")
+    # generation 0's candidates are spread around the file's parameters, not around zeros
+    np.testing.assert_allclose(recording.seen[0].mean(axis=0), TARGET + 0.5, atol=3 * SETTINGS.sigma0)
+    from_zeros = Recording(SerialEvaluator(QuadraticWorker))
+    evolve(from_zeros, len(TARGET), CMAESConfig(**{**vars(settings), "init_params": None}), tmp_path / "zeros")
+    np.testing.assert_allclose(recording.seen[0] - (TARGET + 0.5).astype(np.float32), from_zeros.seen[0], atol=1e-6)
+    evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path / "parts", stop_after=2)
+    np.save(tmp_path / "start.npy", np.zeros(len(TARGET), np.float32))  # the file changed since the search began
+    with pytest.raises(ValueError, match=r"started from other parameters, the settings start from .*start.npy "
+                                         r"\(cmaes.init_params\): use that run's starting point, or a new run folder"):
+        evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path / "parts")
+    np.save(start, (TARGET + 0.5).astype(np.float32))
+    evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path / "parts")
+    for name in ("mean.npy", "best.npy"):
+        np.testing.assert_array_equal(np.load(tmp_path / "whole" / name), np.load(tmp_path / "parts" / name))
+    np.testing.assert_array_equal(load_state(tmp_path / "parts" / CMAES_STATE_NAME).x0,
+                                  (TARGET + 0.5).astype(np.float32))  # the file's float32 values, exactly
+
+
+def test_a_search_from_zeros_refuses_to_resume_from_a_file_and_a_bad_file_is_one_clear_error(tmp_path):
+    settings = CMAESConfig(**{**vars(SETTINGS), "generations": 2})
+    evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path / "run", stop_after=1)
+    start = tmp_path / "start.npy"
+    np.save(start, np.ones(len(TARGET), np.float32))
+    with pytest.raises(ValueError, match="started from the zero vector, the settings start from .*start.npy"):
+        evolve(SerialEvaluator(QuadraticWorker), len(TARGET), CMAESConfig(**{**vars(settings), "init_params": str(start)}),
+               tmp_path / "run")
+    np.save(start, np.ones(len(TARGET) + 1, np.float32))
+    with pytest.raises(ValueError, match=r"start.npy hold 7 values, but this run's controller has 6"):
+        evolve(SerialEvaluator(QuadraticWorker), len(TARGET), CMAESConfig(**{**vars(settings), "init_params": str(start)}),
+               tmp_path / "new")
+    assert not (tmp_path / "new" / CMAES_STATE_NAME).exists()
+
+
+def test_a_state_of_format_1_resumes_as_a_search_from_zeros(tmp_path):
+    settings = CMAESConfig(**{**vars(SETTINGS), "generations": 4})
+    evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path / "whole")
+    evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path / "parts", stop_after=2)
+    path = tmp_path / "parts" / CMAES_STATE_NAME
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files if key != "x0"}
+    with path.open("wb") as file:  # as this project wrote states before it kept the starting point
+        np.savez(file, **(arrays | {"format": np.asarray(1)}))
+    evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path / "parts")
+    np.testing.assert_array_equal(np.load(tmp_path / "whole" / "mean.npy"), np.load(tmp_path / "parts" / "mean.npy"))
+
+
 def test_resume_at_the_carracing_controller_size_is_bit_exact(tmp_path):
     # At 867 parameters pycma's sampler updates its eigendecomposition lazily, so a resume that restores
     # anything but the exact state drifts from the uninterrupted run within a few generations.

@@ -216,7 +216,11 @@ class CMAESConfig:
     rollouts: int = positive(16)
     """Episodes per candidate; its fitness is their mean return minus the L2 penalty."""
     sigma0: float = positive(0.1)
-    """Initial step size; the search starts at the zero vector."""
+    """Initial step size."""
+    init_params: str | None = None
+    """A controller ``.npy`` (this run's size: a run's ``controller/mean.npy``, a shipped agent's) the search starts
+    from; null: the zero vector (published). A search's state records where it started, so a resumed run refuses
+    another starting point."""
     l2_coef: float = non_negative(0.01)
     """fitness = mean return - l2_coef * mean(params^2) (the authors' compute_weight_decay)."""
     generations: int = non_negative(1800)
@@ -318,7 +322,7 @@ class TrustConfig:
     """Random controllers per weight scale (``calibrate --random`` for the command)."""
     probe_generations: int = non_negative(10)
     """Besides the fixed controllers, score the mean solution of a CMA-ES search run this many generations in the
-    dream (``cmaes`` population, rollouts, sigma0 and seed, from zeros; 0: none). Fixed controllers show whether the
+    dream (``cmaes`` starting point, population, rollouts, sigma0 and seed; 0: none). Fixed controllers show whether the
     dream orders them as the real env does, not whether a search can climb M's errors: on CarRacing a rank
     correlation of 0.54 passed while a dream search's mean scored about 1,040 in the dream and -85 for real after 5
     generations; with another M, 558 and -83 after 10 (docs/results.md). The probe's gap shows such an exploit
