@@ -8,8 +8,9 @@ way the real environment does. A controller whose dream return is far above its 
 - ``random N(0, s^2) #i``: ``random_per_scale`` controllers per weight scale s, weights drawn from ``seed``;
 - any controllers given by file (by default the run's ``controller/mean.npy`` and ``best.npy``);
 - ``dream search, N generations``: the mean solution of a CMA-ES search run ``trust.probe_generations`` (N)
-  generations in this dream from where the run's search starts (``cmaes.init_params``, else zeros). The fixed controllers show whether the dream orders controllers as the real
-  env does; this row shows whether a search climbs M's errors: its dream - real gap is the exploit, if there is one.
+  generations in this dream from where the run's search starts (``cmaes.init_params``, else zeros). The fixed
+  controllers show whether the dream orders controllers as the real env does; this row shows whether a search
+  climbs M's errors: its dream - real gap is the exploit, if there is one.
 
 The table (dream and real mean +- std, and their gap) goes to ``RUN/calibration.md`` and ``.json``, with
 Spearman's rank correlation of the dream and real means; ``RUN/calibration.png`` plots real against dream;

@@ -116,8 +116,9 @@ def cmd_temperature_sweep(args: argparse.Namespace) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
     """Score fixed controllers (zeros, random weights, the run's evolved ones) and the mean of a short dream search
-    on the same seeds in M's dream and in the real env: is the dream calibrated, where does C exploit M? Writes RUN/calibration.md, .json, .png and
-    the trust summary RUN/calibration_trust.json (judged by the ``trust`` settings)."""
+    on the same seeds in M's dream and in the real env: is the dream calibrated, where does C exploit M? Writes
+    RUN/calibration.md, .json, .png and the trust summary RUN/calibration_trust.json (judged by the ``trust``
+    settings)."""
     from agents.calibration import calibrate, markdown_table
 
     if args.probe_generations is not None:

@@ -224,14 +224,13 @@ def test_a_search_from_zeros_refuses_to_resume_from_a_file_and_a_bad_file_is_one
     settings = CMAESConfig(**{**vars(SETTINGS), "generations": 2})
     evolve(SerialEvaluator(QuadraticWorker), len(TARGET), settings, tmp_path / "run", stop_after=1)
     start = tmp_path / "start.npy"
+    from_file = CMAESConfig(**{**vars(settings), "init_params": str(start)})
     np.save(start, np.ones(len(TARGET), np.float32))
     with pytest.raises(ValueError, match="started from the zero vector, the settings start from .*start.npy"):
-        evolve(SerialEvaluator(QuadraticWorker), len(TARGET), CMAESConfig(**{**vars(settings), "init_params": str(start)}),
-               tmp_path / "run")
+        evolve(SerialEvaluator(QuadraticWorker), len(TARGET), from_file, tmp_path / "run")
     np.save(start, np.ones(len(TARGET) + 1, np.float32))
     with pytest.raises(ValueError, match=r"start.npy hold 7 values, but this run's controller has 6"):
-        evolve(SerialEvaluator(QuadraticWorker), len(TARGET), CMAESConfig(**{**vars(settings), "init_params": str(start)}),
-               tmp_path / "new")
+        evolve(SerialEvaluator(QuadraticWorker), len(TARGET), from_file, tmp_path / "new")
     assert not (tmp_path / "new" / CMAES_STATE_NAME).exists()
 
 
