@@ -8,9 +8,10 @@ way the real environment does. A controller whose dream return is far above its 
 - ``random N(0, s^2) #i``: ``random_per_scale`` controllers per weight scale s, weights drawn from ``seed``;
 - any controllers given by file (by default the run's ``controller/mean.npy`` and ``best.npy``);
 - ``dream search, N generations``: the mean solution of a CMA-ES search run ``trust.probe_generations`` (N)
-  generations in this dream from where the run's search starts (``cmaes.init_params``, else zeros). The fixed
-  controllers show whether the dream orders controllers as the real env does; this row shows whether a search
-  climbs M's errors: its dream - real gap is the exploit, if there is one.
+  generations in this dream from where the run's search starts (``cmaes.init_params``, a row of its own named by its
+  path, else zeros). The fixed controllers show whether the dream orders controllers as the real env does; this row
+  shows whether a search climbs M's errors: what it gained over its start in the dream and did not gain for real is
+  the exploit, if there is one.
 
 The table (dream and real mean +- std, and their gap) goes to ``RUN/calibration.md`` and ``.json``, with
 Spearman's rank correlation of the dream and real means; ``RUN/calibration.png`` plots real against dream;
@@ -75,6 +76,8 @@ class Calibration:
 
     temperature: float
     rows: list[CalibrationRow]
+    probe: tuple[str, str] | None = None
+    """The names of the probe search's row and of its starting point's row; None without a probe."""
 
     @property
     def rank_correlation(self) -> float | None:
@@ -95,7 +98,7 @@ class Calibration:
         episodes = self.rows[0].real.episodes if self.rows else 0
         return TrustSummary.measure([row.name for row in self.rows], [row.dream.mean for row in self.rows],
                                     [row.real.mean for row in self.rows], self.rank_correlation, episodes,
-                                    self.temperature, settings)
+                                    self.temperature, settings, self.probe)
 
     def describe_rank_correlation(self) -> str:
         rho = self.rank_correlation
@@ -148,8 +151,13 @@ def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episode
     dream = SerialEvaluator(dream_spec(config, run_dir, Path(data_dir)))
     controllers = fixed_controllers(dream.worker.num_params, scales, random_per_scale, config.cmaes.seed,
                                     run_controller_files(run_dir) if files is None else files)
+    probe = None
     if (generations := config.trust.probe_generations) > 0:
-        controllers[probe_name(generations)] = dream_search_probe(dream, config, generations)
+        start = "zeros" if config.cmaes.init_params is None else str(config.cmaes.init_params)
+        if start not in controllers:
+            controllers[start] = load_params(Path(start), dream.worker.num_params)
+        probe = (probe_name(generations), start)
+        controllers[probe[0]] = dream_search_probe(dream, config, generations)
     params = np.stack(list(controllers.values()))  # (P, D)
     seeds = evaluation_seeds(config.trust.seed, episodes)
     real = real_evaluator(config, RealEnvWorkerSpec.for_run(config, run_dir), progress="calibrate (real env)")
@@ -161,7 +169,7 @@ def calibrate(config: Config, run_dir: str | Path, data_dir: str | Path, episode
     rows = [CalibrationRow(name, EvaluationReport.from_returns(dream_returns[i], seeds),
                            EvaluationReport.from_returns(real_returns[i], seeds))
             for i, name in enumerate(controllers)]
-    calibration = Calibration(config.dream.temperature, rows)
+    calibration = Calibration(config.dream.temperature, rows, probe)
     write_calibration(calibration, run_dir / CALIBRATION_STEM)
     summary = replace(calibration.trust(config.trust), provenance=trust_provenance(config, run_dir, Path(data_dir)))
     summary.write_json(run_dir / CALIBRATION_TRUST_NAME)
@@ -248,6 +256,11 @@ def markdown_table(calibration: Calibration) -> str:
         lines.append(f"\nMean +- std over {first.episodes} episodes each (seeds {first.seeds[0]} and up), dream at "
                      f"temperature {calibration.temperature:g}. Spearman rank correlation of dream and real means: "
                      f"{calibration.describe_rank_correlation()}.")
+    if calibration.probe is not None:
+        searched, start = (next(row for row in calibration.rows if row.name == name) for name in calibration.probe)
+        lines.append(f"The '{searched.name}' row started from '{start.name}': it gained "
+                     f"{searched.dream.mean - start.dream.mean:+.1f} in the dream and "
+                     f"{searched.real.mean - start.real.mean:+.1f} for real.")
     return "\n".join(lines) + "\n"
 
 
@@ -255,7 +268,7 @@ def write_calibration(calibration: Calibration, stem: Path) -> None:
     """``stem``.md (the table), ``stem``.json (every return and seed) and ``stem``.png, atomically."""
     atomic_write_text(stem.with_suffix(".md"), markdown_table(calibration))
     document = {"temperature": calibration.temperature, "rank_correlation": calibration.rank_correlation,
-                "rows": [asdict(row) | {"gap": row.gap} for row in calibration.rows]}
+                "probe": calibration.probe, "rows": [asdict(row) | {"gap": row.gap} for row in calibration.rows]}
     atomic_write_text(stem.with_suffix(".json"), json.dumps(document, indent=2) + "\n")
     plot_calibration(calibration, stem.with_suffix(".png"))
 

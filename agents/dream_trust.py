@@ -1,18 +1,19 @@
 """Can M's dream be trusted? A calibration (``agents.calibration``) summed up in two numbers and judged.
 
 CMA-ES in the dream climbs dream returns, so the dream is trusted when it orders fixed controllers as the real env
-does (Spearman's rank correlation of their dream and real means at least ``trust.min_rank_correlation``) and
-flatters none of them, nor the mean of a short dream search (``trust.probe_generations``), by more than the
-controllers differ for real (the largest dream - real gap at most ``trust.max_gap_fraction`` times the real spread,
-best minus worst real mean). Written to
-``RUN/calibration_trust.json`` beside the calibration table.
+does (Spearman's rank correlation of their dream and real means at least ``trust.min_rank_correlation``),
+flatters none of them, nor the mean of a short dream search (the probe, ``trust.probe_generations``), by more than
+the controllers differ for real (the largest dream - real gap at most ``trust.max_gap_fraction`` times the real
+spread, best minus worst real mean), and what the probe gained over its starting point in the dream shows up in the
+real env (at least ``trust.min_probe_transfer`` of it). Written to ``RUN/calibration_trust.json`` beside the
+calibration table.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +47,12 @@ class TrustSummary:
     min_rank_correlation: float
     max_gap_fraction: float
     """The thresholds (``trust`` settings) the verdict uses."""
+    probe_dream_gain: float | None = None
+    probe_real_gain: float | None = None
+    """The probe search's mean minus its starting point's mean, in the dream and in the real env; None without a
+    probe."""
+    min_probe_transfer: float = TrustConfig.min_probe_transfer
+    """The threshold on ``probe_real_gain / probe_dream_gain``."""
     provenance: dict[str, Any] | None = None
     """What was scored besides the thresholds (:func:`agents.calibration.trust_provenance`: the SHA-256 of V, of
     every M the dream steps and of the start latents, the settings, the first seed); None where a summary does not
@@ -54,23 +61,32 @@ class TrustSummary:
     @classmethod
     def measure(cls, names: list[str], dream_means: list[float], real_means: list[float],
                 rank_correlation: float | None, episodes: int, temperature: float,
-                settings: TrustConfig) -> TrustSummary:
-        """The summary of controllers ``names`` with these means (one per name), judged by ``settings``.
+                settings: TrustConfig, probe: tuple[str, str] | None = None) -> TrustSummary:
+        """The summary of controllers ``names`` with these means (one per name), judged by ``settings``; ``probe``
+        names the probe search's row and its starting point's row.
 
-        :raises ValueError: no controllers, or a list of means whose length differs from ``names``.
+        :raises ValueError: no controllers, a list of means whose length differs from ``names``, or a ``probe`` row
+            that is not among ``names``.
         """
         if not names or len(dream_means) != len(names) or len(real_means) != len(names):
             raise ValueError(f"one dream and one real mean per controller needed, got {len(names)} controllers, "
                              f"{len(dream_means)} dream and {len(real_means)} real means")
         gaps = [dream - real for dream, real in zip(dream_means, real_means)]
         worst = max(range(len(gaps)), key=gaps.__getitem__)
+        gains: tuple[float | None, float | None] = (None, None)
+        if probe is not None:
+            if missing := [name for name in probe if name not in names]:
+                raise ValueError(f"probe rows {missing} are not among the controllers {names}")
+            searched, start = (names.index(name) for name in probe)
+            gains = (dream_means[searched] - dream_means[start], real_means[searched] - real_means[start])
         return cls(rank_correlation, len(names), episodes, temperature, gaps[worst], names[worst],
-                   max(real_means) - min(real_means), settings.min_rank_correlation, settings.max_gap_fraction)
+                   max(real_means) - min(real_means), settings.min_rank_correlation, settings.max_gap_fraction,
+                   *gains, settings.min_probe_transfer)
 
     def judged_by(self, settings: TrustConfig) -> TrustSummary:
         """The same measurements under ``settings``' thresholds."""
         return replace(self, min_rank_correlation=settings.min_rank_correlation,
-                       max_gap_fraction=settings.max_gap_fraction)
+                       max_gap_fraction=settings.max_gap_fraction, min_probe_transfer=settings.min_probe_transfer)
 
     @property
     def reasons(self) -> list[str]:
@@ -81,7 +97,16 @@ class TrustSummary:
         if self.real_spread > 0 and self.largest_gap > self.max_gap_fraction * self.real_spread:
             reasons.append(f"'{self.largest_gap_controller}' scores {self.largest_gap:+.1f} more in the dream, over "
                            f"{self.max_gap_fraction:g} x the real spread {self.real_spread:.1f}")
+        if self.probe_judged and self.probe_real_gain < self.min_probe_transfer * self.probe_dream_gain:
+            reasons.append(f"the dream search's mean gained {self.probe_dream_gain:+.1f} in the dream but "
+                           f"{self.probe_real_gain:+.1f} for real, under {self.min_probe_transfer:g} x the dream's "
+                           "gain")
         return reasons
+
+    @property
+    def probe_judged(self) -> bool:
+        """Whether the probe's transfer is judged: there is a probe and it gained in the dream."""
+        return self.probe_dream_gain is not None and self.probe_real_gain is not None and self.probe_dream_gain > 0
 
     @property
     def verdict(self) -> TrustVerdict:
@@ -90,13 +115,19 @@ class TrustSummary:
         return "unjudged" if self.rank_correlation is None else "trusted"
 
     def describe(self) -> list[str]:
-        """Three lines: the verdict and what it rests on, the rank correlation, the largest gap."""
+        """The verdict and what it rests on, the rank correlation, the largest gap and, with a probe, its gains."""
         rho = "undefined (equal means)" if self.rank_correlation is None else f"{self.rank_correlation:.3f}"
-        return [f"dream trust: {self.verdict} ({self.controllers} controllers x {self.episodes} episodes, "
-                f"dream at temperature {self.temperature:g})",
-                f"  rank correlation of dream and real means: {rho} (trusted from {self.min_rank_correlation:g})",
-                f"  largest dream - real gap: {self.largest_gap:+.1f} ('{self.largest_gap_controller}'); real spread "
-                f"{self.real_spread:.1f} (trusted up to {self.max_gap_fraction:g} x it)"]
+        lines = [f"dream trust: {self.verdict} ({self.controllers} controllers x {self.episodes} episodes, "
+                 f"dream at temperature {self.temperature:g})",
+                 f"  rank correlation of dream and real means: {rho} (trusted from {self.min_rank_correlation:g})",
+                 f"  largest dream - real gap: {self.largest_gap:+.1f} ('{self.largest_gap_controller}'); real spread "
+                 f"{self.real_spread:.1f} (trusted up to {self.max_gap_fraction:g} x it)"]
+        if self.probe_dream_gain is not None and self.probe_real_gain is not None:
+            judged = (f"trusted from {self.min_probe_transfer:g} x the dream's gain" if self.probe_judged
+                      else "not judged: no gain in the dream")
+            lines.append(f"  dream search's gain over its start: {self.probe_dream_gain:+.1f} in the dream, "
+                         f"{self.probe_real_gain:+.1f} for real ({judged})")
+        return lines
 
     def warning(self) -> str | None:
         """One line when the dream is not to be trusted or cannot be judged; None when it is trusted."""
@@ -121,14 +152,17 @@ class TrustSummary:
         """
         try:
             document = json.loads(path.read_text())
-            summary = cls(**{field.name: document[field.name] for field in fields(cls) if field.name != "provenance"},
-                          provenance=document.get("provenance"))
+            summary = cls(**{field.name: document[field.name] if field.default is MISSING
+                             else document.get(field.name, field.default) for field in fields(cls)})
             numbers = [summary.largest_gap, summary.real_spread, summary.temperature]
+            numbers += [gain for gain in (summary.probe_dream_gain, summary.probe_real_gain) if gain is not None]
             valid = all(isinstance(x, (int, float)) and math.isfinite(x) for x in numbers)
+            valid &= isinstance(summary.min_probe_transfer, (int, float)) and not math.isnan(summary.min_probe_transfer)
             valid &= summary.provenance is None or isinstance(summary.provenance, dict)
         except (OSError, ValueError, TypeError, KeyError) as err:
             raise ValueError(f"{path} is not a dream trust summary ({type(err).__name__}: {err})") from None
         if not valid:
-            raise ValueError(f"{path} is not a dream trust summary: non-numeric or non-finite gap, spread or "
-                             "temperature, or a provenance that is not an object")
+            raise ValueError(f"{path} is not a dream trust summary: a non-numeric or non-finite gap, spread, "
+                             "temperature or probe gain, a threshold that is not a number, or a provenance that is "
+                             "not an object")
         return summary

@@ -110,6 +110,29 @@ def test_trust_summary_judges_the_rank_correlation_and_the_largest_gap():
                                     "(trusted from 0.5)")
 
 
+def test_the_probe_is_judged_by_how_much_of_its_dream_gain_over_its_start_is_real():
+    settings = TrustConfig(min_rank_correlation=-1.0, max_gap_fraction=1.0, min_probe_transfer=0.25)
+    # zeros, a strong controller (a shipped agent's, say) and the probe: M's exploit, +629.6 over the real score, stays
+    # inside the gap threshold (1 x the real spread of 864.9), but not inside the probe's.
+    dream, real = [174.5, 803.8, 547.8], [-80.0, 783.1, -81.8]
+    exploited = replace(calibration(dream, real), probe=("c2", "c0")).trust(settings)
+    assert exploited.largest_gap == pytest.approx(629.6) and exploited.real_spread == pytest.approx(864.9)
+    assert (exploited.probe_dream_gain, exploited.probe_real_gain) == pytest.approx((373.3, -1.8))
+    assert exploited.reasons == ["the dream search's mean gained +373.3 in the dream but -1.8 for real, under 0.25 x "
+                                 "the dream's gain"]
+    assert exploited.describe()[3] == ("  dream search's gain over its start: +373.3 in the dream, -1.8 for real "
+                                       "(trusted from 0.25 x the dream's gain)")
+    assert calibration(dream, real).trust(settings).reasons == []  # without the probe named, nothing flags it
+    assert exploited.judged_by(TrustConfig(min_rank_correlation=-1.0, min_probe_transfer=-np.inf)).reasons == []
+    lenient_gap = TrustConfig(max_gap_fraction=1e9, min_probe_transfer=0.25)
+    flattered = replace(calibration([150, 300, 1500], [150, 250, 750]), probe=("c2", "c0")).trust(lenient_gap)
+    assert flattered.verdict == "trusted" and 0.25 < flattered.probe_real_gain / flattered.probe_dream_gain < 0.5
+    lost = replace(calibration([150, 300, 140], [150, 250, 100]), probe=("c2", "c0")).trust(lenient_gap)
+    assert lost.reasons == [] and lost.describe()[3].endswith("(not judged: no gain in the dream)")
+    with pytest.raises(ValueError, match=r"probe rows \['start'\] are not among the controllers"):
+        replace(calibration(dream, real), probe=("c2", "start")).trust(settings)
+
+
 def test_trust_summary_is_written_and_read_back(tmp_path):
     summary = calibration([145, 786, 641], [147, 193.4, 193.4]).trust(TrustConfig())
     path = tmp_path / CALIBRATION_TRUST_NAME
@@ -118,6 +141,15 @@ def test_trust_summary_is_written_and_read_back(tmp_path):
     assert document["verdict"] == "untrusted" and document["reasons"] == summary.reasons
     assert document["min_rank_correlation"] == 0.5 and document["largest_gap_controller"] == "c1"
     assert TrustSummary.read_json(path) == summary
+    probed = replace(calibration([174.5, 803.8, 547.8], [-80.0, 783.1, -81.8]), probe=("c2", "c0")).trust(TrustConfig())
+    probed.write_json(path)
+    assert TrustSummary.read_json(path) == probed and TrustSummary.read_json(path).verdict == "untrusted"
+    older = {key: value for key, value in json.loads(path.read_text()).items() if "probe" not in key}
+    path.write_text(json.dumps(older))  # written before the probe's gains were recorded
+    assert TrustSummary.read_json(path).probe_dream_gain is None and TrustSummary.read_json(path).reasons == []
+    path.write_text(json.dumps(older | {"probe_dream_gain": "a lot", "probe_real_gain": 1.0}))
+    with pytest.raises(ValueError, match="non-finite gap, spread, temperature or probe gain"):
+        TrustSummary.read_json(path)
     path.write_text('{"rank_correlation": 0.5}')
     with pytest.raises(ValueError, match=r"calibration_trust.json is not a dream trust summary \(KeyError"):
         TrustSummary.read_json(path)

@@ -192,7 +192,8 @@ def test_the_dream_trust_warning_follows_the_thresholds(doom_run, tmp_path):
         assert "run: train-controller: WARNING: the dream is not to be trusted" in strict
     assert "(trusted from 1.01)" in strict and "it scored this V and M)" in strict
     lenient = worldmodels("run", "--run", str(run), "--set", "cmaes.generations=6",
-                          "--set", "trust.min_rank_correlation=-1", "--set", "trust.max_gap_fraction=1.0e9")
+                          "--set", "trust.min_rank_correlation=-1", "--set", "trust.max_gap_fraction=1.0e9",
+                          "--set", "trust.min_probe_transfer=-.inf")
     assert "(trusted from -1)" in lenient and "not to be trusted" not in lenient
     assert json.loads((run / "calibration_trust.json").read_text()) == trust  # judged again, not scored again
 
@@ -218,7 +219,8 @@ def test_calibrate_scores_fixed_controllers_in_the_dream_and_the_real_env(doom_r
     zeros = tmp_path / "zeros.npy"
     np.save(zeros, np.zeros(np.load(run / "controller" / "mean.npy").shape, np.float32))
     stdout = worldmodels("calibrate", "--run", str(run), "--episodes", "3", "--scales", "0.5", "--random", "1",
-                         "--params", str(zeros), str(run / "controller" / "mean.npy"), "--probe-generations", "2")
+                         "--params", str(zeros), str(run / "controller" / "mean.npy"), "--probe-generations", "2",
+                         "--set", f"cmaes.init_params={zeros}")  # the probe's start, already a row: not scored twice
     table = (run / "calibration.md").read_text().splitlines()
     assert table[:2] == ["| controller | dream score | real score | dream - real |", "|---|---|---|---|"]
     names = [line.split("|")[1].strip() for line in table[2:7]]
@@ -253,4 +255,9 @@ def test_calibrate_scores_fixed_controllers_in_the_dream_and_the_real_env(doom_r
     assert trust["largest_gap"] == pytest.approx(max(gaps.values())) and trust["largest_gap"] == pytest.approx(
         gaps[trust["largest_gap_controller"]])
     assert f"dream trust: {trust['verdict']} (5 controllers x 3 episodes, dream at temperature 1.15)" in stdout
+    assert document["probe"] == ["dream search, 2 generations", str(zeros)]
+    probe, start = (rows[name] for name in document["probe"])
+    assert (trust["probe_dream_gain"], trust["probe_real_gain"]) == pytest.approx(
+        (probe["dream"]["mean"] - start["dream"]["mean"], probe["real"]["mean"] - start["real"]["mean"]))
+    assert "dream search's gain over its start:" in stdout
     assert ("WARNING: the dream" in stdout) == (trust["verdict"] != "trusted")

@@ -309,8 +309,9 @@ class TrustConfig:
     the summary before CMA-ES evolves C in the dream (``controller.train_in`` dream, or dream_then_real before its
     dream generations are done; each round of ``iterate``), warning when the dream is not to be trusted; it never
     stops the run. A summary of the same V, M, start latents and settings is reused. Cost: ``(1 + 2 random_per_scale
-    + 1) x episodes`` episodes in each env (no + 1 without a probe) and ``probe_generations`` generations in the
-    dream (doom-tiny: 15 s on 2 busy CPU cores)."""
+    + 1) x episodes`` episodes in each env (no + 1 without a probe; + 2 with a probe that starts from
+    ``cmaes.init_params``, which is scored too) and ``probe_generations`` generations in the dream (doom-tiny: 15 s on 2
+    busy CPU cores)."""
     episodes: int = positive(4)
     """Episodes per controller in each env, on seeds ``trust.seed`` and up (``calibrate --episodes`` for the
     command)."""
@@ -333,6 +334,15 @@ class TrustConfig:
     max_gap_fraction: float = non_negative(1.0)
     """The dream is not trusted where some controller's dream mean exceeds its real mean by more than this times the
     real spread (best minus worst real mean): M flatters it more than the controllers differ for real."""
+    min_probe_transfer: float = 0.25
+    """The dream is not trusted where the probe search's mean gained over its starting point (zeros, or
+    ``cmaes.init_params``, scored as a row of its own) less in the real env than this fraction of what it gained in the
+    dream: the search climbed M's errors, not the game. Judged only where the dream gain is > 0; -.inf turns it off.
+    The gap threshold is relative to the real spread, so a strong controller in the table (a shipped agent's, 783 for
+    real) hides an exploit there; the probe's own gains do not depend on the other rows. Measured on whole dream
+    searches from zeros (docs/results.md): CarRacing round 1's M, about +870 in the dream and -54 for real (exploited);
+    Doom round 3's M, +1,349 and +599 (0.44: flattered, yet the search found a 753-point controller); the shipped
+    Doom agent's M (10,000 episodes, C on [z, h]), +680 and +672."""
 
 
 @dataclass
