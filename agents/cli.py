@@ -1,5 +1,5 @@
 """The ``worldmodels`` commands that live in ``agents``: ``train-controller``, ``evaluate``, ``run``,
-``temperature-sweep``, ``calibrate`` and ``baseline``.
+``temperature-sweep``, ``calibrate``, ``compare-runs``, ``compare-evaluations`` and ``baseline``.
 
 Registered through the ``worldmodels.commands`` entry point (pyproject.toml), so ``worldmodels.cli`` never
 imports this package.
@@ -143,6 +143,23 @@ def cmd_compare_runs(args: argparse.Namespace) -> None:
     print(f"wrote {args.out / TABLE_NAME} and {args.out / CURVES_NAME}")
 
 
+def cmd_compare_evaluations(args: argparse.Namespace) -> None:
+    """Two evaluation reports (evaluation.json of `worldmodels evaluate`) on the same seeds: each score, their paired
+    difference seed by seed with its standard error, and what the two scores rest on that differs."""
+    from agents.evaluation import EvaluationReport, PairedComparison
+
+    first, second = (EvaluationReport.read_json(path) for path in args.reports)
+    comparison = PairedComparison.of(first, second)
+    for label, path, report in zip(("first", "second"), args.reports, (first, second)):
+        print(f"{label}: {path}: {report.summary()}")
+    print(comparison.describe())
+    if comparison.differences is None:
+        print("what they rest on: unknown (a report written by an earlier version records no provenance)")
+    else:
+        same = "nothing recorded (the same controller, V, M and settings)"
+        print(f"they differ in: {', '.join(comparison.differences) or same}")
+
+
 def cmd_baseline(args: argparse.Namespace) -> None:
     """Train a stable-baselines3 agent on pixels, on V and M's latents, or in M's dream; save it as
     RUN/baselines/{algo}_{obs}.zip and its real-env evaluation (mean +- std) beside it as .json."""
@@ -208,8 +225,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     calibration.add_argument("--params", type=Path, nargs="+", help="controller .npy files to score "
                              "(default: RUN/controller/mean.npy and best.npy where they exist)")
     calibration.add_argument("--probe-generations", type=non_negative_int, help="also score the mean of a CMA-ES "
-                             "search run this many generations in the dream, from zeros: does a search climb M's "
-                             "errors? (sets trust.probe_generations, default 10; 0: no probe)")
+                             "search run this many generations in the dream, from the search's start "
+                             "(cmaes.init_params, else zeros): does a search climb M's errors? (sets "
+                             "trust.probe_generations, default 10; 0: no probe)")
     calibration.add_argument("--data", type=Path, help="encoded episodes starting the dreams (default: "
                              f"RUN/{EPISODES_DIR}; for a round folder ROOT/iterations/k pass ROOT/{EPISODES_DIR})")
     compare = add_command(subparsers, "compare-runs", cmd_compare_runs, configured=False)
@@ -218,6 +236,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("--labels", nargs="+", help="a name per run for the table and the plot (default: the folder "
                          "names)")
     compare.add_argument("--out", type=Path, required=True, help="folder for comparison.md and the PNG")
+    paired = add_command(subparsers, "compare-evaluations", cmd_compare_evaluations, configured=False)
+    paired.add_argument("reports", type=Path, nargs=2, metavar="REPORT", help="two evaluation.json files scored on the "
+                        "same seeds (first, then second: the difference is first - second)")
     for parser in (train, evaluate, run, sweep, calibration):
         add_ray_address_option(parser)
     add_baseline_command(subparsers)

@@ -138,12 +138,62 @@ def same_provenance(path: Path, stored: dict[str, Any] | None, current: dict[str
     if stored is None:
         log.info("%s does not record what it scored (written by an earlier version); %s", path, again)
         return False
-    changed = [f"{part} {key}" for part in ("files", "settings")
-               for key in sorted(set(stored.get(part, {})) | set(current[part]))
-               if stored.get(part, {}).get(key) != current[part].get(key)]
-    if changed:
+    if changed := provenance_differences(stored, current):
         log.info("%s scored another %s; %s", path, ", ".join(changed), again)
     return not changed
+
+
+def provenance_differences(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
+    """The parts in which two :func:`score_provenance` records differ, as "files NAME" or "settings SECTION", sorted
+    within each part; a part missing from a record counts as empty."""
+    return [f"{part} {key}" for part in ("files", "settings")
+            for key in sorted(set(first.get(part, {})) | set(second.get(part, {})))
+            if first.get(part, {}).get(key) != second.get(part, {}).get(key)]
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two controllers' returns on the same episode seeds, differenced seed by seed: on CarRacing the track, on Doom
+    the fireball schedule, is shared, so the paired standard error is smaller than the two means' spreads suggest."""
+
+    mean_difference: float
+    """Mean of first - second over the seeds (returns)."""
+    standard_error: float
+    """Of ``mean_difference``: the differences' sample std (ddof=1) over sqrt(episodes)."""
+    episodes: int
+    first_higher: int
+    """Seeds on which the first controller scored more than the second."""
+    differences: list[str] | None
+    """What the two scores rest on that differs (:func:`provenance_differences`); None where a report records no
+    provenance."""
+
+    @classmethod
+    def of(cls, first: EvaluationReport, second: EvaluationReport) -> PairedComparison:
+        """``first`` - ``second``, seed by seed.
+
+        :raises ValueError: the reports ran on different seeds (or in another order), or on fewer than 2.
+        """
+        if first.seeds != second.seeds:
+            raise ValueError(f"the reports ran on different seeds ({_seed_range(first.seeds)} and "
+                             f"{_seed_range(second.seeds)}): score both with the same evaluate.seed and episodes")
+        if first.episodes < 2:
+            raise ValueError(f"a paired standard error needs at least 2 episodes, the reports have {first.episodes}")
+        differences = np.asarray(first.returns) - np.asarray(second.returns)  # (E,)
+        provenance = (None if first.provenance is None or second.provenance is None
+                      else provenance_differences(first.provenance, second.provenance))
+        return cls(float(differences.mean()), float(differences.std(ddof=1) / np.sqrt(first.episodes)),
+                   first.episodes, int((differences > 0).sum()), provenance)
+
+    def describe(self) -> str:
+        """The difference, its standard error, and on how many seeds the first scored higher."""
+        ratio = (f", {self.mean_difference / self.standard_error:+.1f} standard errors" if self.standard_error > 0
+                 else "")
+        return (f"first - second, paired by seed: {self.mean_difference:+.1f} (standard error "
+                f"{self.standard_error:.1f}{ratio}; the first higher on {self.first_higher} of {self.episodes} seeds)")
+
+
+def _seed_range(seeds: list[int]) -> str:
+    return f"{len(seeds)} seeds from {seeds[0]}" if seeds else "no seeds"
 
 
 def evaluation_seeds(seed: int, episodes: int) -> np.ndarray:
