@@ -53,6 +53,15 @@ def test_vae_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["vae.pt"]  # no temporary files left
 
 
+def test_the_same_checkpoint_is_saved_as_the_same_bytes(tmp_path):
+    # Reports record V's and M's SHA-256 (their provenance): saving the same weights again, in another folder or
+    # under another temporary name, must not change it.
+    checkpoint = vae_checkpoint(tmp_path / "vae.pt")
+    save_checkpoint(tmp_path / "again" / "vae.pt", checkpoint)
+    save_checkpoint(tmp_path / "vae.pt", checkpoint)  # over itself, through another temporary file
+    assert digest(tmp_path / "vae.pt") == digest(tmp_path / "again" / "vae.pt")
+
+
 def test_mdnrnn_round_trip_and_kind_check(tmp_path):
     args = {"z_size": 4, "action_size": 2, "hidden_size": 8, "num_mixtures": 3, "reward_head": True, "done_head": False}
     save_checkpoint(tmp_path / "mdnrnn.pt", checkpoint_of(MDNRNN(**args), "mdnrnn", args))
@@ -147,7 +156,7 @@ def test_failed_save_leaves_the_previous_file(tmp_path, monkeypatch):
     before = digest(path)
 
     def broken_save(obj, file):
-        Path(file).write_bytes(b"partial")
+        file.write(b"partial")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)

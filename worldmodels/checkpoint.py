@@ -107,8 +107,16 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
     """Write ``checkpoint`` to ``path`` atomically: a crash mid-write leaves the previous file intact."""
     record = {"format": CHECKPOINT_FORMAT, **{f.name: getattr(checkpoint, f.name) for f in fields(Checkpoint)}}
-    with atomic_path(path) as tmp:
-        torch.save(record, tmp)
+    save_record(path, record)
+
+
+def save_record(path: str | Path, record: dict[str, Any]) -> None:
+    """``torch.save`` of ``record`` (plain data and tensors) to ``path``, atomically, the same bytes for the same
+    record: saved through an open file, not a file name, torch names the zip's folder "archive" rather than after
+    the temporary file, whose random name would give every save of the same weights another SHA-256 (and every
+    report that records the file's digest another provenance)."""
+    with atomic_path(path) as tmp, tmp.open("wb") as file:
+        torch.save(record, file)
 
 
 def read_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:

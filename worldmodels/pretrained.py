@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import yaml
 
-from rollouts.atomic import atomic_path, atomic_write_text
+from rollouts.atomic import atomic_write_text
 from worldmodels.agent_layout import AGENT_FILE_NAME, MODEL_CARD_NAME, SHIPPED_DIR, shipped_agents
 from worldmodels.checkpoint import (
     Checkpoint,
@@ -39,6 +39,7 @@ from worldmodels.checkpoint import (
     UnreadableFileError,
     load_weights_only,
     save_checkpoint,
+    save_record,
 )
 from worldmodels.config import ConfigError, config_to_dict, load_config
 from worldmodels.config_schema import Config
@@ -106,8 +107,7 @@ def export_agent(run_dir: str | Path, config: Config, out: str | Path, params_pa
         weights = ModelWeights.read(run_dir / name, kind)
         record[kind] = {"model_args": weights.model_args, "model": {key: _half(value, key, weights.source)
                                                                      for key, value in weights.model.items()}}
-    with atomic_path(out) as tmp:
-        torch.save(record, tmp)
+    save_record(out, record)
     return out
 
 
