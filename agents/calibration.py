@@ -98,7 +98,21 @@ class Calibration:
         episodes = self.rows[0].real.episodes if self.rows else 0
         return TrustSummary.measure([row.name for row in self.rows], [row.dream.mean for row in self.rows],
                                     [row.real.mean for row in self.rows], self.rank_correlation, episodes,
-                                    self.temperature, settings, self.probe)
+                                    self.temperature, settings, self.probe_gains)
+
+    @property
+    def probe_gains(self) -> tuple[float, float] | None:
+        """The probe search's mean minus its starting point's mean, in the dream and for real; None without a probe.
+
+        :raises ValueError: a ``probe`` row is not among the rows.
+        """
+        if self.probe is None:
+            return None
+        rows = {row.name: row for row in self.rows}
+        if missing := [name for name in self.probe if name not in rows]:
+            raise ValueError(f"probe rows {missing} are not among the controllers {list(rows)}")
+        searched, start = (rows[name] for name in self.probe)
+        return searched.dream.mean - start.dream.mean, searched.real.mean - start.real.mean
 
     def describe_rank_correlation(self) -> str:
         rho = self.rank_correlation
@@ -256,11 +270,10 @@ def markdown_table(calibration: Calibration) -> str:
         lines.append(f"\nMean +- std over {first.episodes} episodes each (seeds {first.seeds[0]} and up), dream at "
                      f"temperature {calibration.temperature:g}. Spearman rank correlation of dream and real means: "
                      f"{calibration.describe_rank_correlation()}.")
-    if calibration.probe is not None:
-        searched, start = (next(row for row in calibration.rows if row.name == name) for name in calibration.probe)
-        lines.append(f"The '{searched.name}' row started from '{start.name}': it gained "
-                     f"{searched.dream.mean - start.dream.mean:+.1f} in the dream and "
-                     f"{searched.real.mean - start.real.mean:+.1f} for real.")
+    if calibration.probe is not None and (gains := calibration.probe_gains) is not None:
+        searched, start = calibration.probe
+        lines.append(f"The '{searched}' row started from '{start}': it gained {gains[0]:+.1f} in the dream and "
+                     f"{gains[1]:+.1f} for real.")
     return "\n".join(lines) + "\n"
 
 

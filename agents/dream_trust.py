@@ -61,27 +61,20 @@ class TrustSummary:
     @classmethod
     def measure(cls, names: list[str], dream_means: list[float], real_means: list[float],
                 rank_correlation: float | None, episodes: int, temperature: float,
-                settings: TrustConfig, probe: tuple[str, str] | None = None) -> TrustSummary:
-        """The summary of controllers ``names`` with these means (one per name), judged by ``settings``; ``probe``
-        names the probe search's row and its starting point's row.
+                settings: TrustConfig, probe_gains: tuple[float, float] | None = None) -> TrustSummary:
+        """The summary of controllers ``names`` with these means (one per name), judged by ``settings``;
+        ``probe_gains``: the probe search's mean minus its starting point's, in the dream and for real.
 
-        :raises ValueError: no controllers, a list of means whose length differs from ``names``, or a ``probe`` row
-            that is not among ``names``.
+        :raises ValueError: no controllers, or a list of means whose length differs from ``names``.
         """
         if not names or len(dream_means) != len(names) or len(real_means) != len(names):
             raise ValueError(f"one dream and one real mean per controller needed, got {len(names)} controllers, "
                              f"{len(dream_means)} dream and {len(real_means)} real means")
         gaps = [dream - real for dream, real in zip(dream_means, real_means)]
         worst = max(range(len(gaps)), key=gaps.__getitem__)
-        gains: tuple[float | None, float | None] = (None, None)
-        if probe is not None:
-            if missing := [name for name in probe if name not in names]:
-                raise ValueError(f"probe rows {missing} are not among the controllers {names}")
-            searched, start = (names.index(name) for name in probe)
-            gains = (dream_means[searched] - dream_means[start], real_means[searched] - real_means[start])
         return cls(rank_correlation, len(names), episodes, temperature, gaps[worst], names[worst],
                    max(real_means) - min(real_means), settings.min_rank_correlation, settings.max_gap_fraction,
-                   *gains, settings.min_probe_transfer)
+                   *(probe_gains or (None, None)), settings.min_probe_transfer)
 
     def judged_by(self, settings: TrustConfig) -> TrustSummary:
         """The same measurements under ``settings``' thresholds."""

@@ -309,9 +309,9 @@ class TrustConfig:
     the summary before CMA-ES evolves C in the dream (``controller.train_in`` dream, or dream_then_real before its
     dream generations are done; each round of ``iterate``), warning when the dream is not to be trusted; it never
     stops the run. A summary of the same V, M, start latents and settings is reused. Cost: ``(1 + 2 random_per_scale
-    + 1) x episodes`` episodes in each env (no + 1 without a probe; + 2 with a probe that starts from
-    ``cmaes.init_params``, which is scored too) and ``probe_generations`` generations in the dream (doom-tiny: 15 s on 2
-    busy CPU cores)."""
+    + 1) x episodes`` episodes in each env (no + 1 without a probe; one more with a probe that starts from
+    ``cmaes.init_params``, which is scored too) and ``probe_generations`` generations in the dream (doom-tiny: 15 s
+    on 2 busy CPU cores)."""
     episodes: int = positive(4)
     """Episodes per controller in each env, on seeds ``trust.seed`` and up (``calibrate --episodes`` for the
     command)."""
