@@ -1,5 +1,5 @@
-"""CMA-ES generation time in the real env: seconds per generation with 1 Ray worker and with N, and one
-worker's rollout steps/s with V+M batched over its lock-stepped envs against one model per environment.
+"""CMA-ES generation time in the real env: seconds per generation with 1 Ray worker and with N (one worker's steps/s
+against its envs per worker: ``lockstep_width.py``).
 
     python benchmarks/es_scaling.py --popsize 4 --rollouts 2 --steps 100 --workers 2 --envs-per-worker 2
     python benchmarks/es_scaling.py --popsize 8 --rollouts 2 --steps 100 --envs-per-worker 2 --nodes 1 2 4
@@ -17,11 +17,6 @@ per worker, against the row of the fewest nodes. The byte columns count what thi
 (``ray_traffic.py`` says how): once, as the workers start (V and M, put once whatever the number of workers),
 and per generation (the candidates, put once, and each task's arguments and results); "stores MiB" is what
 the object stores of all nodes hold at the end (V and M pulled once per worker node, beside the driver's copy).
-
-Without ``--nodes``, the second table runs the same episodes in this process: K envs lock-stepped with V and
-M batched over them, against the public implementations' layout of one V+M per environment stepping at
-batch 1 (here: K = 1 env per worker, run K times). "model MB per env" is the float32 size of the V+M weights
-each environment needs a copy of.
 """
 
 from __future__ import annotations
@@ -31,7 +26,7 @@ import dataclasses
 import os
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +132,6 @@ def main() -> None:
         serial = SerialEvaluator(spec)
         num_params = serial.worker.num_params
         seconds_per_generation(serial, 1, 1, num_params)  # warm, as the Ray workers are before their rows
-        warm_steps = serial.env_steps
         reference = seconds_per_generation(serial, args.popsize, args.rollouts, num_params)
         episodes = args.popsize * args.rollouts
         print(f"\n{episodes} episodes x {args.steps} steps per generation (popsize {args.popsize}, "
@@ -147,14 +141,6 @@ def main() -> None:
                     for nodes in sorted(args.nodes)]
             print_node_table(reference, rows, args.cpus_per_node)
             return
-        batched_steps_per_s = (serial.env_steps - warm_steps) / reference
-        single = SerialEvaluator(replace(spec, num_envs=1))
-        seconds_per_generation(single, 1, 1, num_params)
-        warm_steps = single.env_steps
-        single_seconds = seconds_per_generation(single, args.popsize, args.rollouts, num_params)
-        single_steps_per_s = (single.env_steps - warm_steps) / single_seconds
-        model_mb = sum(p.numel() * 4 for model in (serial.worker.vae, serial.worker.mdnrnn)
-                       for p in model.parameters()) / 2**20
         init_ray(num_cpus=args.workers)
         times = {}
         for workers in (1, args.workers):
@@ -169,11 +155,6 @@ def main() -> None:
     for workers, seconds in times.items():
         efficiency = times[1] / (workers * seconds)
         print(f"{f'ray, {workers} worker(s)':<28}{seconds:>14.2f}{reference / seconds:>9.2f}{efficiency:>12.2f}")
-    k = args.envs_per_worker
-    print(f"\n{'one worker':<40}{'env steps/s':>12}{'x':>7}{'model MB per env':>18}")
-    print(f"{'one V+M per env, batch 1 (reference)':<40}{single_steps_per_s:>12.1f}{1.0:>7.2f}{model_mb:>18.1f}")
-    print(f"{f'one V+M for {k} envs, batched':<40}{batched_steps_per_s:>12.1f}"
-          f"{batched_steps_per_s / single_steps_per_s:>7.2f}{model_mb / k:>18.1f}")
 
 
 if __name__ == "__main__":

@@ -167,11 +167,12 @@ def test_every_shipped_agent_replays_its_shipped_evaluation(name, tmp_path, monk
 
 
 def test_the_doom_cpu_10k_preset_is_the_shipped_doom_agents_recipe(tmp_path):
-    """One command remakes the shipped agent's recipe: its config differs only in the preset's name and in what the
-    export set for any CPU (float32 dreams, one M)."""
+    """One command remakes the shipped agent's recipe: its config differs only in the preset's name, in what the
+    export set for any CPU (float32 dreams, one M) and in the envs a worker steps at once (speed, never a return)."""
     (tmp_path / "config.yaml").write_text(read_agent(agent_path("doom"))["config"])
     shipped = load_config(file=tmp_path / "config.yaml")
     preset = load_config("doom-cpu-10k", ["dream.precision=float32", "dream.members=1"])
     assert (shipped.preset, preset.preset) == ("doom-cpu", "doom-cpu-10k")
     preset.preset = shipped.preset
+    preset.cmaes.envs_per_worker = shipped.cmaes.envs_per_worker
     assert preset == shipped

@@ -7,8 +7,10 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from PIL import Image
@@ -64,6 +66,46 @@ def test_an_episodes_return_does_not_depend_on_how_rollouts_are_batched(tmp_path
             assert episode.last_info["lap"]["steps"] == 6
         worker.close()
     np.testing.assert_array_equal(returns[0], returns[1])
+
+
+class UnequalEpisodes(gym.Env):
+    """Episodes of 2 + seed % 5 steps; frames drawn from the seed and the step, rewards from the actions taken."""
+
+    observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    action_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        self.length, self.t, self.rng = 2 + seed % 5, 0, np.random.default_rng(seed)
+        return self.frame(), {}
+
+    def frame(self) -> np.ndarray:
+        return self.rng.integers(0, 256, (64, 64, 3), np.uint8)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.t += 1
+        return self.frame(), float(action @ [1.0, 2.0, 3.0]), self.t == self.length, False, {"t": self.t}
+
+
+def test_an_env_whose_episode_ends_starts_the_next_and_returns_keep_their_rows(tmp_path):
+    write_untrained_models(tmp_path, z_size=8, hidden_size=16)
+    spec = RealEnvWorkerSpec(EnvSpec("worldmodels/CarRacing-v0", 8), *read_models(tmp_path), num_envs=1)
+    params = np.random.default_rng(2).normal(0, 0.5, (7, (8 + 16) * 3 + 3)).astype(np.float32)
+    seeds = np.array([20, 21, 22, 23, 24, 25, 26])  # 2 to 6 steps each
+    returns, steps = [], []
+    for num_envs in (1, 3, 7, 10):
+        worker = replace(spec, num_envs=num_envs)()
+        worker.envs = [UnequalEpisodes() for _ in worker.envs]
+        returns.append(worker.run(params, seeds))
+        steps.append(worker.env_steps)
+        worker.close()
+    for batched in returns[1:]:
+        np.testing.assert_array_equal(batched, returns[0])
+    assert steps == [sum(2 + seeds % 5)] * 4
+    worker = spec()
+    worker.envs = [UnequalEpisodes()]
+    episode = worker.record(params[3], 23)
+    assert episode.episode_return == returns[0][3]
+    assert episode.frames.shape == (6, 64, 64, 3) and episode.last_info == {"t": 5}
 
 
 def test_missing_checkpoint_and_wrong_parameter_length_are_clear_errors(tmp_path):

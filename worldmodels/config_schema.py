@@ -237,8 +237,11 @@ class CMAESConfig:
     """Episodes of each evaluation of the mean solution (published: 1024)."""
     num_workers: int | None = positive(None)
     """Ray actors running rollouts; null uses every CPU Ray offers."""
-    envs_per_worker: int = positive(4)
-    """Environments each actor steps in lock-step, so V and M run one batch per step."""
+    envs_per_worker: int = positive(16)
+    """Environments each actor steps in lock-step, so V and M run one batch per step; an env whose episode ends
+    starts the actor's next waiting one. Returns are bit for bit the same whatever this is; speed is not: a
+    CarRacing generation on the low-resolution renderer ran 1.5 times faster with 16 envs than with 4
+    (``benchmarks/lockstep_width.py``)."""
     max_retries: int = non_negative(3)
     """Attempts per chunk of rollouts after its worker died, before the run stops with the error."""
 

@@ -1,8 +1,9 @@
 """Controller rollouts in the real environment: one V and one M shared by several lock-stepped envs.
 
 :class:`RealEnvWorker` satisfies ``agents.evaluators.RolloutWorker``: ``run(params (N, D), seeds (N,))``
-returns the N episode returns. It steps up to ``num_envs`` environments at once, so each step V encodes
-every live frame in one batch and M advances every live rollout in one batch
+returns the N episode returns. It steps up to ``num_envs`` environments at once (an env whose episode ends starts
+the next waiting one), so each step V encodes every live frame in one batch and M advances every live rollout in
+one batch
 (:class:`worldmodels.controller_policy.WorldModelAgents`, the step every real-env rollout shares). As
 published, C reads a SAMPLED z = mu + sigma * eps (each episode's noise from a generator seeded by its
 episode seed, so a return does not depend on batching) and M's state h_t (and c_t for "zch") from before it
@@ -121,54 +122,57 @@ class RealEnvWorker:
     def run(self, params: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         """Returns (N,) float64 of one episode per row of params (N, D), episode n reset with seeds[n]."""
         self.controller.check_flat(params)
-        returns = np.zeros(len(params))
-        width = len(self.envs)
-        for start in range(0, len(params), width):
-            stop = min(start + width, len(params))
-            returns[start:stop] = self._run_batch(np.asarray(params[start:stop], np.float32), seeds[start:stop])
-        return returns
+        return self._run_episodes(np.asarray(params, np.float32), seeds)
 
     def record(self, params: np.ndarray, seed: int) -> RecordedEpisode:
         """One episode of params (D,) from ``seed``, with its frames and its last step's info."""
         self.controller.check_flat(params)
         frames: list[np.ndarray] = []
         infos: list[dict[str, Any]] = []
-        returns = self._run_batch(np.asarray(params, np.float32)[None], np.array([seed]), frames, infos)
+        returns = self._run_episodes(np.asarray(params, np.float32)[None], np.array([seed]), frames, infos)
         return RecordedEpisode(float(returns[0]), np.stack(frames), infos[-1])  # an episode has one step at least
 
-    def _run_batch(self, params: np.ndarray, seeds: np.ndarray, recording: list[np.ndarray] | None = None,
-                   infos: list[dict[str, Any]] | None = None) -> np.ndarray:
-        """Episodes of params (B, D) from seeds (B,) on the first B envs, stepped together; returns (B,).
+    def _run_episodes(self, params: np.ndarray, seeds: np.ndarray, recording: list[np.ndarray] | None = None,
+                      infos: list[dict[str, Any]] | None = None) -> np.ndarray:
+        """Episodes of params (N, D) from seeds (N,), up to ``num_envs`` at a time in lock-step; returns (N,).
 
-        ``recording``, when given, receives every frame episode 0 sees, the first and the last included, and
-        ``infos`` the info of each of its steps.
+        An env whose episode ends starts the next waiting one at the next step, so while episodes wait every step
+        batches one per env, however unequal their lengths. ``recording``, when given, receives every frame
+        episode 0 sees, the first and the last included, and ``infos`` the info of each of its steps.
         """
         count = len(params)
-        envs = self.envs[:count]
         # One noise stream per episode, so an episode's return does not depend on how rollouts are batched.
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         # a copy: params sent through Ray are read-only arrays
         agents = WorldModelAgents(self.vae, self.mdnrnn, self.controller, torch.tensor(params), generators)
-        frames = np.stack([env.reset(seed=int(seed))[0] for env, seed in zip(envs, seeds)])  # (B, 64, 64, 3)
-        returns = np.zeros(count)
-        live = np.arange(count)  # indices of the episodes still running
+        slots = np.arange(min(len(self.envs), count))  # the envs in use; env s runs episode episode_of[s]
+        episode_of = slots.copy()
+        frames = np.stack([self.envs[s].reset(seed=int(seeds[s]))[0] for s in slots])  # (S, 64, 64, C)
         if recording is not None:
             recording.append(frames[0].copy())
+        returns = np.zeros(count)
+        waiting = len(slots)  # the next episode to start
+        live = slots  # the envs whose episode is running
         while len(live):
-            actions = agents.act(frames[live], live)  # (L, A)
-            finished = []
-            for row, index in enumerate(live):
-                frame, reward, terminated, truncated, info = envs[index].step(actions[row].numpy())
+            actions = agents.act(frames[live], episode_of[live])  # (L, A)
+            running = []
+            for row, slot in enumerate(live):
+                episode = episode_of[slot]
+                frame, reward, terminated, truncated, info = self.envs[slot].step(actions[row].numpy())
                 self.env_steps += 1
-                frames[index] = frame
-                if recording is not None and index == 0:
+                returns[episode] += float(reward)
+                if recording is not None and episode == 0:
                     recording.append(frame)
-                if infos is not None and index == 0:
+                if infos is not None and episode == 0:
                     infos.append(info)
-                returns[index] += float(reward)
                 if terminated or truncated:
-                    finished.append(index)
-            live = np.setdiff1d(live, finished)
+                    if waiting == count:
+                        continue
+                    episode_of[slot], waiting = waiting, waiting + 1
+                    frame = self.envs[slot].reset(seed=int(seeds[episode_of[slot]]))[0]
+                frames[slot] = frame
+                running.append(slot)
+            live = np.array(running, dtype=np.int64)
         return returns
 
     def close(self) -> None:
