@@ -7,11 +7,11 @@
 One process on one torch thread, as a Ray worker of one CPU, runs the same episodes at every width: a shipped agent's
 V and M (``--pretrained``, default ``carracing``) in its env (``--env`` replaces it), and as controllers the agent's
 mean with N(0, ``--sigma``) added to each episode's row, as a CMA-ES population around it (sigma 0.05 by default,
-where the shipped CarRacing search ended). The reference is width
-1, the public implementations' layout: one V+M per env stepping at batch 1. At width K one V+M steps K envs, V
-encodes their frames in one batch and M advances them in one batch; an env whose episode ends starts the next
-waiting one. "model MB per env" is the float32 size of V and M over the envs sharing them. The returns are checked to
-be the same at every width (an episode's return does not depend on batching).
+where the shipped CarRacing search ended). The reference is width 1, the public implementations' layout: one V+M per
+env stepping at batch 1. At width K one V+M steps K envs, V encodes their frames in one batch and M advances them in
+one batch; an env whose episode ends starts the next waiting one. "model MB per env" is the float32 size of V and M
+over the envs sharing them. The returns are checked to be the same at every width (an episode's return does not
+depend on batching).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from worldmodels.checkpoint import load_mdnrnn, load_vae
 from worldmodels.config import load_config
 from worldmodels.controller import load_params
 from worldmodels.pretrained import unpack_agent
@@ -60,10 +61,8 @@ def run_width(spec: RealEnvWorkerSpec, width: int, params: np.ndarray, seeds: np
 
 def model_mb(spec: RealEnvWorkerSpec) -> float:
     """The float32 size of V's and M's weights, in MB (2**20 bytes)."""
-    worker = replace(spec, num_envs=1)()
-    size = sum(p.numel() * 4 for model in (worker.vae, worker.mdnrnn) for p in model.parameters()) / 2**20
-    worker.close()
-    return size
+    return sum(p.numel() * 4 for model in (load_vae(spec.vae), load_mdnrnn(spec.mdnrnn))
+               for p in model.parameters()) / 2**20
 
 
 def main() -> None:

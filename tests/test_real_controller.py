@@ -86,15 +86,17 @@ class UnequalEpisodes(gym.Env):
         return self.frame(), float(action @ [1.0, 2.0, 3.0]), self.t == self.length, False, {"t": self.t}
 
 
+gym.register("tests/UnequalEpisodes-v0", entry_point=UnequalEpisodes)
+
+
 def test_an_env_whose_episode_ends_starts_the_next_and_returns_keep_their_rows(tmp_path):
     write_untrained_models(tmp_path, z_size=8, hidden_size=16)
-    spec = RealEnvWorkerSpec(EnvSpec("worldmodels/CarRacing-v0", 8), *read_models(tmp_path), num_envs=1)
+    spec = RealEnvWorkerSpec(EnvSpec("tests/UnequalEpisodes-v0"), *read_models(tmp_path), num_envs=1)
     params = np.random.default_rng(2).normal(0, 0.5, (7, (8 + 16) * 3 + 3)).astype(np.float32)
     seeds = np.array([20, 21, 22, 23, 24, 25, 26])  # 2 to 6 steps each
     returns, steps = [], []
     for num_envs in (1, 3, 7, 10):
         worker = replace(spec, num_envs=num_envs)()
-        worker.envs = [UnequalEpisodes() for _ in worker.envs]
         returns.append(worker.run(params, seeds))
         steps.append(worker.env_steps)
         worker.close()
@@ -102,7 +104,6 @@ def test_an_env_whose_episode_ends_starts_the_next_and_returns_keep_their_rows(t
         np.testing.assert_array_equal(batched, returns[0])
     assert steps == [sum(2 + seeds % 5)] * 4
     worker = spec()
-    worker.envs = [UnequalEpisodes()]
     episode = worker.record(params[3], 23)
     assert episode.episode_return == returns[0][3]
     assert episode.frames.shape == (6, 64, 64, 3) and episode.last_info == {"t": 5}
